@@ -1,0 +1,25 @@
+/** Sluice's public API. Everything a user imports is listed here by name. */
+
+export { gcra } from "./algorithms/gcra.js";
+export { slidingWindow } from "./algorithms/sliding-window.js";
+export { tokenBucket } from "./algorithms/token-bucket.js";
+export type { Algorithm, AlgorithmName, AlgorithmParams, Decision } from "./algorithms/types.js";
+export { type Clock, ManualClock, monotonicClock, type TimerHandle } from "./clock/clock.js";
+export {
+  AbortedError,
+  ClosedError,
+  DeadlineExceededError,
+  InvalidArgumentError,
+  SluiceError,
+  UnknownRuleError,
+} from "./errors.js";
+export type { AccountingEntry } from "./limiter/key-table.js";
+export {
+  type AccountingSnapshot,
+  type AcquireOptions,
+  createLimiter,
+  type Limiter,
+  type LimiterOptions,
+  type RuleStats,
+} from "./limiter/limiter.js";
+export type { CompiledRule, RuleConfig } from "./limiter/rule.js";

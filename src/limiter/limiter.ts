@@ -1,0 +1,272 @@
+/**
+ * The keyed limiter: the object a service holds to decide hits in process.
+ *
+ * `check()` is synchronous and touches only process memory: a rule lookup, a key lookup and the
+ * rule's algorithm over that key's state. `acquire()` waits for capacity but never sleeps into a
+ * failure: it computes the wait first and rejects at once when the wait would end past the
+ * caller's deadline. Every timer it starts is owned here and cleared by `close()`.
+ */
+import type { Decision } from "../algorithms/types.js";
+import { type Clock, monotonicClock, type TimerHandle } from "../clock/clock.js";
+import {
+  AbortedError,
+  ClosedError,
+  DeadlineExceededError,
+  InvalidArgumentError,
+  UnknownRuleError,
+} from "../errors.js";
+import { expectKnownKeys, expectNumber, expectObject, optionalNumber } from "../validate.js";
+import { type AccountingEntry, KeyTable } from "./key-table.js";
+import { type CompiledRule, compileRule, type RuleConfig } from "./rule.js";
+
+export interface LimiterOptions {
+  /** The rules this limiter enforces; names must be unique. At least one. */
+  readonly rules: readonly RuleConfig[];
+  /**
+   * Default most keys held per rule (a rule's own `maxKeys` wins). Memory per key is about
+   * 150-250 bytes plus the key string; see docs/benchmarks.md for measured figures.
+   * @default 100_000
+   */
+  readonly maxKeys?: number;
+  /**
+   * How often keys at rest are reclaimed, in ms; 0 turns the sweep off (the `maxKeys` cap still
+   * holds).
+   * @default 10_000
+   */
+  readonly sweepIntervalMs?: number;
+  /** Time source; tests pass a `ManualClock`. @default monotonicClock */
+  readonly clock?: Clock;
+}
+
+export interface AcquireOptions {
+  /** Cost of the hit. @default the rule's `cost` */
+  readonly cost?: number;
+  /** Give up when this fires; the wait is cancelled at once. */
+  readonly signal?: AbortSignal;
+  /**
+   * Absolute deadline on the limiter's clock (`limiter.nowMs()`): when capacity cannot come by
+   * then, the call rejects at once with `DeadlineExceededError` instead of waiting.
+   */
+  readonly deadlineMs?: number;
+  /** Relative form of `deadlineMs`: the most ms to wait from now. Both may be given; the earlier wins. */
+  readonly timeoutMs?: number;
+}
+
+/** What changed since the previous snapshot, in cost units. */
+export interface AccountingSnapshot {
+  /** 1 for the first snapshot of this limiter, then +1 each call. */
+  readonly seq: number;
+  /** When it was taken, on the limiter's clock. */
+  readonly atMs: number;
+  readonly entries: readonly AccountingEntry[];
+}
+
+/** Per-rule counters, read by telemetry at collection time. */
+export interface RuleStats {
+  readonly rule: string;
+  readonly keys: number;
+  readonly admittedHits: number;
+  readonly rejectedHits: number;
+  readonly reclaimedKeys: number;
+  readonly evictedKeys: number;
+}
+
+export interface Limiter {
+  /** Decides one hit of `cost` (default: the rule's cost) for `key` under `rule`, now. */
+  check(rule: string, key: string, cost?: number): Decision;
+  /** What `check` would decide, consuming nothing and creating no key. */
+  peek(rule: string, key: string, cost?: number): Decision;
+  /** Waits until the hit is admitted, or rejects at once if it cannot be by the deadline. */
+  acquire(rule: string, key: string, options?: AcquireOptions): Promise<Decision>;
+  /** Takes the per-key counts that changed since the previous snapshot. */
+  snapshot(): AccountingSnapshot;
+  /** Counters per rule. */
+  stats(): RuleStats[];
+  /** The compiled rules, in configuration order. */
+  readonly rules: readonly CompiledRule[];
+  /** The limiter's clock, for `deadlineMs`. */
+  nowMs(): number;
+  /** Frees keys at rest now, without waiting for the periodic sweep. Returns how many. */
+  sweep(): number;
+  /** Stops the sweep and rejects pending `acquire()` calls with `ClosedError`. Idempotent. */
+  close(): Promise<void>;
+}
+
+const OPTION_KEYS = ["rules", "maxKeys", "sweepIntervalMs", "clock"];
+const ACQUIRE_KEYS = ["cost", "signal", "deadlineMs", "timeoutMs"];
+const MAX_COST = 1e15;
+
+/** Creates a keyed limiter. Throws `InvalidArgumentError` naming the first bad option. */
+export function createLimiter(options: LimiterOptions): Limiter {
+  return new KeyedLimiter(options);
+}
+
+class KeyedLimiter implements Limiter {
+  readonly rules: readonly CompiledRule[];
+  readonly #tables = new Map<string, KeyTable>();
+  readonly #clock: Clock;
+  readonly #sweepTimer: TimerHandle | undefined;
+  readonly #waits = new Set<(err: Error) => void>();
+  #seq = 0;
+  #closed = false;
+
+  constructor(options: LimiterOptions) {
+    const raw = expectObject("options", options);
+    expectKnownKeys("options", raw, OPTION_KEYS);
+    if (!Array.isArray(options.rules) || options.rules.length === 0) {
+      throw new InvalidArgumentError("rules", "a non-empty array of rules", options.rules);
+    }
+    const maxKeys = optionalNumber("maxKeys", options.maxKeys, 100_000, {
+      integer: true,
+      min: 1,
+      max: 2 ** 26,
+    });
+    const sweepIntervalMs = optionalNumber("sweepIntervalMs", options.sweepIntervalMs, 10_000, {
+      min: 0,
+      max: 2 ** 31 - 1,
+    });
+    this.#clock = options.clock ?? monotonicClock;
+    this.rules = options.rules.map((r, i) => compileRule(r, `rules[${i}]`, maxKeys));
+    for (const [i, rule] of this.rules.entries()) {
+      if (this.#tables.has(rule.name)) {
+        throw new InvalidArgumentError(`rules[${i}].name`, "a name no other rule has", rule.name);
+      }
+      this.#tables.set(rule.name, new KeyTable(rule));
+    }
+    this.#sweepTimer =
+      sweepIntervalMs > 0 ? this.#clock.setRepeating(() => this.sweep(), sweepIntervalMs) : undefined;
+  }
+
+  check(rule: string, key: string, cost?: number): Decision {
+    const table = this.#table(rule);
+    if (typeof key !== "string") throw new InvalidArgumentError("key", "a string", key);
+    if (cost === undefined) cost = table.rule.defaultCost;
+    else if (!(cost > 0 && cost <= MAX_COST)) throw badCost(cost);
+    return table.decide(key, this.#clock.nowMs(), cost);
+  }
+
+  peek(rule: string, key: string, cost?: number): Decision {
+    const table = this.#table(rule);
+    if (typeof key !== "string") throw new InvalidArgumentError("key", "a string", key);
+    if (cost === undefined) cost = table.rule.defaultCost;
+    else if (!(cost > 0 && cost <= MAX_COST)) throw badCost(cost);
+    return table.peek(key, this.#clock.nowMs(), cost);
+  }
+
+  async acquire(rule: string, key: string, options: AcquireOptions = {}): Promise<Decision> {
+    const table = this.#table(rule);
+    if (typeof key !== "string") throw new InvalidArgumentError("key", "a string", key);
+    expectKnownKeys("options", expectObject("options", options), ACQUIRE_KEYS);
+    const cost =
+      options.cost === undefined
+        ? table.rule.defaultCost
+        : expectNumber("options.cost", options.cost, { above: 0, max: MAX_COST });
+    const signal = options.signal;
+    if (signal !== undefined && !(signal instanceof AbortSignal)) {
+      throw new InvalidArgumentError("options.signal", "an AbortSignal", signal);
+    }
+    let deadlineMs = Infinity;
+    if (options.deadlineMs !== undefined) {
+      deadlineMs = expectNumber("options.deadlineMs", options.deadlineMs);
+    }
+    if (options.timeoutMs !== undefined) {
+      const timeoutMs = expectNumber("options.timeoutMs", options.timeoutMs, { min: 0 });
+      deadlineMs = Math.min(deadlineMs, this.#clock.nowMs() + timeoutMs);
+    }
+    for (;;) {
+      if (signal?.aborted) {
+        table.recordRejected(key, this.#clock.nowMs(), cost);
+        throw new AbortedError("acquire() was aborted by its signal", { cause: signal.reason });
+      }
+      const nowMs = this.#clock.nowMs();
+      const preview = table.peek(key, nowMs, cost);
+      if (preview.allowed) {
+        const decision = table.decide(key, nowMs, cost);
+        if (decision.allowed) return decision;
+      }
+      const remainingMs = deadlineMs - nowMs;
+      if (!(preview.retryAfterMs <= remainingMs)) {
+        table.recordRejected(key, nowMs, cost);
+        throw new DeadlineExceededError(preview.retryAfterMs, Math.max(0, remainingMs));
+      }
+      await this.#sleep(preview.retryAfterMs, signal);
+    }
+  }
+
+  snapshot(): AccountingSnapshot {
+    const entries: AccountingEntry[] = [];
+    for (const table of this.#tables.values()) table.takeChanges(entries);
+    return { seq: ++this.#seq, atMs: this.#clock.nowMs(), entries };
+  }
+
+  stats(): RuleStats[] {
+    return [...this.#tables.values()].map((t) => ({
+      rule: t.rule.name,
+      keys: t.size,
+      admittedHits: t.admittedHits,
+      rejectedHits: t.rejectedHits,
+      reclaimedKeys: t.reclaimed,
+      evictedKeys: t.evicted,
+    }));
+  }
+
+  nowMs(): number {
+    return this.#clock.nowMs();
+  }
+
+  sweep(): number {
+    const nowMs = this.#clock.nowMs();
+    let freed = 0;
+    for (const table of this.#tables.values()) freed += table.sweep(nowMs);
+    return freed;
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#sweepTimer?.cancel();
+    const err = new ClosedError("The limiter was closed while acquire() waited");
+    for (const cancel of [...this.#waits]) cancel(err);
+    this.#waits.clear();
+  }
+
+  #table(rule: string): KeyTable {
+    const table = this.#tables.get(rule);
+    if (table === undefined || this.#closed) {
+      if (this.#closed) throw new ClosedError("The limiter is closed");
+      throw new UnknownRuleError(rule, [...this.#tables.keys()]);
+    }
+    return table;
+  }
+
+  /** Waits `ms`, owned by this limiter: `close()` or the signal end the wait early, with an error. */
+  #sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const finish = () => {
+        this.#waits.delete(cancel);
+        signal?.removeEventListener("abort", onAbort);
+      };
+      const timer = this.#clock.setTimer(() => {
+        finish();
+        resolve();
+      }, ms);
+      const cancel = (err: Error) => {
+        timer.cancel();
+        finish();
+        reject(err);
+      };
+      // Looping back to the top of acquire() turns the abort into AbortedError with accounting.
+      const onAbort = () => {
+        timer.cancel();
+        finish();
+        resolve();
+      };
+      this.#waits.add(cancel);
+      signal?.addEventListener("abort", onAbort, { once: true });
+    });
+  }
+}
+
+function badCost(cost: unknown): InvalidArgumentError {
+  return new InvalidArgumentError("cost", `a finite number > 0 and <= ${MAX_COST}`, cost);
+}

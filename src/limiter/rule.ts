@@ -1,0 +1,120 @@
+/**
+ * Rules: what a user configures, validated once and compiled into algorithm parameters.
+ */
+import { algorithms } from "../algorithms/index.js";
+import type { Algorithm, AlgorithmName, AlgorithmParams } from "../algorithms/types.js";
+import { InvalidArgumentError } from "../errors.js";
+import {
+  expectKnownKeys,
+  expectNumber,
+  expectObject,
+  expectOneOf,
+  optionalNumber,
+} from "../validate.js";
+
+/** One rate limit, applied separately to every key (user, route, tenant...) it is checked with. */
+export interface RuleConfig {
+  /** Unique name, 1-64 characters of `A-Z a-z 0-9 _ . : -`. Appears in metrics as `rule`. */
+  readonly name: string;
+  /**
+   * - `token-bucket`: rate `limit / windowMs`, bursts up to `burst`.
+   * - `gcra`: same admitted traffic as the token bucket, one number of state per key.
+   * - `sliding-window`: at most `limit` per `windowMs` (segmented estimate, see docs).
+   * @default "token-bucket"
+   */
+  readonly algorithm?: AlgorithmName;
+  /**
+   * Cost admitted per `windowMs` (the steady rate for buckets). A finite number > 0; fractions
+   * are allowed, e.g. `limit: 1, windowMs: 3000` for one hit every 3 s.
+   * @example 100
+   */
+  readonly limit: number;
+  /** Window length in ms, > 0 and <= 1 year. @example 1000 */
+  readonly windowMs: number;
+  /**
+   * Bucket capacity: most cost admitted at once from rest (token-bucket and gcra only).
+   * @default limit
+   */
+  readonly burst?: number;
+  /** Segments per window (sliding-window only), an integer 1..60. @default 10 */
+  readonly segments?: number;
+  /** Cost of a hit when `check()` is called without one. A finite number > 0. @default 1 */
+  readonly cost?: number;
+  /** Most keys held for this rule; beyond it the least recently used idle key is evicted. */
+  readonly maxKeys?: number;
+}
+
+/** A rule after validation, with its derived parameters. */
+export interface CompiledRule {
+  readonly name: string;
+  readonly algorithm: Algorithm;
+  readonly params: AlgorithmParams;
+  readonly limit: number;
+  readonly windowMs: number;
+  readonly defaultCost: number;
+  readonly maxKeys: number;
+}
+
+const NAME_PATTERN = /^[A-Za-z0-9_.:-]{1,64}$/;
+const YEAR_MS = 366 * 24 * 3600 * 1000;
+const RULE_KEYS = ["name", "algorithm", "limit", "windowMs", "burst", "segments", "cost", "maxKeys"];
+
+/** Validates one rule; `at` is where it sits in the caller's config, e.g. `rules[2]`. */
+export function compileRule(input: unknown, at: string, defaultMaxKeys: number): CompiledRule {
+  const raw = expectObject(at, input);
+  expectKnownKeys(at, raw, RULE_KEYS);
+  if (typeof raw["name"] !== "string" || !NAME_PATTERN.test(raw["name"])) {
+    throw new InvalidArgumentError(
+      `${at}.name`,
+      "a string of 1-64 characters from A-Z a-z 0-9 _ . : -",
+      raw["name"],
+    );
+  }
+  const name = raw["name"];
+  const algorithmName =
+    raw["algorithm"] === undefined
+      ? "token-bucket"
+      : expectOneOf(`${at}.algorithm`, raw["algorithm"], Object.keys(algorithms) as AlgorithmName[]);
+  const limit = expectNumber(`${at}.limit`, raw["limit"], { above: 0, max: 1e15 });
+  const windowMs = expectNumber(`${at}.windowMs`, raw["windowMs"], { above: 0, max: YEAR_MS });
+  if (algorithmName === "sliding-window" && raw["burst"] !== undefined) {
+    throw new InvalidArgumentError(
+      `${at}.burst`,
+      "absent for a sliding-window rule (its capacity is `limit` per window)",
+      raw["burst"],
+    );
+  }
+  if (algorithmName !== "sliding-window" && raw["segments"] !== undefined) {
+    throw new InvalidArgumentError(
+      `${at}.segments`,
+      `absent for a ${algorithmName} rule (segments apply to sliding-window only)`,
+      raw["segments"],
+    );
+  }
+  const burst = optionalNumber(`${at}.burst`, raw["burst"], limit, { above: 0, max: 1e15 });
+  const segments = optionalNumber(`${at}.segments`, raw["segments"], 10, {
+    integer: true,
+    min: 1,
+    max: 60,
+  });
+  const defaultCost = optionalNumber(`${at}.cost`, raw["cost"], 1, { above: 0, max: 1e15 });
+  const maxKeys = optionalNumber(`${at}.maxKeys`, raw["maxKeys"], defaultMaxKeys, {
+    integer: true,
+    min: 1,
+    max: 2 ** 26,
+  });
+  return {
+    name,
+    algorithm: algorithms[algorithmName],
+    params: {
+      capacity: algorithmName === "sliding-window" ? limit : burst,
+      ratePerMs: limit / windowMs,
+      windowMs,
+      segments: algorithmName === "sliding-window" ? segments : 1,
+    },
+    limit,
+    windowMs,
+    defaultCost,
+    maxKeys,
+  };
+}
