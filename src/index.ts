@@ -13,7 +13,7 @@ export {
   SluiceError,
   UnknownRuleError,
 } from "./errors.js";
-export type { AccountingEntry } from "./limiter/key-table.js";
+export type { AccountingEntry, ChangeVisitor } from "./limiter/key-table.js";
 export {
   type AccountingSnapshot,
   type AcquireOptions,

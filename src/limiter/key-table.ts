@@ -4,9 +4,14 @@
  * In:  (key, nowMs, cost) from `check()`.
  * Out: a decision; cumulative admitted/rejected cost per key; snapshots of what changed.
  *
- * Layout: a `Map<string, slot>` plus parallel typed arrays indexed by slot, so a decision touches
- * one map lookup and a few array cells and allocates nothing but the decision object. Slots grow
- * by doubling up to `maxKeys`.
+ * Layout: a `Map<string, slot>` plus one `Float64Array` holding every slot's numbers side by side:
+ *
+ *     [algorithm state (stride cells)] [pendingAdmitted, pendingRejected, flags] [admitted, rejected, generation]
+ *      hot: read and written by every decision ------------------------------  cold: drain only
+ *
+ * so a decision touches one map entry and one or two cache lines, and allocates nothing but the
+ * decision object. Slots grow by doubling up to `maxKeys`. `flags` holds two bits: RECENT (used
+ * since the eviction hand passed) and DIRTY (in the list of slots to report).
  *
  * Memory policy:
  * - Idle reclamation: `sweep()` frees every key whose state is back at rest (full bucket, empty
@@ -43,7 +48,29 @@ export interface AccountingEntry {
   readonly deltaRejected: number;
 }
 
+/** Receives one changed key during {@link KeyTable.drain}; counts are in cost units. */
+export type ChangeVisitor = (
+  rule: string,
+  key: string,
+  generation: number,
+  admitted: number,
+  rejected: number,
+  deltaAdmitted: number,
+  deltaRejected: number,
+) => void;
+
 const INITIAL_SLOTS = 64;
+// Offsets after the algorithm's state cells.
+const PENDING_ADMITTED = 0;
+const PENDING_REJECTED = 1;
+const FLAGS = 2;
+const ADMITTED = 3;
+const REJECTED = 4;
+const GENERATION = 5;
+const EXTRA_CELLS = 6;
+const RECENT = 1;
+const DIRTY = 2;
+const RECENT_DIRTY = 3;
 
 export class KeyTable {
   readonly rule: CompiledRule;
@@ -54,6 +81,7 @@ export class KeyTable {
   reclaimed = 0;
   evicted = 0;
 
+  readonly #algoStride: number;
   readonly #stride: number;
   readonly #map = new Map<string, number>();
   #keys: (string | undefined)[] = [];
@@ -62,14 +90,7 @@ export class KeyTable {
   #free: number[] = [];
   #hand = 0;
   #nextGeneration = 1;
-  #state = new Float64Array(0);
-  #admitted = new Float64Array(0);
-  #rejected = new Float64Array(0);
-  #reportedAdmitted = new Float64Array(0);
-  #reportedRejected = new Float64Array(0);
-  #generation = new Float64Array(0);
-  #recent = new Uint8Array(0);
-  #dirty = new Uint8Array(0);
+  #slots = new Float64Array(0);
   #dirtyList = new Int32Array(0);
   #dirtyCount = 0;
   #retired: AccountingEntry[] = [];
@@ -77,8 +98,9 @@ export class KeyTable {
 
   constructor(rule: CompiledRule) {
     this.rule = rule;
-    this.#stride = rule.algorithm.stride(rule.params);
-    this.#scratch = new Float64Array(this.#stride);
+    this.#algoStride = rule.algorithm.stride(rule.params);
+    this.#stride = this.#algoStride + EXTRA_CELLS;
+    this.#scratch = new Float64Array(this.#algoStride);
     this.#grow(Math.min(INITIAL_SLOTS, rule.maxKeys));
   }
 
@@ -91,25 +113,18 @@ export class KeyTable {
   decide(key: string, nowMs: number, cost: number): Decision {
     let slot = this.#map.get(key);
     if (slot === undefined) slot = this.#insert(key, nowMs);
-    const d = this.rule.algorithm.decide(
-      this.#state,
-      slot * this.#stride,
-      this.rule.params,
-      nowMs,
-      cost,
-    );
-    this.#recent[slot] = 1;
+    const base = slot * this.#stride;
+    const slots = this.#slots;
+    const d = this.rule.algorithm.decide(slots, base, this.rule.params, nowMs, cost);
+    const extra = base + this.#algoStride;
     if (d.allowed) {
-      this.#admitted[slot]! += cost;
+      slots[extra + PENDING_ADMITTED]! += cost;
       this.admittedHits++;
     } else {
-      this.#rejected[slot]! += cost;
+      slots[extra + PENDING_REJECTED]! += cost;
       this.rejectedHits++;
     }
-    if (this.#dirty[slot] === 0) {
-      this.#dirty[slot] = 1;
-      this.#dirtyList[this.#dirtyCount++] = slot;
-    }
+    if (slots[extra + FLAGS] !== RECENT_DIRTY) this.#mark(slot, extra);
     return d;
   }
 
@@ -117,7 +132,7 @@ export class KeyTable {
   peek(key: string, nowMs: number, cost: number): Decision {
     const slot = this.#map.get(key);
     const { algorithm, params } = this.rule;
-    if (slot !== undefined) return algorithm.peek(this.#state, slot * this.#stride, params, nowMs, cost);
+    if (slot !== undefined) return algorithm.peek(this.#slots, slot * this.#stride, params, nowMs, cost);
     algorithm.init(this.#scratch, 0, params, nowMs);
     return algorithm.peek(this.#scratch, 0, params, nowMs, cost);
   }
@@ -126,29 +141,43 @@ export class KeyTable {
   recordRejected(key: string, nowMs: number, cost: number): void {
     let slot = this.#map.get(key);
     if (slot === undefined) slot = this.#insert(key, nowMs);
-    this.#rejected[slot]! += cost;
+    const extra = slot * this.#stride + this.#algoStride;
+    this.#slots[extra + PENDING_REJECTED]! += cost;
     this.rejectedHits++;
-    if (this.#dirty[slot] === 0) {
-      this.#dirty[slot] = 1;
-      this.#dirtyList[this.#dirtyCount++] = slot;
-    }
+    this.#mark(slot, extra);
   }
 
-  /** Appends every key that changed since the last call, and every retired key's last counts. */
-  takeChanges(out: AccountingEntry[]): void {
-    for (const entry of this.#retired) out.push(entry);
-    this.#retired = [];
+  /**
+   * Hands every key that changed since the last drain to `visit`, then every retired (evicted)
+   * key's final counts, and folds the pending counts into the cumulative ones. Allocates nothing.
+   */
+  drain(visit: ChangeVisitor): void {
     const name = this.rule.name;
+    const slots = this.#slots;
     for (let i = 0; i < this.#dirtyCount; i++) {
       const slot = this.#dirtyList[i]!;
-      this.#dirty[slot] = 0;
+      const extra = slot * this.#stride + this.#algoStride;
+      slots[extra + FLAGS] = (slots[extra + FLAGS]! & ~DIRTY) >>> 0;
       const key = this.#keys[slot];
       if (key === undefined) continue;
-      out.push(this.#entry(name, key, slot));
-      this.#reportedAdmitted[slot] = this.#admitted[slot]!;
-      this.#reportedRejected[slot] = this.#rejected[slot]!;
+      const da = slots[extra + PENDING_ADMITTED]!;
+      const dr = slots[extra + PENDING_REJECTED]!;
+      const admitted = slots[extra + ADMITTED]! + da;
+      const rejected = slots[extra + REJECTED]! + dr;
+      slots[extra + ADMITTED] = admitted;
+      slots[extra + REJECTED] = rejected;
+      slots[extra + PENDING_ADMITTED] = 0;
+      slots[extra + PENDING_REJECTED] = 0;
+      visit(name, key, slots[extra + GENERATION]!, admitted, rejected, da, dr);
     }
     this.#dirtyCount = 0;
+    if (this.#retired.length > 0) {
+      const retired = this.#retired;
+      this.#retired = [];
+      for (const e of retired) {
+        visit(e.rule, e.key, e.generation, e.admitted, e.rejected, e.deltaAdmitted, e.deltaRejected);
+      }
+    }
   }
 
   /** Frees every key at rest whose counts were all reported. Returns how many were freed. */
@@ -157,33 +186,23 @@ export class KeyTable {
     let freed = 0;
     for (let slot = 0; slot < this.#used; slot++) {
       const key = this.#keys[slot];
-      if (key === undefined || this.#dirty[slot] === 1) continue;
-      if (!algorithm.isAtRest(this.#state, slot * this.#stride, params, nowMs)) continue;
-      this.#release(key, slot);
+      if (key === undefined) continue;
+      const base = slot * this.#stride;
+      if ((this.#slots[base + this.#algoStride + FLAGS]! & DIRTY) !== 0) continue;
+      if (!algorithm.isAtRest(this.#slots, base, params, nowMs)) continue;
+      this.#map.delete(key);
+      this.#keys[slot] = undefined;
+      this.#free.push(slot);
       freed++;
     }
     this.reclaimed += freed;
     return freed;
   }
 
-  #entry(rule: string, key: string, slot: number): AccountingEntry {
-    const admitted = this.#admitted[slot]!;
-    const rejected = this.#rejected[slot]!;
-    return {
-      rule,
-      key,
-      generation: this.#generation[slot]!,
-      admitted,
-      rejected,
-      deltaAdmitted: admitted - this.#reportedAdmitted[slot]!,
-      deltaRejected: rejected - this.#reportedRejected[slot]!,
-    };
-  }
-
-  #release(key: string, slot: number): void {
-    this.#map.delete(key);
-    this.#keys[slot] = undefined;
-    this.#free.push(slot);
+  #mark(slot: number, extra: number): void {
+    const flags = this.#slots[extra + FLAGS]!;
+    if ((flags & DIRTY) === 0) this.#dirtyList[this.#dirtyCount++] = slot;
+    this.#slots[extra + FLAGS] = RECENT_DIRTY;
   }
 
   #insert(key: string, nowMs: number): number {
@@ -196,32 +215,48 @@ export class KeyTable {
     } else slot = this.#evict();
     this.#map.set(key, slot);
     this.#keys[slot] = key;
-    this.rule.algorithm.init(this.#state, slot * this.#stride, this.rule.params, nowMs);
-    this.#admitted[slot] = 0;
-    this.#rejected[slot] = 0;
-    this.#reportedAdmitted[slot] = 0;
-    this.#reportedRejected[slot] = 0;
-    this.#generation[slot] = this.#nextGeneration++;
-    this.#recent[slot] = 0;
+    const base = slot * this.#stride;
+    this.rule.algorithm.init(this.#slots, base, this.rule.params, nowMs);
+    const extra = base + this.#algoStride;
+    const slots = this.#slots;
+    // A reused slot may still sit in the dirty list (evicted while dirty): keep that bit so the
+    // list holds each slot once; the new key is then reported from there.
+    slots[extra + FLAGS] = (slots[extra + FLAGS]! & DIRTY) >>> 0;
+    slots[extra + PENDING_ADMITTED] = 0;
+    slots[extra + PENDING_REJECTED] = 0;
+    slots[extra + ADMITTED] = 0;
+    slots[extra + REJECTED] = 0;
+    slots[extra + GENERATION] = this.#nextGeneration++;
     return slot;
   }
 
   /** CLOCK: returns a slot freed from the first key not used since the hand last passed it. */
   #evict(): number {
+    const slots = this.#slots;
     for (;;) {
       const slot = this.#hand;
       this.#hand = slot + 1 === this.#used ? 0 : slot + 1;
       const key = this.#keys[slot];
       if (key === undefined) continue;
-      if (this.#recent[slot] === 1) {
-        this.#recent[slot] = 0;
+      const extra = slot * this.#stride + this.#algoStride;
+      const flags = slots[extra + FLAGS]!;
+      if ((flags & RECENT) !== 0) {
+        slots[extra + FLAGS] = (flags & ~RECENT) >>> 0;
         continue;
       }
-      if (this.#dirty[slot] === 1) {
-        // Its unreported counts leave with it in the next snapshot. The slot stays in the dirty
-        // list; the key that takes the slot is reported from there.
-        const entry = this.#entry(this.rule.name, key, slot);
-        if (entry.deltaAdmitted > 0 || entry.deltaRejected > 0) this.#retired.push(entry);
+      const da = slots[extra + PENDING_ADMITTED]!;
+      const dr = slots[extra + PENDING_REJECTED]!;
+      if (da > 0 || dr > 0) {
+        // Unreported counts leave with the key in the next drain, never dropped.
+        this.#retired.push({
+          rule: this.rule.name,
+          key,
+          generation: slots[extra + GENERATION]!,
+          admitted: slots[extra + ADMITTED]! + da,
+          rejected: slots[extra + REJECTED]! + dr,
+          deltaAdmitted: da,
+          deltaRejected: dr,
+        });
       }
       this.#map.delete(key);
       this.#keys[slot] = undefined;
@@ -231,24 +266,9 @@ export class KeyTable {
   }
 
   #grow(capacity: number): void {
-    const grow64 = (a: Float64Array, n: number) => {
-      const b = new Float64Array(n);
-      b.set(a);
-      return b;
-    };
-    const grow8 = (a: Uint8Array) => {
-      const b = new Uint8Array(capacity);
-      b.set(a);
-      return b;
-    };
-    this.#state = grow64(this.#state, capacity * this.#stride);
-    this.#admitted = grow64(this.#admitted, capacity);
-    this.#rejected = grow64(this.#rejected, capacity);
-    this.#reportedAdmitted = grow64(this.#reportedAdmitted, capacity);
-    this.#reportedRejected = grow64(this.#reportedRejected, capacity);
-    this.#generation = grow64(this.#generation, capacity);
-    this.#recent = grow8(this.#recent);
-    this.#dirty = grow8(this.#dirty);
+    const slots = new Float64Array(capacity * this.#stride);
+    slots.set(this.#slots);
+    this.#slots = slots;
     const list = new Int32Array(capacity);
     list.set(this.#dirtyList);
     this.#dirtyList = list;

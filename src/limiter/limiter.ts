@@ -16,7 +16,7 @@ import {
   UnknownRuleError,
 } from "../errors.js";
 import { expectKnownKeys, expectNumber, expectObject, optionalNumber } from "../validate.js";
-import { type AccountingEntry, KeyTable } from "./key-table.js";
+import { type AccountingEntry, type ChangeVisitor, KeyTable } from "./key-table.js";
 import { type CompiledRule, compileRule, type RuleConfig } from "./rule.js";
 
 export interface LimiterOptions {
@@ -54,7 +54,7 @@ export interface AcquireOptions {
 
 /** What changed since the previous snapshot, in cost units. */
 export interface AccountingSnapshot {
-  /** 1 for the first snapshot of this limiter, then +1 each call. */
+  /** 1 for the first snapshot (or drain) of this limiter, then +1 each call. */
   readonly seq: number;
   /** When it was taken, on the limiter's clock. */
   readonly atMs: number;
@@ -78,8 +78,13 @@ export interface Limiter {
   peek(rule: string, key: string, cost?: number): Decision;
   /** Waits until the hit is admitted, or rejects at once if it cannot be by the deadline. */
   acquire(rule: string, key: string, options?: AcquireOptions): Promise<Decision>;
-  /** Takes the per-key counts that changed since the previous snapshot. */
+  /** Takes the per-key counts that changed since the previous snapshot (or drain). */
   snapshot(): AccountingSnapshot;
+  /**
+   * The allocation-free form of `snapshot()`: calls `visit` once per changed key. Use one or the
+   * other; both consume the same changes.
+   */
+  drain(visit: ChangeVisitor): void;
   /** Counters per rule. */
   stats(): RuleStats[];
   /** The compiled rules, in configuration order. */
@@ -109,6 +114,8 @@ class KeyedLimiter implements Limiter {
   readonly #waits = new Set<(err: Error) => void>();
   #seq = 0;
   #closed = false;
+  #lastRule: string | undefined;
+  #lastTable: KeyTable | undefined;
 
   constructor(options: LimiterOptions) {
     const raw = expectObject("options", options);
@@ -138,7 +145,8 @@ class KeyedLimiter implements Limiter {
   }
 
   check(rule: string, key: string, cost?: number): Decision {
-    const table = this.#table(rule);
+    // Most services check one or two rules in a row: a one-entry cache skips the map lookup.
+    const table = rule === this.#lastRule ? this.#lastTable! : this.#table(rule);
     if (typeof key !== "string") throw new InvalidArgumentError("key", "a string", key);
     if (cost === undefined) cost = table.rule.defaultCost;
     else if (!(cost > 0 && cost <= MAX_COST)) throw badCost(cost);
@@ -195,8 +203,15 @@ class KeyedLimiter implements Limiter {
 
   snapshot(): AccountingSnapshot {
     const entries: AccountingEntry[] = [];
-    for (const table of this.#tables.values()) table.takeChanges(entries);
-    return { seq: ++this.#seq, atMs: this.#clock.nowMs(), entries };
+    this.drain((rule, key, generation, admitted, rejected, deltaAdmitted, deltaRejected) => {
+      entries.push({ rule, key, generation, admitted, rejected, deltaAdmitted, deltaRejected });
+    });
+    return { seq: this.#seq, atMs: this.#clock.nowMs(), entries };
+  }
+
+  drain(visit: ChangeVisitor): void {
+    this.#seq++;
+    for (const table of this.#tables.values()) table.drain(visit);
   }
 
   stats(): RuleStats[] {
@@ -224,6 +239,7 @@ class KeyedLimiter implements Limiter {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#lastRule = undefined; // so check() reaches #table() and throws ClosedError
     this.#sweepTimer?.cancel();
     const err = new ClosedError("The limiter was closed while acquire() waited");
     for (const cancel of [...this.#waits]) cancel(err);
@@ -236,6 +252,8 @@ class KeyedLimiter implements Limiter {
       if (this.#closed) throw new ClosedError("The limiter is closed");
       throw new UnknownRuleError(rule, [...this.#tables.keys()]);
     }
+    this.#lastRule = rule;
+    this.#lastTable = table;
     return table;
   }
 
