@@ -20,7 +20,10 @@ export interface BenchResult {
 let sink = 0;
 
 /** Median ops/s of each case over `rounds` interleaved rounds, after one warm-up round each. */
-export async function runInterleaved(cases: readonly BenchCase[], rounds: number): Promise<BenchResult[]> {
+export async function runInterleaved(
+  cases: readonly BenchCase[],
+  rounds: number,
+): Promise<BenchResult[]> {
   for (const c of cases) sink += await c.run(Math.min(c.opsPerRound, 200_000));
   const samples = new Map<string, number[]>(cases.map((c) => [c.name, []]));
   for (let r = 0; r < rounds; r++) {

@@ -17,7 +17,7 @@
 import { TokenBucket } from "limiter";
 import { RateLimiterMemory } from "rate-limiter-flexible";
 import { createLimiter } from "../src/index.js";
-import { type BenchCase, fmtRate, runInterleaved, round2, table } from "./harness.js";
+import { type BenchCase, fmtRate, round2, runInterleaved, table } from "./harness.js";
 
 const ROUNDS = Number(process.env["BENCH_ROUNDS"] ?? 7);
 const OPS = Number(process.env["BENCH_OPS"] ?? 2_000_000);

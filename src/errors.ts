@@ -82,7 +82,8 @@ export function describe(value: unknown): string {
   const type = Array.isArray(value) ? "array" : typeof value;
   let text: string;
   try {
-    text = typeof value === "string" ? JSON.stringify(value) : String(JSON.stringify(value) ?? value);
+    text =
+      typeof value === "string" ? JSON.stringify(value) : String(JSON.stringify(value) ?? value);
   } catch {
     text = String(value);
   }

@@ -22,4 +22,5 @@ export {
   type LimiterOptions,
   type RuleStats,
 } from "./limiter/limiter.js";
-export type { CompiledRule, RuleConfig } from "./limiter/rule.js";
+export type { CompiledRule, RuleConfig, RuleMode, StoreFailurePolicy } from "./limiter/rule.js";
+export { StoreUnavailableError, type StrictStore } from "./limiter/strict-store.js";

@@ -18,7 +18,8 @@ function expectation(b: NumberBounds): string {
   const parts = [b.integer ? "an integer" : "a finite number"];
   if (b.above !== undefined) parts.push(`> ${b.above}`);
   if (b.min !== undefined) parts.push(`>= ${b.min}`);
-  if (b.max !== undefined) parts.push(`${b.min !== undefined || b.above !== undefined ? "and " : ""}<= ${b.max}`);
+  if (b.max !== undefined)
+    parts.push(`${b.min !== undefined || b.above !== undefined ? "and " : ""}<= ${b.max}`);
   return parts.join(" ");
 }
 
@@ -46,9 +47,17 @@ export function optionalNumber(
 }
 
 /** Returns `value` if it is one of `choices`, else throws. */
-export function expectOneOf<T extends string>(field: string, value: unknown, choices: readonly T[]): T {
+export function expectOneOf<T extends string>(
+  field: string,
+  value: unknown,
+  choices: readonly T[],
+): T {
   if (typeof value !== "string" || !choices.includes(value as T)) {
-    throw new InvalidArgumentError(field, `one of ${choices.map((c) => `"${c}"`).join(", ")}`, value);
+    throw new InvalidArgumentError(
+      field,
+      `one of ${choices.map((c) => `"${c}"`).join(", ")}`,
+      value,
+    );
   }
   return value as T;
 }
@@ -62,7 +71,11 @@ export function expectObject(field: string, value: unknown): Record<string, unkn
 }
 
 /** Rejects properties of `obj` that are not in `known`, to catch typos such as `windowMS`. */
-export function expectKnownKeys(field: string, obj: Record<string, unknown>, known: readonly string[]) {
+export function expectKnownKeys(
+  field: string,
+  obj: Record<string, unknown>,
+  known: readonly string[],
+) {
   for (const key of Object.keys(obj)) {
     if (!known.includes(key)) {
       throw new InvalidArgumentError(

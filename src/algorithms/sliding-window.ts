@@ -48,7 +48,13 @@ function count(state: Float64Array, offset: number, ring: number, segment: numbe
 }
 
 /** The estimated cost inside the window ending at `nowMs`, which lies in segment k. */
-function estimate(state: Float64Array, offset: number, p: AlgorithmParams, k: number, nowMs: number) {
+function estimate(
+  state: Float64Array,
+  offset: number,
+  p: AlgorithmParams,
+  k: number,
+  nowMs: number,
+) {
   const segMs = p.windowMs / p.segments;
   const ring = p.segments + 1;
   let frac = (nowMs - k * segMs) / segMs;
@@ -79,7 +85,8 @@ function waitMs(
     // During segment `seg`, the estimate is oldest * (1 - f) + newer, with f rising 0 -> 1.
     const oldest = seg - p.segments <= k ? count(state, offset, ring, seg - p.segments) : 0;
     let newer = 0;
-    for (let j = seg - p.segments + 1; j <= seg; j++) newer += j <= k ? count(state, offset, ring, j) : 0;
+    for (let j = seg - p.segments + 1; j <= seg; j++)
+      newer += j <= k ? count(state, offset, ring, j) : 0;
     if (newer <= room) {
       const segStart = seg * segMs;
       const from = seg === k ? nowMs : segStart;
@@ -93,7 +100,13 @@ function waitMs(
   return p.windowMs; // unreachable for cost <= capacity: after S + 1 segments the window is empty
 }
 
-function resetMs(state: Float64Array, offset: number, p: AlgorithmParams, k: number, nowMs: number) {
+function resetMs(
+  state: Float64Array,
+  offset: number,
+  p: AlgorithmParams,
+  k: number,
+  nowMs: number,
+) {
   const segMs = p.windowMs / p.segments;
   const ring = p.segments + 1;
   for (let j = k; j >= k - p.segments; j--) {

@@ -70,7 +70,8 @@ export class ManualClock implements Clock {
     const target = this.#nowMs + ms;
     for (;;) {
       let next: ManualTimer | undefined;
-      for (const t of this.#timers) if (t.dueMs <= target && (!next || t.dueMs < next.dueMs)) next = t;
+      for (const t of this.#timers)
+        if (t.dueMs <= target && (!next || t.dueMs < next.dueMs)) next = t;
       if (!next) break;
       if (next.dueMs > this.#nowMs) this.#nowMs = next.dueMs;
       if (next.periodMs > 0) next.dueMs += next.periodMs;

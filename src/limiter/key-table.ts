@@ -80,6 +80,8 @@ export class KeyTable {
   /** Keys forgotten because they were idle at rest / pushed out by the `maxKeys` cap. */
   reclaimed = 0;
   evicted = 0;
+  /** Strict-rule decisions the store failed to make. */
+  storeFailures = 0;
 
   readonly #algoStride: number;
   readonly #stride: number;
@@ -132,18 +134,24 @@ export class KeyTable {
   peek(key: string, nowMs: number, cost: number): Decision {
     const slot = this.#map.get(key);
     const { algorithm, params } = this.rule;
-    if (slot !== undefined) return algorithm.peek(this.#slots, slot * this.#stride, params, nowMs, cost);
+    if (slot !== undefined)
+      return algorithm.peek(this.#slots, slot * this.#stride, params, nowMs, cost);
     algorithm.init(this.#scratch, 0, params, nowMs);
     return algorithm.peek(this.#scratch, 0, params, nowMs, cost);
   }
 
-  /** Records a refused hit without a decision (an `acquire()` that gave up). */
-  recordRejected(key: string, nowMs: number, cost: number): void {
+  /** Accounts for a hit decided elsewhere (strict store) or given up (`acquire()`). */
+  record(key: string, nowMs: number, cost: number, allowed: boolean): void {
     let slot = this.#map.get(key);
     if (slot === undefined) slot = this.#insert(key, nowMs);
     const extra = slot * this.#stride + this.#algoStride;
-    this.#slots[extra + PENDING_REJECTED]! += cost;
-    this.rejectedHits++;
+    if (allowed) {
+      this.#slots[extra + PENDING_ADMITTED]! += cost;
+      this.admittedHits++;
+    } else {
+      this.#slots[extra + PENDING_REJECTED]! += cost;
+      this.rejectedHits++;
+    }
     this.#mark(slot, extra);
   }
 
@@ -175,7 +183,15 @@ export class KeyTable {
       const retired = this.#retired;
       this.#retired = [];
       for (const e of retired) {
-        visit(e.rule, e.key, e.generation, e.admitted, e.rejected, e.deltaAdmitted, e.deltaRejected);
+        visit(
+          e.rule,
+          e.key,
+          e.generation,
+          e.admitted,
+          e.rejected,
+          e.deltaAdmitted,
+          e.deltaRejected,
+        );
       }
     }
   }

@@ -6,7 +6,7 @@
  * failure: it computes the wait first and rejects at once when the wait would end past the
  * caller's deadline. Every timer it starts is owned here and cleared by `close()`.
  */
-import type { Decision } from "../algorithms/types.js";
+import { type Decision, DecisionResult } from "../algorithms/types.js";
 import { type Clock, monotonicClock, type TimerHandle } from "../clock/clock.js";
 import {
   AbortedError,
@@ -18,6 +18,7 @@ import {
 import { expectKnownKeys, expectNumber, expectObject, optionalNumber } from "../validate.js";
 import { type AccountingEntry, type ChangeVisitor, KeyTable } from "./key-table.js";
 import { type CompiledRule, compileRule, type RuleConfig } from "./rule.js";
+import { StoreUnavailableError, type StrictStore } from "./strict-store.js";
 
 export interface LimiterOptions {
   /** The rules this limiter enforces; names must be unique. At least one. */
@@ -36,6 +37,8 @@ export interface LimiterOptions {
   readonly sweepIntervalMs?: number;
   /** Time source; tests pass a `ManualClock`. @default monotonicClock */
   readonly clock?: Clock;
+  /** The shared store `mode: "strict"` rules decide through (e.g. `createRedisStrictStore`). */
+  readonly strictStore?: StrictStore;
 }
 
 export interface AcquireOptions {
@@ -69,11 +72,21 @@ export interface RuleStats {
   readonly rejectedHits: number;
   readonly reclaimedKeys: number;
   readonly evictedKeys: number;
+  /** Strict rules: decisions the store failed to make, settled by `onStoreFailure`. */
+  readonly storeFailures: number;
 }
 
 export interface Limiter {
-  /** Decides one hit of `cost` (default: the rule's cost) for `key` under `rule`, now. */
+  /**
+   * Decides one hit of `cost` (default: the rule's cost) for `key` under `rule`, now. Local rules
+   * only: a strict rule throws, naming `checkAsync()`.
+   */
   check(rule: string, key: string, cost?: number): Decision;
+  /**
+   * Decides one hit for any rule: strict rules go to the shared store (with the rule's failure
+   * policy), local rules resolve with what `check()` returns.
+   */
+  checkAsync(rule: string, key: string, cost?: number): Promise<Decision>;
   /** What `check` would decide, consuming nothing and creating no key. */
   peek(rule: string, key: string, cost?: number): Decision;
   /** Waits until the hit is admitted, or rejects at once if it cannot be by the deadline. */
@@ -97,7 +110,7 @@ export interface Limiter {
   close(): Promise<void>;
 }
 
-const OPTION_KEYS = ["rules", "maxKeys", "sweepIntervalMs", "clock"];
+const OPTION_KEYS = ["rules", "maxKeys", "sweepIntervalMs", "clock", "strictStore"];
 const ACQUIRE_KEYS = ["cost", "signal", "deadlineMs", "timeoutMs"];
 const MAX_COST = 1e15;
 
@@ -112,6 +125,7 @@ class KeyedLimiter implements Limiter {
   readonly #clock: Clock;
   readonly #sweepTimer: TimerHandle | undefined;
   readonly #waits = new Set<(err: Error) => void>();
+  readonly #strictStore: StrictStore | undefined;
   #seq = 0;
   #closed = false;
   #lastRule: string | undefined;
@@ -138,10 +152,20 @@ class KeyedLimiter implements Limiter {
       if (this.#tables.has(rule.name)) {
         throw new InvalidArgumentError(`rules[${i}].name`, "a name no other rule has", rule.name);
       }
+      if (rule.mode === "strict" && options.strictStore === undefined) {
+        throw new InvalidArgumentError(
+          "strictStore",
+          `a StrictStore, since rules[${i}] ("${rule.name}") has mode "strict"`,
+          options.strictStore,
+        );
+      }
       this.#tables.set(rule.name, new KeyTable(rule));
     }
+    this.#strictStore = options.strictStore;
     this.#sweepTimer =
-      sweepIntervalMs > 0 ? this.#clock.setRepeating(() => this.sweep(), sweepIntervalMs) : undefined;
+      sweepIntervalMs > 0
+        ? this.#clock.setRepeating(() => this.sweep(), sweepIntervalMs)
+        : undefined;
   }
 
   check(rule: string, key: string, cost?: number): Decision {
@@ -150,7 +174,29 @@ class KeyedLimiter implements Limiter {
     if (typeof key !== "string") throw new InvalidArgumentError("key", "a string", key);
     if (cost === undefined) cost = table.rule.defaultCost;
     else if (!(cost > 0 && cost <= MAX_COST)) throw badCost(cost);
+    if (table.rule.mode !== "local") throw strictInCheck(rule);
     return table.decide(key, this.#clock.nowMs(), cost);
+  }
+
+  async checkAsync(rule: string, key: string, cost?: number): Promise<Decision> {
+    const table = this.#table(rule);
+    if (typeof key !== "string") throw new InvalidArgumentError("key", "a string", key);
+    if (cost === undefined) cost = table.rule.defaultCost;
+    else if (!(cost > 0 && cost <= MAX_COST)) throw badCost(cost);
+    if (table.rule.mode === "local") return table.decide(key, this.#clock.nowMs(), cost);
+    const r = table.rule;
+    let decision: Decision;
+    try {
+      decision = await this.#strictStore!.decide(r, key, cost);
+    } catch (err) {
+      if (!(err instanceof StoreUnavailableError)) throw err;
+      table.storeFailures++;
+      if (r.onStoreFailure === "local") return table.decide(key, this.#clock.nowMs(), cost);
+      const open = r.onStoreFailure === "open";
+      decision = new DecisionResult(open, 0, r.params.capacity, 0, open ? 0 : r.storeTimeoutMs);
+    }
+    table.record(key, this.#clock.nowMs(), cost, decision.allowed);
+    return decision;
   }
 
   peek(rule: string, key: string, cost?: number): Decision {
@@ -183,7 +229,7 @@ class KeyedLimiter implements Limiter {
     }
     for (;;) {
       if (signal?.aborted) {
-        table.recordRejected(key, this.#clock.nowMs(), cost);
+        table.record(key, this.#clock.nowMs(), cost, false);
         throw new AbortedError("acquire() was aborted by its signal", { cause: signal.reason });
       }
       const nowMs = this.#clock.nowMs();
@@ -194,7 +240,7 @@ class KeyedLimiter implements Limiter {
       }
       const remainingMs = deadlineMs - nowMs;
       if (!(preview.retryAfterMs <= remainingMs)) {
-        table.recordRejected(key, nowMs, cost);
+        table.record(key, nowMs, cost, false);
         throw new DeadlineExceededError(preview.retryAfterMs, Math.max(0, remainingMs));
       }
       await this.#sleep(preview.retryAfterMs, signal);
@@ -222,6 +268,7 @@ class KeyedLimiter implements Limiter {
       rejectedHits: t.rejectedHits,
       reclaimedKeys: t.reclaimed,
       evictedKeys: t.evicted,
+      storeFailures: t.storeFailures,
     }));
   }
 
@@ -241,6 +288,7 @@ class KeyedLimiter implements Limiter {
     this.#closed = true;
     this.#lastRule = undefined; // so check() reaches #table() and throws ClosedError
     this.#sweepTimer?.cancel();
+    await this.#strictStore?.close();
     const err = new ClosedError("The limiter was closed while acquire() waited");
     for (const cancel of [...this.#waits]) cancel(err);
     this.#waits.clear();
@@ -283,6 +331,14 @@ class KeyedLimiter implements Limiter {
       signal?.addEventListener("abort", onAbort, { once: true });
     });
   }
+}
+
+function strictInCheck(rule: string): InvalidArgumentError {
+  return new InvalidArgumentError(
+    "rule",
+    "a local rule for check() (strict rules decide over the network: use checkAsync())",
+    rule,
+  );
 }
 
 function badCost(cost: unknown): InvalidArgumentError {

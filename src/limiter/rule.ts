@@ -42,7 +42,24 @@ export interface RuleConfig {
   readonly cost?: number;
   /** Most keys held for this rule; beyond it the least recently used idle key is evicted. */
   readonly maxKeys?: number;
+  /**
+   * - `local`: decided in process memory only (`check()`).
+   * - `strict`: decided exactly against the shared store (`checkAsync()`; needs `strictStore`).
+   * @default "local"
+   */
+  readonly mode?: RuleMode;
+  /**
+   * Strict rules: what to decide when the store does not answer within `storeTimeoutMs`:
+   * `open` admits, `closed` refuses, `local` decides with the local limiter at this node's share.
+   * @default "local"
+   */
+  readonly onStoreFailure?: StoreFailurePolicy;
+  /** Strict rules: how long to wait for the store before `onStoreFailure` applies, in ms. @default 50 */
+  readonly storeTimeoutMs?: number;
 }
+
+export type RuleMode = "local" | "strict";
+export type StoreFailurePolicy = "open" | "closed" | "local";
 
 /** A rule after validation, with its derived parameters. */
 export interface CompiledRule {
@@ -53,11 +70,26 @@ export interface CompiledRule {
   readonly windowMs: number;
   readonly defaultCost: number;
   readonly maxKeys: number;
+  readonly mode: RuleMode;
+  readonly onStoreFailure: StoreFailurePolicy;
+  readonly storeTimeoutMs: number;
 }
 
 const NAME_PATTERN = /^[A-Za-z0-9_.:-]{1,64}$/;
 const YEAR_MS = 366 * 24 * 3600 * 1000;
-const RULE_KEYS = ["name", "algorithm", "limit", "windowMs", "burst", "segments", "cost", "maxKeys"];
+const RULE_KEYS = [
+  "name",
+  "algorithm",
+  "limit",
+  "windowMs",
+  "burst",
+  "segments",
+  "cost",
+  "maxKeys",
+  "mode",
+  "onStoreFailure",
+  "storeTimeoutMs",
+];
 
 /** Validates one rule; `at` is where it sits in the caller's config, e.g. `rules[2]`. */
 export function compileRule(input: unknown, at: string, defaultMaxKeys: number): CompiledRule {
@@ -74,7 +106,11 @@ export function compileRule(input: unknown, at: string, defaultMaxKeys: number):
   const algorithmName =
     raw["algorithm"] === undefined
       ? "token-bucket"
-      : expectOneOf(`${at}.algorithm`, raw["algorithm"], Object.keys(algorithms) as AlgorithmName[]);
+      : expectOneOf(
+          `${at}.algorithm`,
+          raw["algorithm"],
+          Object.keys(algorithms) as AlgorithmName[],
+        );
   const limit = expectNumber(`${at}.limit`, raw["limit"], { above: 0, max: 1e15 });
   const windowMs = expectNumber(`${at}.windowMs`, raw["windowMs"], { above: 0, max: YEAR_MS });
   if (algorithmName === "sliding-window" && raw["burst"] !== undefined) {
@@ -103,6 +139,18 @@ export function compileRule(input: unknown, at: string, defaultMaxKeys: number):
     min: 1,
     max: 2 ** 26,
   });
+  const mode =
+    raw["mode"] === undefined
+      ? "local"
+      : expectOneOf(`${at}.mode`, raw["mode"], ["local", "strict"]);
+  const onStoreFailure =
+    raw["onStoreFailure"] === undefined
+      ? "local"
+      : expectOneOf(`${at}.onStoreFailure`, raw["onStoreFailure"], ["open", "closed", "local"]);
+  const storeTimeoutMs = optionalNumber(`${at}.storeTimeoutMs`, raw["storeTimeoutMs"], 50, {
+    above: 0,
+    max: 60_000,
+  });
   return {
     name,
     algorithm: algorithms[algorithmName],
@@ -116,5 +164,8 @@ export function compileRule(input: unknown, at: string, defaultMaxKeys: number):
     windowMs,
     defaultCost,
     maxKeys,
+    mode,
+    onStoreFailure,
+    storeTimeoutMs,
   };
 }

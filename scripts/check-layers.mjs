@@ -1,0 +1,69 @@
+// Layer check: keeps the arrows of src/ pointing one way. Each rule names a folder and the
+// packages or folders it may not import. Run by `npm run lint`; exits 1 on a violation.
+import { readdirSync, readFileSync, statSync } from "node:fs";
+import { join, relative } from "node:path";
+
+const root = new URL("..", import.meta.url).pathname;
+const src = join(root, "src");
+
+/** [path prefix under src/, forbidden import pattern, why] */
+const RULES = [
+  [
+    "algorithms/",
+    /^(\.\.\/)+(limiter|transport|store|telemetry|aggregator|agent|cli)\b|^node:|^[a-z@]/,
+    "algorithms are pure: no I/O, no other layer",
+  ],
+  [
+    "clock/",
+    /^(\.\.\/)+(limiter|transport|store|telemetry|aggregator|agent|cli)\b|^[a-z@]/,
+    "the clock depends on nothing",
+  ],
+  [
+    "limiter/",
+    /^(\.\.\/)+(transport|store|telemetry|aggregator|agent|cli)\b|^[a-z@]/,
+    "the limiter core knows no adapter",
+  ],
+  [
+    "protocol/",
+    /^(\.\.\/)+(transport|store|telemetry|aggregator|agent|cli)\b|^[a-z@]/,
+    "the protocol is pure encode/decode",
+  ],
+];
+/** Packages only one folder may import. */
+const OWNERS = [
+  [/^@nats-io\//, "transport/nats/"],
+  [/^ioredis$/, "store/redis/"],
+  [/^@opentelemetry\/(sdk-|exporter-)/, "telemetry/"],
+];
+
+const violations = [];
+function walk(dir) {
+  for (const name of readdirSync(dir)) {
+    const path = join(dir, name);
+    if (statSync(path).isDirectory()) walk(path);
+    else if (name.endsWith(".ts")) check(path);
+  }
+}
+function check(path) {
+  const rel = relative(src, path);
+  const text = readFileSync(path, "utf8");
+  for (const m of text.matchAll(
+    /(?:import|export)[^'"]*?from\s+["']([^"']+)["']|import\(\s*["']([^"']+)["']\s*\)/g,
+  )) {
+    const spec = m[1] ?? m[2];
+    for (const [prefix, pattern, why] of RULES) {
+      if (rel.startsWith(prefix) && pattern.test(spec))
+        violations.push(`${rel}: imports ${spec} (${why})`);
+    }
+    for (const [pattern, owner] of OWNERS) {
+      if (pattern.test(spec) && !rel.startsWith(owner))
+        violations.push(`${rel}: imports ${spec}, which only src/${owner} may import`);
+    }
+  }
+}
+walk(src);
+if (violations.length > 0) {
+  console.error(`Layer check failed:\n  ${violations.join("\n  ")}`);
+  process.exit(1);
+}
+console.log("layer check: ok");

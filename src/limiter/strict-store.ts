@@ -1,0 +1,23 @@
+/**
+ * The port strict-mode rules decide through: an exact, shared store (Redis in
+ * `src/store/redis/`). The limiter owns the failure policy; the store only decides or throws.
+ */
+import type { Decision } from "../algorithms/types.js";
+import { SluiceError } from "../errors.js";
+import type { CompiledRule } from "./rule.js";
+
+export interface StrictStore {
+  /**
+   * Decides a hit of `cost` for `key` under `rule` atomically against the shared store, with
+   * the same algorithm and the same decision fields as the local limiter. Rejects with
+   * {@link StoreUnavailableError} when the store does not answer in time.
+   */
+  decide(rule: CompiledRule, key: string, cost: number): Promise<Decision>;
+  /** Releases connections and timers. Idempotent. */
+  close(): Promise<void>;
+}
+
+/** The strict store did not answer (down, timed out, script error). */
+export class StoreUnavailableError extends SluiceError {
+  override name = "StoreUnavailableError";
+}
