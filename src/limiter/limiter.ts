@@ -173,7 +173,7 @@ class KeyedLimiter implements Limiter {
     const table = rule === this.#lastRule ? this.#lastTable! : this.#table(rule);
     if (typeof key !== "string") throw new InvalidArgumentError("key", "a string", key);
     if (cost === undefined) cost = table.rule.defaultCost;
-    else if (!(cost > 0 && cost <= MAX_COST)) throw badCost(cost);
+    else if (typeof cost !== "number" || !(cost > 0 && cost <= MAX_COST)) throw badCost(cost);
     if (table.rule.mode !== "local") throw strictInCheck(rule);
     return table.decide(key, this.#clock.nowMs(), cost);
   }
@@ -182,7 +182,7 @@ class KeyedLimiter implements Limiter {
     const table = this.#table(rule);
     if (typeof key !== "string") throw new InvalidArgumentError("key", "a string", key);
     if (cost === undefined) cost = table.rule.defaultCost;
-    else if (!(cost > 0 && cost <= MAX_COST)) throw badCost(cost);
+    else if (typeof cost !== "number" || !(cost > 0 && cost <= MAX_COST)) throw badCost(cost);
     if (table.rule.mode === "local") return table.decide(key, this.#clock.nowMs(), cost);
     const r = table.rule;
     let decision: Decision;
@@ -203,7 +203,7 @@ class KeyedLimiter implements Limiter {
     const table = this.#table(rule);
     if (typeof key !== "string") throw new InvalidArgumentError("key", "a string", key);
     if (cost === undefined) cost = table.rule.defaultCost;
-    else if (!(cost > 0 && cost <= MAX_COST)) throw badCost(cost);
+    else if (typeof cost !== "number" || !(cost > 0 && cost <= MAX_COST)) throw badCost(cost);
     return table.peek(key, this.#clock.nowMs(), cost);
   }
 
@@ -239,7 +239,8 @@ class KeyedLimiter implements Limiter {
         if (decision.allowed) return decision;
       }
       const remainingMs = deadlineMs - nowMs;
-      if (!(preview.retryAfterMs <= remainingMs)) {
+      // Infinity means the cost can never fit: fail now even with no deadline at all.
+      if (preview.retryAfterMs === Infinity || !(preview.retryAfterMs <= remainingMs)) {
         table.record(key, nowMs, cost, false);
         throw new DeadlineExceededError(preview.retryAfterMs, Math.max(0, remainingMs));
       }
