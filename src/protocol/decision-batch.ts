@@ -1,0 +1,103 @@
+/**
+ * DecisionBatch (type 1), node → aggregator on `<prefix>.v1.decisions.<partition>`.
+ *
+ * Body: nodeId str, nodeEpoch f64, seq u32, sentAtWallMs f64, groupCount u16, then per group:
+ * rule str, entryCount u32, then per entry: key str, generation u32, admitted f64, rejected f64.
+ * (str = u16 byte length + UTF-8; all little-endian.)
+ */
+
+import { InvalidArgumentError } from "../errors.js";
+import type { ByteReader } from "./byte-reader.js";
+import type { ByteWriter } from "./byte-writer.js";
+import type { DecodeFailure, DroppedEntries } from "./decode-result.js";
+import {
+  badString,
+  EXPECTED_NON_NEGATIVE,
+  EXPECTED_U32,
+  expectId,
+  expectNonNegative,
+  expectU32,
+  isId,
+  isNonNegative,
+  isU32,
+} from "./fields.js";
+import { type EncodeOptions, encodeGroups } from "./frame.js";
+import { MAX_ID_BYTES, MAX_KEY_BYTES, MAX_RULE_BYTES, MessageTypeCode } from "./limits.js";
+import type { DecisionBatch, DecisionBatchFields, DecisionEntry, RuleGroup } from "./messages.js";
+
+/**
+ * Encodes a decision batch as one frame, or several when it exceeds `maxMessageBytes`.
+ * Throws {@link InvalidArgumentError} naming the field when a value cannot be sent.
+ */
+export function encodeDecisionBatch(
+  batch: DecisionBatchFields,
+  options?: EncodeOptions,
+): Uint8Array[] {
+  expectId("nodeId", batch.nodeId);
+  expectNonNegative("nodeEpoch", batch.nodeEpoch);
+  expectU32("seq", batch.seq);
+  expectNonNegative("sentAtWallMs", batch.sentAtWallMs);
+  return encodeGroups(
+    MessageTypeCode.decisionBatch,
+    options,
+    (w) => {
+      w.str(batch.nodeId, MAX_ID_BYTES);
+      w.f64(batch.nodeEpoch);
+      w.u32(batch.seq);
+      w.f64(batch.sentAtWallMs);
+    },
+    batch.groups,
+    writeEntry,
+  );
+}
+
+function writeEntry(w: ByteWriter, e: DecisionEntry, g: number, i: number): void {
+  if (!isU32(e.generation) || !isNonNegative(e.admitted) || !isNonNegative(e.rejected)) {
+    const at = `groups[${g}].entries[${i}]`;
+    if (!isU32(e.generation))
+      throw new InvalidArgumentError(`${at}.generation`, EXPECTED_U32, e.generation);
+    const field = isNonNegative(e.admitted) ? "rejected" : "admitted";
+    throw new InvalidArgumentError(`${at}.${field}`, EXPECTED_NON_NEGATIVE, e[field]);
+  }
+  if (w.str(e.key, MAX_KEY_BYTES) < 0)
+    badString(`groups[${g}].entries[${i}].key`, e.key, MAX_KEY_BYTES);
+  w.u32(e.generation);
+  w.f64(e.admitted);
+  w.f64(e.rejected);
+}
+
+/** Reads the body after the 4-byte header; the reader ends before the CRC. */
+export function readDecisionBatch(
+  r: ByteReader,
+  dropped: DroppedEntries,
+): DecisionBatch | DecodeFailure {
+  const nodeId = r.str(MAX_ID_BYTES);
+  const nodeEpoch = r.f64();
+  const seq = r.u32();
+  const sentAtWallMs = r.f64();
+  const groupCount = r.u16();
+  if (r.truncated) return "truncated";
+  if (!isId(nodeId) || !isNonNegative(nodeEpoch) || !isNonNegative(sentAtWallMs)) {
+    return "bad-field";
+  }
+  const groups: RuleGroup<DecisionEntry>[] = [];
+  for (let g = 0; g < groupCount; g++) {
+    const rule = r.str(MAX_RULE_BYTES);
+    const entryCount = r.u32();
+    if (r.truncated) return "truncated";
+    const entries: DecisionEntry[] = [];
+    for (let i = 0; i < entryCount; i++) {
+      const key = r.str(MAX_KEY_BYTES);
+      const generation = r.u32();
+      const admitted = r.f64();
+      const rejected = r.f64();
+      if (r.truncated) return "truncated";
+      if (rule === undefined) dropped["bad-rule"]++;
+      else if (key === undefined) dropped["bad-key"]++;
+      else if (!isNonNegative(admitted) || !isNonNegative(rejected)) dropped["bad-number"]++;
+      else entries.push({ key, generation, admitted, rejected });
+    }
+    if (rule !== undefined) groups.push({ rule, entries });
+  }
+  return { type: "decision-batch", nodeId, nodeEpoch, seq, sentAtWallMs, groups };
+}

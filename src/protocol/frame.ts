@@ -1,0 +1,173 @@
+/**
+ * Framing and splitting shared by the encoders.
+ *
+ * In: a message type, a header writer and the message's items. Out: one or more complete
+ * frames (`"SL"`, version, type, header, body, CRC-32), each at most `maxMessageBytes` long.
+ * When the items do not fit in one frame, the header is repeated in each part and items are
+ * spread over the parts in order; a rule group cut in two appears in both parts.
+ */
+
+import { expectNumber } from "../validate.js";
+import { ByteWriter } from "./byte-writer.js";
+import { crc32 } from "./crc32.js";
+import { badString } from "./fields.js";
+import {
+  CRC_BYTES,
+  FORMAT_VERSION,
+  MAGIC_0,
+  MAGIC_1,
+  MAX_GROUPS_PER_MESSAGE,
+  MAX_MESSAGE_BYTES,
+  MAX_RULE_BYTES,
+  MIN_MESSAGE_BYTES_LIMIT,
+} from "./limits.js";
+import type { RuleGroup } from "./messages.js";
+
+/** Options every encoder takes. */
+export interface EncodeOptions {
+  /**
+   * Largest frame to produce, in bytes; larger messages are split. Lower it only to match a
+   * NATS server whose `max_payload` is below 1 MiB.
+   * @default 1_048_576 (1 MiB); bounds 2048 to 1_048_576
+   */
+  readonly maxMessageBytes?: number;
+}
+
+/** Reused by every encode call; calls are synchronous, so they never interleave. */
+const w = new ByteWriter();
+
+function maxBytesOf(options: EncodeOptions | undefined): number {
+  const v = options?.maxMessageBytes;
+  if (v === undefined) return MAX_MESSAGE_BYTES;
+  return expectNumber("maxMessageBytes", v, {
+    integer: true,
+    min: MIN_MESSAGE_BYTES_LIMIT,
+    max: MAX_MESSAGE_BYTES,
+  });
+}
+
+function begin(type: number, writeHeader: (w: ByteWriter) => void): void {
+  w.pos = 0;
+  w.u8(MAGIC_0);
+  w.u8(MAGIC_1);
+  w.u8(FORMAT_VERSION);
+  w.u8(type);
+  writeHeader(w);
+}
+
+function finish(out: Uint8Array[]): void {
+  const crc = crc32(w.bytes, 0, w.pos);
+  w.u32(crc);
+  out.push(w.bytes.slice(0, w.pos));
+}
+
+/** Encodes a message that is a header alone (always one frame). */
+export function encodeSingle(type: number, writeHeader: (w: ByteWriter) => void): Uint8Array {
+  const out: Uint8Array[] = [];
+  begin(type, writeHeader);
+  finish(out);
+  return out[0]!;
+}
+
+/** Writes a u16 count of items, the items, and splits when a frame is full. */
+export function encodeList<T>(
+  type: number,
+  options: EncodeOptions | undefined,
+  writeHeader: (w: ByteWriter) => void,
+  items: readonly T[],
+  writeItem: (w: ByteWriter, item: T, index: number) => void,
+): Uint8Array[] {
+  const limit = maxBytesOf(options) - CRC_BYTES;
+  const out: Uint8Array[] = [];
+  begin(type, writeHeader);
+  let countAt = w.pos;
+  let count = 0;
+  w.u16(0);
+  for (let i = 0; i < items.length; i++) {
+    const mark = w.pos;
+    writeItem(w, items[i]!, i);
+    if (w.pos > limit || count === MAX_GROUPS_PER_MESSAGE) {
+      w.pos = mark;
+      w.view.setUint16(countAt, count, true);
+      finish(out);
+      begin(type, writeHeader);
+      countAt = w.pos;
+      count = 0;
+      w.u16(0);
+      writeItem(w, items[i]!, i);
+    }
+    count++;
+  }
+  w.view.setUint16(countAt, count, true);
+  finish(out);
+  return out;
+}
+
+/**
+ * Writes a u16 count of rule groups, each a rule name, a u32 count of entries and the entries,
+ * and splits when a frame is full.
+ */
+export function encodeGroups<E>(
+  type: number,
+  options: EncodeOptions | undefined,
+  writeHeader: (w: ByteWriter) => void,
+  groups: readonly RuleGroup<E>[],
+  writeEntry: (w: ByteWriter, entry: E, group: number, index: number) => void,
+): Uint8Array[] {
+  const limit = maxBytesOf(options) - CRC_BYTES;
+  const out: Uint8Array[] = [];
+  let groupCountAt = 0;
+  let groupCount = 0;
+  let entryCountAt = 0;
+  let entryCount = 0;
+
+  const open = () => {
+    begin(type, writeHeader);
+    groupCountAt = w.pos;
+    groupCount = 0;
+    w.u16(0);
+  };
+  const openGroup = (rule: string, g: number) => {
+    if (w.str(rule, MAX_RULE_BYTES) < 0) badString(`groups[${g}].rule`, rule, MAX_RULE_BYTES);
+    entryCountAt = w.pos;
+    entryCount = 0;
+    w.u32(0);
+    groupCount++;
+  };
+  const close = () => {
+    w.view.setUint32(entryCountAt, entryCount, true);
+    w.view.setUint16(groupCountAt, groupCount, true);
+    finish(out);
+  };
+
+  open();
+  for (let g = 0; g < groups.length; g++) {
+    const { rule, entries } = groups[g]!;
+    let mark = w.pos;
+    openGroup(rule, g);
+    if (w.pos > limit || groupCount > MAX_GROUPS_PER_MESSAGE) {
+      w.pos = mark;
+      groupCount--;
+      w.view.setUint16(groupCountAt, groupCount, true);
+      finish(out);
+      open();
+      openGroup(rule, g);
+    }
+    for (let i = 0; i < entries.length; i++) {
+      mark = w.pos;
+      writeEntry(w, entries[i]!, g, i);
+      if (w.pos > limit) {
+        w.pos = mark;
+        close();
+        open();
+        openGroup(rule, g);
+        writeEntry(w, entries[i]!, g, i);
+      }
+      entryCount++;
+    }
+    w.view.setUint32(entryCountAt, entryCount, true);
+  }
+  w.view.setUint16(groupCountAt, groupCount, true);
+  finish(out);
+  return out;
+}

@@ -1,0 +1,49 @@
+/**
+ * Heartbeat (type 3), node or aggregator → everyone on `<prefix>.v1.heartbeats`.
+ *
+ * Body: nodeId str, nodeEpoch f64, seq u32, sentAtWallMs f64, role u8 (1 node, 2 aggregator).
+ * Always one frame.
+ */
+import { InvalidArgumentError } from "../errors.js";
+import type { ByteReader } from "./byte-reader.js";
+import type { DecodeFailure } from "./decode-result.js";
+import { expectId, expectNonNegative, expectU32, isId, isNonNegative } from "./fields.js";
+import { encodeSingle } from "./frame.js";
+import { MAX_ID_BYTES, MessageTypeCode } from "./limits.js";
+import { type Heartbeat, type HeartbeatFields, Role } from "./messages.js";
+
+function isRole(value: unknown): value is Role {
+  return value === Role.node || value === Role.aggregator;
+}
+
+/** Encodes a heartbeat (one frame). Throws {@link InvalidArgumentError} on a bad field. */
+export function encodeHeartbeat(heartbeat: HeartbeatFields): Uint8Array {
+  expectId("nodeId", heartbeat.nodeId);
+  expectNonNegative("nodeEpoch", heartbeat.nodeEpoch);
+  expectU32("seq", heartbeat.seq);
+  expectNonNegative("sentAtWallMs", heartbeat.sentAtWallMs);
+  if (!isRole(heartbeat.role)) {
+    throw new InvalidArgumentError("role", "1 (node) or 2 (aggregator)", heartbeat.role);
+  }
+  return encodeSingle(MessageTypeCode.heartbeat, (w) => {
+    w.str(heartbeat.nodeId, MAX_ID_BYTES);
+    w.f64(heartbeat.nodeEpoch);
+    w.u32(heartbeat.seq);
+    w.f64(heartbeat.sentAtWallMs);
+    w.u8(heartbeat.role);
+  });
+}
+
+/** Reads the body after the 4-byte header; the reader ends before the CRC. */
+export function readHeartbeat(r: ByteReader): Heartbeat | DecodeFailure {
+  const nodeId = r.str(MAX_ID_BYTES);
+  const nodeEpoch = r.f64();
+  const seq = r.u32();
+  const sentAtWallMs = r.f64();
+  const role = r.u8();
+  if (r.truncated) return "truncated";
+  if (!isId(nodeId) || !isNonNegative(nodeEpoch) || !isNonNegative(sentAtWallMs) || !isRole(role)) {
+    return "bad-field";
+  }
+  return { type: "heartbeat", nodeId, nodeEpoch, seq, sentAtWallMs, role };
+}

@@ -1,0 +1,52 @@
+/**
+ * Wire constants of protocol version 1: framing bytes, message type codes and size limits.
+ * Changing any of these is a new format version.
+ */
+
+/** First two bytes of every message: "SL". */
+export const MAGIC_0 = 0x53;
+export const MAGIC_1 = 0x4c;
+
+/** The format version this build writes and the only one it reads. */
+export const FORMAT_VERSION = 1;
+
+/** Message type codes (byte 3 of every message). */
+export const MessageTypeCode = {
+  decisionBatch: 1,
+  rateUpdate: 2,
+  heartbeat: 3,
+  ruleDefaults: 4,
+} as const;
+
+/** Magic (2) + version (1) + type (1). */
+export const HEADER_BYTES = 4;
+/** Trailing CRC-32, little-endian. */
+export const CRC_BYTES = 4;
+/** The shortest frame that can be a message: header and CRC, empty body. */
+export const MIN_MESSAGE_BYTES = HEADER_BYTES + CRC_BYTES;
+
+/**
+ * Largest message on the wire, in bytes: 1 MiB, the NATS server's default `max_payload`.
+ * Encoders split anything larger into several messages; decoders reject larger input.
+ */
+export const MAX_MESSAGE_BYTES = 1024 * 1024;
+
+/**
+ * Smallest `maxMessageBytes` an encoder accepts: room for the largest header, one group head
+ * and one entry of the largest size, so every split makes progress.
+ */
+export const MIN_MESSAGE_BYTES_LIMIT = 2048;
+
+/** Longest limit key, in UTF-8 bytes. Keys are never empty. */
+export const MAX_KEY_BYTES = 1024;
+/** Longest rule name, in UTF-8 bytes. Rule names are never empty. */
+export const MAX_RULE_BYTES = 64;
+/** Longest node or aggregator id, in bytes (ids are `[A-Za-z0-9_-]{1,64}`). */
+export const MAX_ID_BYTES = 64;
+
+/** Most rule groups in one message (the count is a u16). */
+export const MAX_GROUPS_PER_MESSAGE = 0xffff;
+/** Largest u32: bound of `seq`, `generation` and `version`. */
+export const MAX_U32 = 0xffff_ffff;
+/** Largest u16: bound of `liveNodes`. */
+export const MAX_U16 = 0xffff;

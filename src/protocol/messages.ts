@@ -1,0 +1,130 @@
+/**
+ * The four messages of protocol version 1, as plain objects. Encoders take the `...Fields`
+ * shapes (the `type` tag is optional there); `decode()` returns the tagged {@link Message}.
+ *
+ * Times are wall-clock milliseconds since the Unix epoch (`sentAtWallMs`, epochs) and serve
+ * only clock-offset estimates and run identity; rate math never uses them. Counts are in cost
+ * units.
+ */
+
+/** Which side sent a heartbeat. */
+export const Role = { node: 1, aggregator: 2 } as const;
+export type Role = (typeof Role)[keyof typeof Role];
+
+/** One key's cumulative counters in a {@link DecisionBatch}. */
+export interface DecisionEntry {
+  /** The limit key: 1 to 1024 UTF-8 bytes. */
+  readonly key: string;
+  /** Identifies one incarnation of the key on the node (u32); compared for equality only. */
+  readonly generation: number;
+  /** Cumulative admitted cost of this key generation since the node epoch; finite, >= 0. */
+  readonly admitted: number;
+  /** Cumulative rejected cost of this key generation since the node epoch; finite, >= 0. */
+  readonly rejected: number;
+}
+
+/** One rule's entries. A message may hold several groups for the same rule. */
+export interface RuleGroup<E> {
+  /** Rule name: 1 to 64 UTF-8 bytes. */
+  readonly rule: string;
+  readonly entries: readonly E[];
+}
+
+/** Node → aggregator: what the node admitted and rejected, cumulatively, per key. */
+export interface DecisionBatchFields {
+  /** The sending node; `[A-Za-z0-9_-]{1,64}`. */
+  readonly nodeId: string;
+  /** Identifies one run of the node (its start time in wall ms, plus randomness); finite, >= 0. */
+  readonly nodeEpoch: number;
+  /**
+   * Sequence number of the send (u32, wraps). Parts of a split send share it, so receivers
+   * must not deduplicate by `seq`: cumulative counters already make repeats harmless.
+   */
+  readonly seq: number;
+  /** Sender's wall clock at send, ms; finite, >= 0. */
+  readonly sentAtWallMs: number;
+  readonly groups: readonly RuleGroup<DecisionEntry>[];
+}
+
+/** One key's grant in a {@link RateUpdate}. */
+export interface GrantEntry {
+  /** The limit key: 1 to 1024 UTF-8 bytes. */
+  readonly key: string;
+  /** The key generation this grant is for (u32), as the node reported it. */
+  readonly generation: number;
+  /** Per-key grant version (u32); a node applies only a newer one. */
+  readonly version: number;
+  /**
+   * Cumulative admitted cost of this key generation up to which the node may admit;
+   * finite, >= 0.
+   */
+  readonly allowance: number;
+  /** How long the grant holds after receipt, in ms (node's monotonic clock); finite, >= 0. */
+  readonly expiresInMs: number;
+}
+
+/** Aggregator → one node: grants for that node's keys. */
+export interface RateUpdateFields {
+  /** The sending aggregator; `[A-Za-z0-9_-]{1,64}`. */
+  readonly aggregatorId: string;
+  /** Identifies one run of the aggregator; finite, >= 0. */
+  readonly aggregatorEpoch: number;
+  /** Sequence number of the send (u32); parts of a split send share it. */
+  readonly seq: number;
+  /** The node these grants are for; `[A-Za-z0-9_-]{1,64}`. */
+  readonly targetNodeId: string;
+  /** The run of that node the grants answer; a node ignores grants for another epoch. */
+  readonly targetNodeEpoch: number;
+  /** Sender's wall clock at send, ms; finite, >= 0. */
+  readonly sentAtWallMs: number;
+  readonly groups: readonly RuleGroup<GrantEntry>[];
+}
+
+/** Liveness of a node or an aggregator; the receiver estimates clock offset from it. */
+export interface HeartbeatFields {
+  /** The sender's id (a node's or an aggregator's); `[A-Za-z0-9_-]{1,64}`. */
+  readonly nodeId: string;
+  /** The sender's run identity; finite, >= 0. */
+  readonly nodeEpoch: number;
+  /** Sequence number (u32). */
+  readonly seq: number;
+  /** Sender's wall clock at send, ms; finite, >= 0. Offset ≈ receivedWall − sentAtWallMs. */
+  readonly sentAtWallMs: number;
+  readonly role: Role;
+}
+
+/** One rule's default share in a {@link RuleDefaults}. */
+export interface RuleDefault {
+  /** Rule name: 1 to 64 UTF-8 bytes. */
+  readonly rule: string;
+  /** What a node may admit for a key it has no grant for: limit ÷ live nodes, in cost per window. */
+  readonly defaultShare: number;
+}
+
+/** Aggregator → every node: the default share of each rule. */
+export interface RuleDefaultsFields {
+  readonly aggregatorId: string;
+  readonly aggregatorEpoch: number;
+  /** Sequence number (u32); parts of a split send share it. */
+  readonly seq: number;
+  readonly sentAtWallMs: number;
+  /** Live nodes the shares were computed for (u16). */
+  readonly liveNodes: number;
+  readonly rules: readonly RuleDefault[];
+}
+
+export interface DecisionBatch extends DecisionBatchFields {
+  readonly type: "decision-batch";
+}
+export interface RateUpdate extends RateUpdateFields {
+  readonly type: "rate-update";
+}
+export interface Heartbeat extends HeartbeatFields {
+  readonly type: "heartbeat";
+}
+export interface RuleDefaults extends RuleDefaultsFields {
+  readonly type: "rule-defaults";
+}
+
+/** Any decoded message; switch on `type`. */
+export type Message = DecisionBatch | RateUpdate | Heartbeat | RuleDefaults;

@@ -1,0 +1,89 @@
+/**
+ * RuleDefaults (type 4), aggregator → every node on `<prefix>.v1.defaults`.
+ *
+ * Body: aggregatorId str, aggregatorEpoch f64, seq u32, sentAtWallMs f64, liveNodes u16,
+ * ruleCount u16, then per rule: rule str, defaultShare f64.
+ */
+
+import { expectNumber } from "../validate.js";
+import type { ByteReader } from "./byte-reader.js";
+import type { DecodeFailure, DroppedEntries } from "./decode-result.js";
+import {
+  badString,
+  expectId,
+  expectNonNegative,
+  expectU32,
+  isId,
+  isNonNegative,
+} from "./fields.js";
+import { type EncodeOptions, encodeList } from "./frame.js";
+import { MAX_ID_BYTES, MAX_RULE_BYTES, MAX_U16, MessageTypeCode } from "./limits.js";
+import type { RuleDefault, RuleDefaults, RuleDefaultsFields } from "./messages.js";
+
+/**
+ * Encodes rule defaults as one frame, or several when there are more than 65 535 rules or they
+ * exceed `maxMessageBytes`. Throws {@link InvalidArgumentError} naming a bad field.
+ */
+export function encodeRuleDefaults(
+  defaults: RuleDefaultsFields,
+  options?: EncodeOptions,
+): Uint8Array[] {
+  expectId("aggregatorId", defaults.aggregatorId);
+  expectNonNegative("aggregatorEpoch", defaults.aggregatorEpoch);
+  expectU32("seq", defaults.seq);
+  expectNonNegative("sentAtWallMs", defaults.sentAtWallMs);
+  expectNumber("liveNodes", defaults.liveNodes, { integer: true, min: 0, max: MAX_U16 });
+  return encodeList(
+    MessageTypeCode.ruleDefaults,
+    options,
+    (w) => {
+      w.str(defaults.aggregatorId, MAX_ID_BYTES);
+      w.f64(defaults.aggregatorEpoch);
+      w.u32(defaults.seq);
+      w.f64(defaults.sentAtWallMs);
+      w.u16(defaults.liveNodes);
+    },
+    defaults.rules,
+    (w, item, i) => {
+      expectNonNegative(`rules[${i}].defaultShare`, item.defaultShare);
+      if (w.str(item.rule, MAX_RULE_BYTES) < 0)
+        badString(`rules[${i}].rule`, item.rule, MAX_RULE_BYTES);
+      w.f64(item.defaultShare);
+    },
+  );
+}
+
+/** Reads the body after the 4-byte header; the reader ends before the CRC. */
+export function readRuleDefaults(
+  r: ByteReader,
+  dropped: DroppedEntries,
+): RuleDefaults | DecodeFailure {
+  const aggregatorId = r.str(MAX_ID_BYTES);
+  const aggregatorEpoch = r.f64();
+  const seq = r.u32();
+  const sentAtWallMs = r.f64();
+  const liveNodes = r.u16();
+  const count = r.u16();
+  if (r.truncated) return "truncated";
+  if (!isId(aggregatorId) || !isNonNegative(aggregatorEpoch) || !isNonNegative(sentAtWallMs)) {
+    return "bad-field";
+  }
+  const rules: RuleDefault[] = [];
+  for (let i = 0; i < count; i++) {
+    const rule = r.str(MAX_RULE_BYTES);
+    const defaultShare = r.f64();
+    if (r.truncated) return "truncated";
+    if (rule === undefined) dropped["bad-rule"]++;
+    else if (!isNonNegative(defaultShare)) dropped["bad-number"]++;
+    else rules.push({ rule, defaultShare });
+  }
+  return {
+    type: "rule-defaults",
+    aggregatorId,
+    aggregatorEpoch,
+    seq,
+    sentAtWallMs,
+    liveNodes,
+    rules,
+  };
+}
