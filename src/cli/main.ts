@@ -18,7 +18,9 @@ export function registerCommand(name: string, load: () => Promise<Command>): voi
 }
 
 function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as {
+  const pkg = JSON.parse(
+    readFileSync(new URL("../../../package.json", import.meta.url), "utf8"),
+  ) as {
     version: string;
   };
   return pkg.version;
@@ -55,7 +57,9 @@ export async function main(argv: string[]): Promise<number> {
   }
   const load = commands.get(name);
   if (load === undefined) {
-    console.error(`sluice: unknown command \`${name}\`. Known: ${[...commands.keys()].join(", ")}.`);
+    console.error(
+      `sluice: unknown command \`${name}\`. Known: ${[...commands.keys()].join(", ")}.`,
+    );
     console.error("Run `sluice --help` for usage.");
     return 2;
   }

@@ -40,8 +40,14 @@ for (const algorithm of [tokenBucket, gcra]) {
       assert.equal(refused.allowed, false);
       assert.equal(refused.remaining, 0);
       assert.equal(refused.limit, 5);
-      assert.ok(Math.abs(refused.retryAfterMs - 100) < 1e-6, `retryAfterMs ${refused.retryAfterMs}`);
-      assert.ok(Math.abs(refused.resetAfterMs - 500) < 1e-6, `resetAfterMs ${refused.resetAfterMs}`);
+      assert.ok(
+        Math.abs(refused.retryAfterMs - 100) < 1e-6,
+        `retryAfterMs ${refused.retryAfterMs}`,
+      );
+      assert.ok(
+        Math.abs(refused.resetAfterMs - 500) < 1e-6,
+        `resetAfterMs ${refused.resetAfterMs}`,
+      );
     });
 
     test(`${algorithm.name} - refills at the configured rate`, () => {

@@ -10,7 +10,10 @@ function handles(): string[] {
 
 test("hygiene - after close() the limiter leaves no active handle (real clock)", async () => {
   const before = handles().filter((h) => h === "Timeout").length;
-  const limiter = createLimiter({ rules: [{ name: "r", limit: 1, windowMs: 60_000 }], sweepIntervalMs: 1000 });
+  const limiter = createLimiter({
+    rules: [{ name: "r", limit: 1, windowMs: 60_000 }],
+    sweepIntervalMs: 1000,
+  });
   limiter.check("r", "k");
   const waiting = limiter.acquire("r", "k").catch((err: unknown) => err);
   await new Promise((r) => setImmediate(r));
@@ -18,5 +21,9 @@ test("hygiene - after close() the limiter leaves no active handle (real clock)",
   assert.ok(during >= before + 2, `sweep and wait timers are live (${during} vs ${before})`);
   await limiter.close();
   assert.ok((await waiting) instanceof ClosedError);
-  assert.equal(handles().filter((h) => h === "Timeout").length, before, "every timer we started is gone");
+  assert.equal(
+    handles().filter((h) => h === "Timeout").length,
+    before,
+    "every timer we started is gone",
+  );
 });

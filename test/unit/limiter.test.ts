@@ -79,17 +79,27 @@ describe("limiter - bad input", () => {
     ],
     [
       "NaN window",
-      () => createLimiter({ rules: [{ name: "ok", limit: 1, windowMs: 1 }, { name: "r", limit: 1, windowMs: Number.NaN }] }),
+      () =>
+        createLimiter({
+          rules: [
+            { name: "ok", limit: 1, windowMs: 1 },
+            { name: "r", limit: 1, windowMs: Number.NaN },
+          ],
+        }),
       /`rules\[1\]\.windowMs`.*got `NaN` \(number\)/,
     ],
     [
       "string limit",
-      () => createLimiter({ rules: [{ name: "r", limit: "10" as unknown as number, windowMs: 1 }] }),
+      () =>
+        createLimiter({ rules: [{ name: "r", limit: "10" as unknown as number, windowMs: 1 }] }),
       /`rules\[0\]\.limit`.*got `"10"` \(string\)/,
     ],
     [
       "unknown algorithm",
-      () => createLimiter({ rules: [{ name: "r", algorithm: "leaky" as "gcra", limit: 1, windowMs: 1 }] }),
+      () =>
+        createLimiter({
+          rules: [{ name: "r", algorithm: "leaky" as "gcra", limit: 1, windowMs: 1 }],
+        }),
       /`rules\[0\]\.algorithm` to be one of "token-bucket", "gcra", "sliding-window", got `"leaky"`/,
     ],
     [
@@ -99,7 +109,13 @@ describe("limiter - bad input", () => {
     ],
     [
       "duplicate rule",
-      () => createLimiter({ rules: [{ name: "r", limit: 1, windowMs: 1 }, { name: "r", limit: 1, windowMs: 1 }] }),
+      () =>
+        createLimiter({
+          rules: [
+            { name: "r", limit: 1, windowMs: 1 },
+            { name: "r", limit: 1, windowMs: 1 },
+          ],
+        }),
       /`rules\[1\]\.name` to be a name no other rule has, got `"r"`/,
     ],
     [
@@ -107,7 +123,11 @@ describe("limiter - bad input", () => {
       () => createLimiter({ rules: [{ name: "r", limit: 1, windowMs: 1, segments: 4 }] }),
       /`rules\[0\]\.segments` to be absent for a token-bucket rule/,
     ],
-    ["no rules", () => createLimiter({ rules: [] }), /`rules` to be a non-empty array of rules, got `\[\]` \(array\)/],
+    [
+      "no rules",
+      () => createLimiter({ rules: [] }),
+      /`rules` to be a non-empty array of rules, got `\[\]` \(array\)/,
+    ],
     [
       "strict rule without a store",
       () => createLimiter({ rules: [{ name: "r", limit: 1, windowMs: 1, mode: "strict" }] }),
@@ -129,7 +149,8 @@ describe("limiter - bad input", () => {
     for (const cost of [Number.NaN, 0, -1, Infinity, "2" as unknown as number]) {
       assert.throws(
         () => limiter.check("api", "k", cost),
-        (err: unknown) => err instanceof InvalidArgumentError && err.field === "cost" && /got `/.test(err.message),
+        (err: unknown) =>
+          err instanceof InvalidArgumentError && err.field === "cost" && /got `/.test(err.message),
       );
     }
     assert.equal(limiter.check("api", "k").remaining, 9, "refused calls consumed nothing");
@@ -137,19 +158,25 @@ describe("limiter - bad input", () => {
 
   test("limiter - an unknown rule lists the known ones", () => {
     const { limiter } = make();
-    assert.throws(() => limiter.check("apii", "k"), (err: unknown) => {
-      assert.ok(err instanceof UnknownRuleError);
-      assert.equal(
-        err.message,
-        'Expected `rule` to be one of `api`, `login`, `upload`, got `"apii"` (string)',
-      );
-      return true;
-    });
+    assert.throws(
+      () => limiter.check("apii", "k"),
+      (err: unknown) => {
+        assert.ok(err instanceof UnknownRuleError);
+        assert.equal(
+          err.message,
+          'Expected `rule` to be one of `api`, `login`, `upload`, got `"apii"` (string)',
+        );
+        return true;
+      },
+    );
   });
 
   test("limiter - a non-string key is refused", () => {
     const { limiter } = make();
-    assert.throws(() => limiter.check("api", 42 as unknown as string), /`key` to be a string, got `42` \(number\)/);
+    assert.throws(
+      () => limiter.check("api", 42 as unknown as string),
+      /`key` to be a string, got `42` \(number\)/,
+    );
   });
 });
 
@@ -206,9 +233,12 @@ describe("limiter - acquire", () => {
 
   test("limiter - an aborted signal rejects before and during the wait", async () => {
     const { clock, limiter } = make();
-    await assert.rejects(limiter.acquire("api", "k", { signal: AbortSignal.abort("gone") }), (err: unknown) => {
-      return err instanceof AbortedError && (err as Error).cause === "gone";
-    });
+    await assert.rejects(
+      limiter.acquire("api", "k", { signal: AbortSignal.abort("gone") }),
+      (err: unknown) => {
+        return err instanceof AbortedError && (err as Error).cause === "gone";
+      },
+    );
     limiter.check("api", "k", 10);
     const ac = new AbortController();
     const p = limiter.acquire("api", "k", { signal: ac.signal });
@@ -233,8 +263,14 @@ describe("limiter - acquire", () => {
 
   test("limiter - bad acquire options are named", async () => {
     const { limiter } = make();
-    await assert.rejects(limiter.acquire("api", "k", { timeoutMs: -1 }), /`options\.timeoutMs` to be a finite number >= 0/);
-    await assert.rejects(limiter.acquire("api", "k", { cost: Number.NaN }), /`options\.cost`.*`NaN`/);
+    await assert.rejects(
+      limiter.acquire("api", "k", { timeoutMs: -1 }),
+      /`options\.timeoutMs` to be a finite number >= 0/,
+    );
+    await assert.rejects(
+      limiter.acquire("api", "k", { cost: Number.NaN }),
+      /`options\.cost`.*`NaN`/,
+    );
     await assert.rejects(
       limiter.acquire("api", "k", { signal: {} as AbortSignal }),
       /`options\.signal` to be an AbortSignal/,
@@ -302,16 +338,27 @@ describe("limiter - accounting", () => {
     const k1 = first.entries.find((e) => e.key === "k")!;
     assert.deepEqual(
       { ...k1 },
-      { rule: "api", key: "k", generation: k1.generation, admitted: 6, rejected: 6, deltaAdmitted: 6, deltaRejected: 6 },
+      {
+        rule: "api",
+        key: "k",
+        generation: k1.generation,
+        admitted: 6,
+        rejected: 6,
+        deltaAdmitted: 6,
+        deltaRejected: 6,
+      },
     );
     assert.equal(limiter.snapshot().entries.length, 0, "nothing changed since");
     limiter.check("api", "k", 1);
     const [k2] = limiter.snapshot().entries;
-    assert.deepEqual({ admitted: k2!.admitted, deltaAdmitted: k2!.deltaAdmitted, rejected: k2!.rejected }, {
-      admitted: 7,
-      deltaAdmitted: 1,
-      rejected: 6,
-    });
+    assert.deepEqual(
+      { admitted: k2!.admitted, deltaAdmitted: k2!.deltaAdmitted, rejected: k2!.rejected },
+      {
+        admitted: 7,
+        deltaAdmitted: 1,
+        rejected: 6,
+      },
+    );
     assert.equal(k2!.generation, k1.generation);
   });
 

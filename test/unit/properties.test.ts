@@ -14,8 +14,16 @@ const RUNS = 300;
 /** Random hit sequences: each hit waits `dtMs` after the previous one and costs `cost`. */
 const hits = fc.array(
   fc.record({
-    dtMs: fc.oneof(fc.constant(0), fc.double({ min: 0, max: 50, noNaN: true }), fc.integer({ min: 0, max: 3000 })),
-    cost: fc.oneof(fc.constant(1), fc.integer({ min: 1, max: 5 }), fc.double({ min: 0.1, max: 4, noNaN: true })),
+    dtMs: fc.oneof(
+      fc.constant(0),
+      fc.double({ min: 0, max: 50, noNaN: true }),
+      fc.integer({ min: 0, max: 3000 }),
+    ),
+    cost: fc.oneof(
+      fc.constant(1),
+      fc.integer({ min: 1, max: 5 }),
+      fc.double({ min: 0.1, max: 4, noNaN: true }),
+    ),
   }),
   { minLength: 1, maxLength: 250 },
 );
@@ -26,12 +34,14 @@ const bucketParams = fc
     windowMs: fc.integer({ min: 10, max: 2000 }),
     burst: fc.integer({ min: 1, max: 50 }),
   })
-  .map(({ limit, windowMs, burst }): AlgorithmParams => ({
-    capacity: burst,
-    ratePerMs: limit / windowMs,
-    windowMs,
-    segments: 1,
-  }));
+  .map(
+    ({ limit, windowMs, burst }): AlgorithmParams => ({
+      capacity: burst,
+      ratePerMs: limit / windowMs,
+      windowMs,
+      segments: 1,
+    }),
+  );
 
 const windowParams = fc
   .record({
@@ -39,12 +49,14 @@ const windowParams = fc
     windowMs: fc.integer({ min: 10, max: 2000 }),
     segments: fc.integer({ min: 1, max: 12 }),
   })
-  .map(({ limit, windowMs, segments }): AlgorithmParams => ({
-    capacity: limit,
-    ratePerMs: limit / windowMs,
-    windowMs,
-    segments,
-  }));
+  .map(
+    ({ limit, windowMs, segments }): AlgorithmParams => ({
+      capacity: limit,
+      ratePerMs: limit / windowMs,
+      windowMs,
+      segments,
+    }),
+  );
 
 interface Admission {
   readonly atMs: number;
