@@ -18,9 +18,28 @@ export {
   type AccountingSnapshot,
   type AcquireOptions,
   createLimiter,
+  type GlobalControl,
   type Limiter,
   type LimiterOptions,
   type RuleStats,
 } from "./limiter/limiter.js";
-export type { CompiledRule, RuleConfig, RuleMode, StoreFailurePolicy } from "./limiter/rule.js";
+export type {
+  AggregatorLossPolicy,
+  CompiledRule,
+  RuleConfig,
+  RuleMode,
+  StoreFailurePolicy,
+} from "./limiter/rule.js";
 export { StoreUnavailableError, type StrictStore } from "./limiter/strict-store.js";
+export {
+  createRedisCheckpointStore,
+  type RedisCheckpointStore,
+  type RedisCheckpointStoreOptions,
+} from "./store/redis/checkpoint-store.js";
+export type { RedisConnectionOptions } from "./store/redis/connection.js";
+export {
+  createRedisStrictStore,
+  type RedisStrictStore,
+  type RedisStrictStoreOptions,
+  type RedisStrictStoreStats,
+} from "./store/redis/strict-store.js";

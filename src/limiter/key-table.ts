@@ -24,17 +24,30 @@
  *   key the limiter errs open once; evictions are counted so operators can raise `maxKeys`.
  *   Counts an evicted key had not yet reported are kept for the next snapshot, never dropped.
  *
+ * Global rules (`mode: "global"`) add three cells per slot for the key's grant from the aggregator:
+ * the aggregator epoch and per-key version it came with, and the allowance: the cumulative admitted
+ * cost of this key generation up to which this node may admit. With a grant, a hit is admitted
+ * when cumulative admitted + cost <= allowance; without one (a key the aggregator has not seen
+ * yet), the rule's own algorithm decides at this node's default share (limit / live nodes). When
+ * the aggregator is lost, the rule's `onAggregatorLoss` policy decides instead.
+ *
  * Accounting: cumulative admitted and rejected cost per key since this table's start. Each key
  * also carries a `generation`, unique per table, that changes whenever the key is created again
  * after reclamation or eviction, so a consumer of cumulative counts (the aggregator) knows to start
  * a new baseline instead of reading the restart as a lost update.
  */
-import type { Decision } from "../algorithms/types.js";
+import { type AlgorithmParams, type Decision, DecisionResult, EPSILON } from "../algorithms/types.js";
 import type { CompiledRule } from "./rule.js";
 
 /** What one key did between two snapshots. Counts are in cost units. */
 export interface AccountingEntry {
   readonly rule: string;
+  /** True the first time this key generation is reported. */
+  readonly isNew: boolean;
+  /** Global rules: the grant in force (aggregator epoch, per-key version, allowance); 0 if none. */
+  readonly grantEpoch: number;
+  readonly grantVersion: number;
+  readonly allowance: number;
   readonly key: string;
   /** Changes each time the key is created anew in this limiter (see module docs). */
   readonly generation: number;
@@ -48,7 +61,11 @@ export interface AccountingEntry {
   readonly deltaRejected: number;
 }
 
-/** Receives one changed key during {@link KeyTable.drain}; counts are in cost units. */
+/**
+ * Receives one changed key during {@link KeyTable.drain}; counts are in cost units. The last four
+ * arguments matter to the node agent only: whether this key generation is reported for the first
+ * time, and the grant in force (aggregator epoch, version, allowance; zeros when none).
+ */
 export type ChangeVisitor = (
   rule: string,
   key: string,
@@ -57,6 +74,10 @@ export type ChangeVisitor = (
   rejected: number,
   deltaAdmitted: number,
   deltaRejected: number,
+  isNew: boolean,
+  grantEpoch: number,
+  grantVersion: number,
+  allowance: number,
 ) => void;
 
 const INITIAL_SLOTS = 64;
@@ -67,7 +88,13 @@ const FLAGS = 2;
 const ADMITTED = 3;
 const REJECTED = 4;
 const GENERATION = 5;
-const EXTRA_CELLS = 6;
+const REPORTED = 6;
+const EXTRA_CELLS = 7;
+// Global rules only, after the cells above.
+const GRANT_EPOCH = 7;
+const GRANT_VERSION = 8;
+const GRANT_ALLOWANCE = 9;
+const GLOBAL_EXTRA_CELLS = 10;
 const RECENT = 1;
 const DIRTY = 2;
 const RECENT_DIRTY = 3;
@@ -82,7 +109,15 @@ export class KeyTable {
   evicted = 0;
   /** Strict-rule decisions the store failed to make. */
   storeFailures = 0;
+  /** Global rules: grants applied, and grants ignored (older, or for a key generation gone). */
+  grantsApplied = 0;
+  grantsIgnored = 0;
 
+  readonly #global: boolean;
+  /** The parameters the algorithm runs with: the rule's, or its default share when global. */
+  #params: AlgorithmParams;
+  #aggregatorLost = false;
+  #grantRetryMs = 100;
   readonly #algoStride: number;
   readonly #stride: number;
   readonly #map = new Map<string, number>();
@@ -100,8 +135,10 @@ export class KeyTable {
 
   constructor(rule: CompiledRule) {
     this.rule = rule;
+    this.#global = rule.mode === "global";
+    this.#params = rule.params;
     this.#algoStride = rule.algorithm.stride(rule.params);
-    this.#stride = this.#algoStride + EXTRA_CELLS;
+    this.#stride = this.#algoStride + (this.#global ? GLOBAL_EXTRA_CELLS : EXTRA_CELLS);
     this.#scratch = new Float64Array(this.#algoStride);
     this.#grow(Math.min(INITIAL_SLOTS, rule.maxKeys));
   }
@@ -117,7 +154,9 @@ export class KeyTable {
     if (slot === undefined) slot = this.#insert(key, nowMs);
     const base = slot * this.#stride;
     const slots = this.#slots;
-    const d = this.rule.algorithm.decide(slots, base, this.rule.params, nowMs, cost);
+    const d = this.#global
+      ? this.#decideGlobal(slots, base, nowMs, cost)
+      : this.rule.algorithm.decide(slots, base, this.#params, nowMs, cost);
     const extra = base + this.#algoStride;
     if (d.allowed) {
       slots[extra + PENDING_ADMITTED]! += cost;
@@ -130,14 +169,104 @@ export class KeyTable {
     return d;
   }
 
+  #decideGlobal(slots: Float64Array, base: number, nowMs: number, cost: number): Decision {
+    const rule = this.rule;
+    if (this.#aggregatorLost) {
+      const policy = rule.onAggregatorLoss;
+      if (policy === "open") return new DecisionResult(true, rule.limit, rule.limit, 0, 0);
+      if (policy === "closed") {
+        return new DecisionResult(false, 0, rule.limit, rule.windowMs, this.#grantRetryMs);
+      }
+      return rule.algorithm.decide(slots, base, this.#params, nowMs, cost);
+    }
+    const extra = base + this.#algoStride;
+    if (slots[extra + GRANT_EPOCH]! > 0) {
+      const used = slots[extra + ADMITTED]! + slots[extra + PENDING_ADMITTED]!;
+      const room = slots[extra + GRANT_ALLOWANCE]! - used;
+      if (cost <= room + EPSILON) {
+        const left = Math.floor(room - cost + EPSILON);
+        return new DecisionResult(true, left, rule.limit, rule.windowMs, 0);
+      }
+      const retryAfterMs = cost > rule.limit + EPSILON ? Infinity : this.#grantRetryMs;
+      const left = room > 0 ? Math.floor(room + EPSILON) : 0;
+      return new DecisionResult(false, left, rule.limit, rule.windowMs, retryAfterMs);
+    }
+    return rule.algorithm.decide(slots, base, this.#params, nowMs, cost);
+  }
+
   /** What `decide` would say, changing nothing and creating no key. */
   peek(key: string, nowMs: number, cost: number): Decision {
     const slot = this.#map.get(key);
-    const { algorithm, params } = this.rule;
-    if (slot !== undefined)
-      return algorithm.peek(this.#slots, slot * this.#stride, params, nowMs, cost);
-    algorithm.init(this.#scratch, 0, params, nowMs);
-    return algorithm.peek(this.#scratch, 0, params, nowMs, cost);
+    const algorithm = this.rule.algorithm;
+    if (slot !== undefined) {
+      const base = slot * this.#stride;
+      const granted = this.#global && this.#slots[base + this.#algoStride + GRANT_EPOCH]! > 0;
+      if (granted || (this.#global && this.#aggregatorLost)) {
+        // Without the algorithm, a global decision changes nothing but counts, which this skips.
+        return this.#decideGlobal(this.#slots, base, nowMs, cost);
+      }
+      return algorithm.peek(this.#slots, base, this.#params, nowMs, cost);
+    }
+    algorithm.init(this.#scratch, 0, this.#params, nowMs);
+    return algorithm.peek(this.#scratch, 0, this.#params, nowMs, cost);
+  }
+
+  /**
+   * Global rules: applies a grant for `key` if it is for the key generation held now and newer
+   * than the grant in force ((epoch, version) compared in that order). Returns whether it did.
+   */
+  applyGrant(
+    key: string,
+    generation: number,
+    epoch: number,
+    version: number,
+    allowance: number,
+  ): boolean {
+    const slot = this.#map.get(key);
+    if (slot === undefined || !this.#global) {
+      this.grantsIgnored++;
+      return false;
+    }
+    const extra = slot * this.#stride + this.#algoStride;
+    const slots = this.#slots;
+    const heldEpoch = slots[extra + GRANT_EPOCH]!;
+    const newer =
+      epoch > heldEpoch || (epoch === heldEpoch && version > slots[extra + GRANT_VERSION]!);
+    if (slots[extra + GENERATION]! % 2 ** 32 !== generation || !newer) {
+      this.grantsIgnored++;
+      return false;
+    }
+    slots[extra + GRANT_EPOCH] = epoch;
+    slots[extra + GRANT_VERSION] = version;
+    slots[extra + GRANT_ALLOWANCE] = allowance;
+    this.grantsApplied++;
+    return true;
+  }
+
+  /** Global rules: the default share's parameters, for `liveNodes` nodes sharing the limit. */
+  setLiveNodes(liveNodes: number): void {
+    if (!this.#global) return;
+    const n = Math.max(1, liveNodes);
+    const p = this.rule.params;
+    this.#params = { ...p, capacity: p.capacity / n, ratePerMs: p.ratePerMs / n };
+  }
+
+  /** Global rules: whether the aggregator is lost (its `onAggregatorLoss` policy then applies). */
+  setAggregatorLost(lost: boolean): void {
+    this.#aggregatorLost = lost;
+  }
+
+  /** Global rules: `retryAfterMs` of a hit refused for lack of grant (about a sync interval). */
+  setGrantRetryMs(ms: number): void {
+    this.#grantRetryMs = ms;
+  }
+
+  /** Marks every held key changed, so the next drain reports all of them (a resync). */
+  markAllDirty(): void {
+    for (let slot = 0; slot < this.#used; slot++) {
+      if (this.#keys[slot] === undefined) continue;
+      this.#mark(slot, slot * this.#stride + this.#algoStride);
+    }
   }
 
   /** Accounts for a hit decided elsewhere (strict store) or given up (`acquire()`). */
@@ -176,7 +305,25 @@ export class KeyTable {
       slots[extra + REJECTED] = rejected;
       slots[extra + PENDING_ADMITTED] = 0;
       slots[extra + PENDING_REJECTED] = 0;
-      visit(name, key, slots[extra + GENERATION]!, admitted, rejected, da, dr);
+      const isNew = slots[extra + REPORTED] === 0;
+      slots[extra + REPORTED] = 1;
+      if (this.#global) {
+        visit(
+          name,
+          key,
+          slots[extra + GENERATION]!,
+          admitted,
+          rejected,
+          da,
+          dr,
+          isNew,
+          slots[extra + GRANT_EPOCH]!,
+          slots[extra + GRANT_VERSION]!,
+          slots[extra + GRANT_ALLOWANCE]!,
+        );
+      } else {
+        visit(name, key, slots[extra + GENERATION]!, admitted, rejected, da, dr, isNew, 0, 0, 0);
+      }
     }
     this.#dirtyCount = 0;
     if (this.#retired.length > 0) {
@@ -191,6 +338,10 @@ export class KeyTable {
           e.rejected,
           e.deltaAdmitted,
           e.deltaRejected,
+          e.isNew,
+          e.grantEpoch,
+          e.grantVersion,
+          e.allowance,
         );
       }
     }
@@ -198,14 +349,23 @@ export class KeyTable {
 
   /** Frees every key at rest whose counts were all reported. Returns how many were freed. */
   sweep(nowMs: number): number {
-    const { algorithm, params } = this.rule;
+    const algorithm = this.rule.algorithm;
     let freed = 0;
     for (let slot = 0; slot < this.#used; slot++) {
       const key = this.#keys[slot];
       if (key === undefined) continue;
       const base = slot * this.#stride;
-      if ((this.#slots[base + this.#algoStride + FLAGS]! & DIRTY) !== 0) continue;
-      if (!algorithm.isAtRest(this.#slots, base, params, nowMs)) continue;
+      const flags = this.#slots[base + this.#algoStride + FLAGS]!;
+      if ((flags & DIRTY) !== 0) continue;
+      if (this.#global) {
+        // A granted key's algorithm state is not used, so "at rest" means "not used since the
+        // previous sweep". Clearing the bit here also costs it its CLOCK second chance.
+        if ((flags & RECENT) !== 0) {
+          this.#slots[base + this.#algoStride + FLAGS] = (flags & ~RECENT) >>> 0;
+          continue;
+        }
+      }
+      if (!algorithm.isAtRest(this.#slots, base, this.#params, nowMs)) continue;
       this.#map.delete(key);
       this.#keys[slot] = undefined;
       this.#free.push(slot);
@@ -232,9 +392,15 @@ export class KeyTable {
     this.#map.set(key, slot);
     this.#keys[slot] = key;
     const base = slot * this.#stride;
-    this.rule.algorithm.init(this.#slots, base, this.rule.params, nowMs);
+    this.rule.algorithm.init(this.#slots, base, this.#params, nowMs);
     const extra = base + this.#algoStride;
     const slots = this.#slots;
+    slots[extra + REPORTED] = 0;
+    if (this.#global) {
+      slots[extra + GRANT_EPOCH] = 0;
+      slots[extra + GRANT_VERSION] = 0;
+      slots[extra + GRANT_ALLOWANCE] = 0;
+    }
     // A reused slot may still sit in the dirty list (evicted while dirty): keep that bit so the
     // list holds each slot once; the new key is then reported from there.
     slots[extra + FLAGS] = (slots[extra + FLAGS]! & DIRTY) >>> 0;
@@ -267,6 +433,10 @@ export class KeyTable {
         this.#retired.push({
           rule: this.rule.name,
           key,
+          isNew: slots[extra + REPORTED] === 0,
+          grantEpoch: this.#global ? slots[extra + GRANT_EPOCH]! : 0,
+          grantVersion: this.#global ? slots[extra + GRANT_VERSION]! : 0,
+          allowance: this.#global ? slots[extra + GRANT_ALLOWANCE]! : 0,
           generation: slots[extra + GENERATION]!,
           admitted: slots[extra + ADMITTED]! + da,
           rejected: slots[extra + REJECTED]! + dr,

@@ -74,6 +74,9 @@ export interface RuleStats {
   readonly evictedKeys: number;
   /** Strict rules: decisions the store failed to make, settled by `onStoreFailure`. */
   readonly storeFailures: number;
+  /** Global rules: grants applied and grants ignored (stale, or for a key no longer held). */
+  readonly grantsApplied: number;
+  readonly grantsIgnored: number;
 }
 
 export interface Limiter {
@@ -108,6 +111,34 @@ export interface Limiter {
   sweep(): number;
   /** Stops the sweep and rejects pending `acquire()` calls with `ClosedError`. Idempotent. */
   close(): Promise<void>;
+  /** The hooks a node agent drives for `mode: "global"` rules. */
+  readonly global: GlobalControl;
+}
+
+/**
+ * What the node agent uses to connect global rules to the aggregator. Not needed by services
+ * that only call `check()`.
+ */
+export interface GlobalControl {
+  /** True when at least one rule has `mode: "global"`. */
+  readonly hasGlobalRules: boolean;
+  /** Applies one grant; false when ignored (unknown rule or key, other generation, not newer). */
+  applyGrant(
+    rule: string,
+    key: string,
+    generation: number,
+    aggregatorEpoch: number,
+    version: number,
+    allowance: number,
+  ): boolean;
+  /** Sets the live node count behind the default share (limit / live nodes). */
+  setLiveNodes(liveNodes: number): void;
+  /** Switches every global rule to (or back from) its `onAggregatorLoss` policy. */
+  setAggregatorLost(lost: boolean): void;
+  /** `retryAfterMs` reported when a hit is refused for lack of grant; about a sync interval. */
+  setGrantRetryMs(ms: number): void;
+  /** Marks every held key changed, so the next drain reports all (after a reconnect). */
+  markAllDirty(): void;
 }
 
 const OPTION_KEYS = ["rules", "maxKeys", "sweepIntervalMs", "clock", "strictStore"];
@@ -128,6 +159,7 @@ class KeyedLimiter implements Limiter {
   readonly #strictStore: StrictStore | undefined;
   #seq = 0;
   #closed = false;
+  readonly global: GlobalControl;
   #lastRule: string | undefined;
   #lastTable: KeyTable | undefined;
 
@@ -162,6 +194,26 @@ class KeyedLimiter implements Limiter {
       this.#tables.set(rule.name, new KeyTable(rule));
     }
     this.#strictStore = options.strictStore;
+    const tables = [...this.#tables.values()];
+    this.global = {
+      hasGlobalRules: this.rules.some((r) => r.mode === "global"),
+      applyGrant: (rule, key, generation, epoch, version, allowance) => {
+        const table = this.#tables.get(rule);
+        return table !== undefined && table.applyGrant(key, generation, epoch, version, allowance);
+      },
+      setLiveNodes: (n) => {
+        for (const t of tables) t.setLiveNodes(n);
+      },
+      setAggregatorLost: (lost) => {
+        for (const t of tables) t.setAggregatorLost(lost);
+      },
+      setGrantRetryMs: (ms) => {
+        for (const t of tables) t.setGrantRetryMs(ms);
+      },
+      markAllDirty: () => {
+        for (const t of tables) t.markAllDirty();
+      },
+    };
     this.#sweepTimer =
       sweepIntervalMs > 0
         ? this.#clock.setRepeating(() => this.sweep(), sweepIntervalMs)
@@ -174,7 +226,7 @@ class KeyedLimiter implements Limiter {
     if (typeof key !== "string") throw new InvalidArgumentError("key", "a string", key);
     if (cost === undefined) cost = table.rule.defaultCost;
     else if (typeof cost !== "number" || !(cost > 0 && cost <= MAX_COST)) throw badCost(cost);
-    if (table.rule.mode !== "local") throw strictInCheck(rule);
+    if (table.rule.mode === "strict") throw strictInCheck(rule);
     return table.decide(key, this.#clock.nowMs(), cost);
   }
 
@@ -183,7 +235,7 @@ class KeyedLimiter implements Limiter {
     if (typeof key !== "string") throw new InvalidArgumentError("key", "a string", key);
     if (cost === undefined) cost = table.rule.defaultCost;
     else if (typeof cost !== "number" || !(cost > 0 && cost <= MAX_COST)) throw badCost(cost);
-    if (table.rule.mode === "local") return table.decide(key, this.#clock.nowMs(), cost);
+    if (table.rule.mode !== "strict") return table.decide(key, this.#clock.nowMs(), cost);
     const r = table.rule;
     let decision: Decision;
     try {
@@ -250,8 +302,20 @@ class KeyedLimiter implements Limiter {
 
   snapshot(): AccountingSnapshot {
     const entries: AccountingEntry[] = [];
-    this.drain((rule, key, generation, admitted, rejected, deltaAdmitted, deltaRejected) => {
-      entries.push({ rule, key, generation, admitted, rejected, deltaAdmitted, deltaRejected });
+    this.drain((rule, key, generation, admitted, rejected, deltaAdmitted, deltaRejected, isNew, grantEpoch, grantVersion, allowance) => {
+      entries.push({
+        rule,
+        key,
+        generation,
+        admitted,
+        rejected,
+        deltaAdmitted,
+        deltaRejected,
+        isNew,
+        grantEpoch,
+        grantVersion,
+        allowance,
+      });
     });
     return { seq: this.#seq, atMs: this.#clock.nowMs(), entries };
   }
@@ -270,6 +334,8 @@ class KeyedLimiter implements Limiter {
       reclaimedKeys: t.reclaimed,
       evictedKeys: t.evicted,
       storeFailures: t.storeFailures,
+      grantsApplied: t.grantsApplied,
+      grantsIgnored: t.grantsIgnored,
     }));
   }
 

@@ -43,11 +43,20 @@ export interface RuleConfig {
   /** Most keys held for this rule; beyond it the least recently used idle key is evicted. */
   readonly maxKeys?: number;
   /**
-   * - `local`: decided in process memory only (`check()`).
+   * - `local`: decided in process memory only, per process (`check()`).
+   * - `global`: decided in process memory (`check()`) against this node's grant from the
+   *   aggregator, so all nodes together hold `limit` per `windowMs` (a node agent is needed).
    * - `strict`: decided exactly against the shared store (`checkAsync()`; needs `strictStore`).
    * @default "local"
    */
   readonly mode?: RuleMode;
+  /**
+   * Global rules: what a node does while the aggregator is silent past its `staleAfterMs`:
+   * `static` decides with the rule's algorithm at the default share (limit / last known live
+   * nodes), `open` admits everything, `closed` refuses everything.
+   * @default "static"
+   */
+  readonly onAggregatorLoss?: AggregatorLossPolicy;
   /**
    * Strict rules: what to decide when the store does not answer within `storeTimeoutMs`:
    * `open` admits, `closed` refuses, `local` decides with the local limiter at this node's share.
@@ -58,7 +67,8 @@ export interface RuleConfig {
   readonly storeTimeoutMs?: number;
 }
 
-export type RuleMode = "local" | "strict";
+export type RuleMode = "local" | "global" | "strict";
+export type AggregatorLossPolicy = "static" | "open" | "closed";
 export type StoreFailurePolicy = "open" | "closed" | "local";
 
 /** A rule after validation, with its derived parameters. */
@@ -71,6 +81,7 @@ export interface CompiledRule {
   readonly defaultCost: number;
   readonly maxKeys: number;
   readonly mode: RuleMode;
+  readonly onAggregatorLoss: AggregatorLossPolicy;
   readonly onStoreFailure: StoreFailurePolicy;
   readonly storeTimeoutMs: number;
 }
@@ -87,6 +98,7 @@ const RULE_KEYS = [
   "cost",
   "maxKeys",
   "mode",
+  "onAggregatorLoss",
   "onStoreFailure",
   "storeTimeoutMs",
 ];
@@ -142,7 +154,11 @@ export function compileRule(input: unknown, at: string, defaultMaxKeys: number):
   const mode =
     raw["mode"] === undefined
       ? "local"
-      : expectOneOf(`${at}.mode`, raw["mode"], ["local", "strict"]);
+      : expectOneOf(`${at}.mode`, raw["mode"], ["local", "global", "strict"]);
+  const onAggregatorLoss =
+    raw["onAggregatorLoss"] === undefined
+      ? "static"
+      : expectOneOf(`${at}.onAggregatorLoss`, raw["onAggregatorLoss"], ["static", "open", "closed"]);
   const onStoreFailure =
     raw["onStoreFailure"] === undefined
       ? "local"
@@ -165,6 +181,7 @@ export function compileRule(input: unknown, at: string, defaultMaxKeys: number):
     defaultCost,
     maxKeys,
     mode,
+    onAggregatorLoss,
     onStoreFailure,
     storeTimeoutMs,
   };

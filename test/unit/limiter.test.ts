@@ -346,6 +346,10 @@ describe("limiter - accounting", () => {
         rejected: 6,
         deltaAdmitted: 6,
         deltaRejected: 6,
+        isNew: true,
+        grantEpoch: 0,
+        grantVersion: 0,
+        allowance: 0,
       },
     );
     assert.equal(limiter.snapshot().entries.length, 0, "nothing changed since");
@@ -360,6 +364,7 @@ describe("limiter - accounting", () => {
       },
     );
     assert.equal(k2!.generation, k1.generation);
+    assert.equal(k2!.isNew, false, "reported before");
   });
 
   test("limiter - a key created again gets a new generation", () => {
