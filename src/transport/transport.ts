@@ -29,9 +29,10 @@ export type TransportStatus =
 
 export interface Transport {
   /**
-   * Sends `bytes` to every subscription matching `subject` (no wildcards). Returns at once;
-   * the bytes are copied, so the caller may reuse the buffer. Throws `ClosedError` after
-   * `close()` and `InvalidArgumentError` for an invalid subject.
+   * Sends `bytes` to every subscription matching `subject` (no wildcards). Returns at once.
+   * The adapter may hold on to `bytes` until they are written out: do not modify them
+   * afterwards (encoders return fresh arrays). While disconnected, publishes are buffered.
+   * Throws `ClosedError` after `close()` and `InvalidArgumentError` for an invalid subject.
    */
   publish(subject: string, bytes: Uint8Array): void;
   /**
@@ -51,18 +52,25 @@ export interface Transport {
   close(): Promise<void>;
 }
 
-/** No server answered: the URL(s) tried, and the underlying error as `cause`. */
+/**
+ * The first connection failed: no server answered in time, or one answered and refused us
+ * (authentication, TLS). Names the URL(s) tried; the underlying error is the `cause`.
+ */
 export class TransportUnavailableError extends SluiceError {
   override name = "TransportUnavailableError";
   /** The server URL(s) that were tried. */
   readonly servers: readonly string[];
+  /** The connect timeout that applied, in ms. */
+  readonly timeoutMs: number;
 
   constructor(servers: readonly string[], timeoutMs: number, options?: ErrorOptions) {
-    const detail = options?.cause instanceof Error ? `: ${options.cause.message}` : "";
+    const cause = options?.cause;
+    const detail = cause instanceof Error ? cause.message || cause.name : String(cause);
     super(
-      `No NATS server answered at ${servers.join(", ")} within ${timeoutMs} ms${detail}`,
+      `Could not connect to NATS at ${servers.join(", ")} within ${timeoutMs} ms: ${detail}`,
       options,
     );
     this.servers = servers;
+    this.timeoutMs = timeoutMs;
   }
 }
