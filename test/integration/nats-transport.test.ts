@@ -201,8 +201,9 @@ test("nats transport - bad options fail with a message naming the field", async 
 });
 
 /** Starts a throwaway nats-server on `port` and waits until it accepts connections. */
-async function startServer(port: number): Promise<ChildProcess> {
-  const child = spawn("/usr/sbin/nats-server", ["-a", "127.0.0.1", "-p", String(port)], {
+async function startServer(port: number, extraArgs: string[] = []): Promise<ChildProcess> {
+  const args = ["-a", "127.0.0.1", "-p", String(port), ...extraArgs];
+  const child = spawn("/usr/sbin/nats-server", args, {
     stdio: "ignore",
   });
   const deadline = performance.now() + 5000;
@@ -257,6 +258,25 @@ test("nats transport - survives a server restart: disconnected, reconnected, mes
     await waitFor(5000, "a message after reconnect", () => received.includes(2));
     assert.deepEqual(received, [1, 2]);
   } finally {
+    await stopServer(server);
+  }
+});
+
+test("nats transport - passes credentials through; wrong ones fail as TransportUnavailableError", async () => {
+  const port = await freePort();
+  const server = await startServer(port, ["--user", "node", "--pass", "s3cret"]);
+  const servers = `nats://127.0.0.1:${port}`;
+  try {
+    const err = await connectNats({ servers, user: "node", pass: "wrong" }).then(
+      () => assert.fail("connected with a wrong password"),
+      (e: unknown) => e,
+    );
+    assert.ok(err instanceof TransportUnavailableError, String(err));
+    assert.match(err.message, /Authorization|authorization/);
+    const t = await connected({ servers, user: "node", pass: "s3cret" });
+    await t.flush();
+  } finally {
+    for (const t of open.splice(0)) await t.close();
     await stopServer(server);
   }
 });
