@@ -26,8 +26,16 @@ import { type Algorithm, type AlgorithmParams, DecisionResult, EPSILON } from ".
 
 const CURRENT = 0;
 
-/** Moves the ring to the segment containing `nowMs`, zeroing segments that fell out. */
-function advance(state: Float64Array, offset: number, p: AlgorithmParams, nowMs: number): number {
+/**
+ * Moves the ring to the segment containing `nowMs`, zeroing segments that fell out; returns that
+ * segment's index. Exported for the aggregator's global windows, which share this layout.
+ */
+export function advance(
+  state: Float64Array,
+  offset: number,
+  p: AlgorithmParams,
+  nowMs: number,
+): number {
   const segMs = p.windowMs / p.segments;
   const ring = p.segments + 1;
   const current = state[offset + CURRENT]!;
@@ -48,7 +56,7 @@ function count(state: Float64Array, offset: number, ring: number, segment: numbe
 }
 
 /** The estimated cost inside the window ending at `nowMs`, which lies in segment k. */
-function estimate(
+export function estimate(
   state: Float64Array,
   offset: number,
   p: AlgorithmParams,

@@ -2,7 +2,8 @@
  * DecisionBatch (type 1), node → aggregator on `<prefix>.v1.decisions.<partition>`.
  *
  * Body: nodeId str, nodeEpoch f64, seq u32, sentAtWallMs f64, groupCount u16, then per group:
- * rule str, entryCount u32, then per entry: key str, generation u32, admitted f64, rejected f64.
+ * rule str, entryCount u32, then per entry: key str, generation u32, admitted f64, rejected f64,
+ * flags u8 (bit 0: isNew; other bits must be 0), grantEpoch f64, grantVersion u32, allowance f64.
  * (str = u16 byte length + UTF-8; all little-endian.)
  */
 
@@ -52,18 +53,23 @@ export function encodeDecisionBatch(
 }
 
 function writeEntry(w: ByteWriter, e: DecisionEntry, g: number, i: number): void {
-  if (!isU32(e.generation) || !isNonNegative(e.admitted) || !isNonNegative(e.rejected)) {
-    const at = `groups[${g}].entries[${i}]`;
-    if (!isU32(e.generation))
-      throw new InvalidArgumentError(`${at}.generation`, EXPECTED_U32, e.generation);
-    const field = isNonNegative(e.admitted) ? "rejected" : "admitted";
-    throw new InvalidArgumentError(`${at}.${field}`, EXPECTED_NON_NEGATIVE, e[field]);
+  const at = `groups[${g}].entries[${i}]`;
+  for (const f of ["generation", "grantVersion"] as const) {
+    if (!isU32(e[f])) throw new InvalidArgumentError(`${at}.${f}`, EXPECTED_U32, e[f]);
+  }
+  for (const f of ["admitted", "rejected", "grantEpoch", "allowance"] as const) {
+    if (!isNonNegative(e[f]))
+      throw new InvalidArgumentError(`${at}.${f}`, EXPECTED_NON_NEGATIVE, e[f]);
   }
   if (w.str(e.key, MAX_KEY_BYTES) < 0)
     badString(`groups[${g}].entries[${i}].key`, e.key, MAX_KEY_BYTES);
   w.u32(e.generation);
   w.f64(e.admitted);
   w.f64(e.rejected);
+  w.u8(e.isNew ? 1 : 0);
+  w.f64(e.grantEpoch);
+  w.u32(e.grantVersion);
+  w.f64(e.allowance);
 }
 
 /** Reads the body after the 4-byte header; the reader ends before the CRC. */
@@ -91,11 +97,34 @@ export function readDecisionBatch(
       const generation = r.u32();
       const admitted = r.f64();
       const rejected = r.f64();
+      const flags = r.u8();
+      const grantEpoch = r.f64();
+      const grantVersion = r.u32();
+      const allowance = r.f64();
       if (r.truncated) return "truncated";
       if (rule === undefined) dropped["bad-rule"]++;
       else if (key === undefined) dropped["bad-key"]++;
-      else if (!isNonNegative(admitted) || !isNonNegative(rejected)) dropped["bad-number"]++;
-      else entries.push({ key, generation, admitted, rejected });
+      else if (
+        !isNonNegative(admitted) ||
+        !isNonNegative(rejected) ||
+        !isNonNegative(grantEpoch) ||
+        !isNonNegative(allowance) ||
+        flags > 1
+      ) {
+        dropped["bad-number"]++;
+      } else {
+        const isNew = flags === 1;
+        entries.push({
+          key,
+          generation,
+          admitted,
+          rejected,
+          isNew,
+          grantEpoch,
+          grantVersion,
+          allowance,
+        });
+      }
     }
     if (rule !== undefined) groups.push({ rule, entries });
   }

@@ -21,6 +21,16 @@ export interface DecisionEntry {
   readonly admitted: number;
   /** Cumulative rejected cost of this key generation since the node epoch; finite, >= 0. */
   readonly rejected: number;
+  /** True the first time the node reports this key generation (its counts are all new). */
+  readonly isNew: boolean;
+  /**
+   * The grant the node holds for this key generation, consistent with the counts above: the
+   * aggregator epoch it came from (0 when none; finite, >= 0), its version (u32) and allowance
+   * (finite, >= 0). The aggregator learns from it what the node may still admit.
+   */
+  readonly grantEpoch: number;
+  readonly grantVersion: number;
+  readonly allowance: number;
 }
 
 /** One rule's entries. A message may hold several groups for the same rule. */

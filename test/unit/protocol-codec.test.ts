@@ -26,8 +26,26 @@ const batch: DecisionBatch = {
     {
       rule: "api",
       entries: [
-        { key: "user:1", generation: 1, admitted: 10, rejected: 0 },
-        { key: "ключ 🔑", generation: 4_294_967_295, admitted: 2.5, rejected: 1e9 },
+        {
+          key: "user:1",
+          generation: 1,
+          admitted: 10,
+          rejected: 0,
+          isNew: true,
+          grantEpoch: 0,
+          grantVersion: 0,
+          allowance: 0,
+        },
+        {
+          key: "ключ 🔑",
+          generation: 4_294_967_295,
+          admitted: 2.5,
+          rejected: 1e9,
+          isNew: false,
+          grantEpoch: 1_764_000_000_000.25,
+          grantVersion: 4_294_967_295,
+          allowance: 12.5,
+        },
       ],
     },
     { rule: "login", entries: [] },
@@ -124,7 +142,16 @@ const batchHeader: Field[] = [
 ];
 function entry(key: string | number[], admitted: number, rejected = 0): Field[] {
   const k: Field = typeof key === "string" ? ["str", key] : ["raw", [key.length, 0, ...key]];
-  return [k, ["u32", 1], ["f64", admitted], ["f64", rejected]];
+  return [
+    k,
+    ["u32", 1],
+    ["f64", admitted],
+    ["f64", rejected],
+    ["u8", 0],
+    ["f64", 0],
+    ["u32", 0],
+    ["f64", 0],
+  ];
 }
 
 test("protocol - a batch with bad entries drops only those and counts them by reason", () => {
@@ -236,6 +263,10 @@ test("protocol - a batch larger than maxMessageBytes splits into frames that eac
     generation: i,
     admitted: i,
     rejected: 0,
+    isNew: false,
+    grantEpoch: 0,
+    grantVersion: 0,
+    allowance: 0,
   }));
   const big = {
     ...batch,
@@ -266,6 +297,10 @@ test("protocol - a full 1 MiB batch of maximal keys splits under the default lim
     generation: 0,
     admitted: 1,
     rejected: 1,
+    isNew: true,
+    grantEpoch: 0,
+    grantVersion: 0,
+    allowance: 0,
   }));
   const frames = encodeDecisionBatch({ ...batch, groups: [{ rule: "r".repeat(64), entries }] });
   assert.equal(frames.length, 2);
@@ -278,7 +313,16 @@ test("protocol - encoders reject what the wire cannot carry, naming the field", 
   bad(() => encode({ ...batch, nodeId: "a.b" }), "nodeId");
   bad(() => encode({ ...batch, seq: -1 }), "seq");
   bad(() => encode({ ...batch, groups: [{ rule: "", entries: [] }] }), "groups[0].rule");
-  const e = { key: "k", generation: 1, admitted: 1, rejected: 1 };
+  const e = {
+    key: "k",
+    generation: 1,
+    admitted: 1,
+    rejected: 1,
+    isNew: false,
+    grantEpoch: 0,
+    grantVersion: 0,
+    allowance: 0,
+  };
   bad(
     () => encode({ ...batch, groups: [{ rule: "r", entries: [e, { ...e, admitted: -1 }] }] }),
     "groups[0].entries[1].admitted",

@@ -1,0 +1,465 @@
+/**
+ * The aggregator's processor: global windows, membership and allocation, with no I/O.
+ *
+ * In:  decoded decision batches and heartbeats, each stamped with the aggregator's own clock at
+ *      receipt; `tick()` calls once per sync interval.
+ * Out: from `tick()`, the rate updates to send (one per node that has changed grants) and the
+ *      rule defaults to broadcast (default share = limit / live nodes).
+ *
+ * Per (rule, key) it keeps a segmented sliding window of global admitted cost, binned by the
+ * aggregator's monotonic clock when each report arrives (node clocks never enter the math), and
+ * per node that reported the key: the cumulative counts last seen (per node epoch and key
+ * generation: a lower value is an old or reordered report and changes nothing), a smoothed demand
+ * rate, the grant the node says it holds and the grants sent to it since.
+ *
+ * Grants are cumulative allowances: "this key generation may have admitted up to A". Each tick,
+ * for every key with news, the budget T = limit - windowAdmitted is split by `allocate()`, and a
+ * node's new allowance is its reported admitted + its share. A node admits against its own live
+ * counter, so hits it admitted after its report are charged to the new share automatically; and
+ * since a lower grant cannot be taken back before the node confirms it, the allocator counts the
+ * old allowance in full until then. The sum of what all nodes may still admit therefore never
+ * exceeds T, however long messages take.
+ */
+import { advance, estimate } from "../algorithms/sliding-window.js";
+import type { AlgorithmParams } from "../algorithms/types.js";
+import { type Clock, wallClockMs } from "../clock/clock.js";
+import type { CompiledRule } from "../limiter/rule.js";
+import type {
+  DecisionBatch,
+  DecisionEntry,
+  GrantEntry,
+  Heartbeat,
+  RateUpdateFields,
+  RuleDefaultsFields,
+  RuleGroup,
+} from "../protocol/messages.js";
+import { allocate } from "./allocator.js";
+import { Membership, type NodeRecord } from "./membership.js";
+
+export interface AggregatorCoreOptions {
+  /** The rules; only `mode: "global"` ones are aggregated, entries for others are dropped. */
+  readonly rules: readonly CompiledRule[];
+  readonly aggregatorId: string;
+  /** This run's identity (wall ms at start plus a random fraction). */
+  readonly epoch: number;
+  readonly clock: Clock;
+  /** Tick period, ms: also the demand smoothing step. @default 50 */
+  readonly syncIntervalMs?: number;
+  /** A node silent for this long is dropped, ms. @default 3000 */
+  readonly nodeTtlMs?: number;
+  /** A grant is re-sent only when it moves by more than this fraction of the limit. @default 0.002 */
+  readonly materialChange?: number;
+  /** Key state unreported for this long, with an empty window, is reclaimed, ms. @default 30000 */
+  readonly keyIdleMs?: number;
+  /**
+   * After start, grants are withheld this long while the windows fill from reports (the nodes
+   * keep their previous grants or default shares meanwhile), ms. @default 0
+   */
+  readonly warmupMs?: number;
+}
+
+/** Counters, read by telemetry and tests. */
+export interface AggregatorStats {
+  batches: number;
+  entries: number;
+  /** Entries that repeated or predated what was already counted (lost nothing, added nothing). */
+  staleEntries: number;
+  /** Entries for rules this aggregator does not know as global. */
+  unknownRuleEntries: number;
+  /** Batches from a node run older than the one known. */
+  staleBatches: number;
+  heartbeats: number;
+  updatesSent: number;
+  grantsSent: number;
+  keys: number;
+  keysReclaimed: number;
+  nodesJoined: number;
+  nodesDropped: number;
+  /** Admitted cost counted into windows since start. */
+  admittedCounted: number;
+}
+
+/** The grant fields a node reports with each entry (see the protocol's DecisionEntry). */
+type Reported = DecisionEntry;
+
+class NodeKey {
+  readonly node: NodeRecord;
+  generation: number;
+  admitted: number;
+  rejected: number;
+  pendingDemand = 0;
+  demandRatePerMs = 0;
+  lastDemandMs: number;
+  /** The allowance the node says it holds, and whether it is one of ours (this epoch). */
+  holdsGrant = false;
+  heldAllowance = 0;
+  confirmedVersion = 0;
+  sentVersion = 0;
+  sentAllowance = 0;
+  /** The highest allowance sent since the last confirmation of the latest version. */
+  maxUnconfirmed = 0;
+
+  constructor(
+    node: NodeRecord,
+    generation: number,
+    admitted: number,
+    rejected: number,
+    nowMs: number,
+  ) {
+    this.node = node;
+    this.generation = generation;
+    this.admitted = admitted;
+    this.rejected = rejected;
+    this.lastDemandMs = nowMs;
+  }
+}
+
+class KeyState {
+  readonly key: string;
+  readonly window: Float64Array;
+  nodes: NodeKey[] = [];
+  version = 0;
+  lastReportMs: number;
+  dirty = false;
+
+  constructor(key: string, params: AlgorithmParams, nowMs: number) {
+    this.key = key;
+    this.window = new Float64Array(params.segments + 2);
+    this.window[0] = Math.floor(nowMs / (params.windowMs / params.segments));
+    this.lastReportMs = nowMs;
+  }
+}
+
+class RuleState {
+  readonly rule: CompiledRule;
+  /** The global window's shape: the rule's limit per window, in `segments` segments. */
+  readonly params: AlgorithmParams;
+  readonly keys = new Map<string, KeyState>();
+
+  constructor(rule: CompiledRule) {
+    this.rule = rule;
+    const segments = rule.algorithm.name === "sliding-window" ? rule.params.segments : 10;
+    this.params = {
+      capacity: rule.limit,
+      ratePerMs: rule.limit / rule.windowMs,
+      windowMs: rule.windowMs,
+      segments,
+    };
+  }
+}
+
+const DEMAND_TAU_MULTIPLE = 2; // smoothing time constant, in sync intervals
+
+export class AggregatorCore {
+  readonly aggregatorId: string;
+  readonly epoch: number;
+  readonly membership: Membership;
+  readonly stats: AggregatorStats = {
+    batches: 0,
+    entries: 0,
+    staleEntries: 0,
+    unknownRuleEntries: 0,
+    staleBatches: 0,
+    heartbeats: 0,
+    updatesSent: 0,
+    grantsSent: 0,
+    keys: 0,
+    keysReclaimed: 0,
+    nodesJoined: 0,
+    nodesDropped: 0,
+    admittedCounted: 0,
+  };
+  readonly #rules = new Map<string, RuleState>();
+  readonly #clock: Clock;
+  readonly #syncIntervalMs: number;
+  readonly #materialChange: number;
+  readonly #keyIdleMs: number;
+  readonly #grantsFromMs: number;
+  #dirty: [RuleState, KeyState][] = [];
+  #seq = 0;
+  #lastReclaimMs: number;
+
+  constructor(options: AggregatorCoreOptions) {
+    this.aggregatorId = options.aggregatorId;
+    this.epoch = options.epoch;
+    this.#clock = options.clock;
+    this.#syncIntervalMs = options.syncIntervalMs ?? 50;
+    this.#materialChange = options.materialChange ?? 0.002;
+    this.#keyIdleMs = options.keyIdleMs ?? 30_000;
+    this.membership = new Membership(options.nodeTtlMs ?? 3000);
+    for (const rule of options.rules) {
+      if (rule.mode === "global") this.#rules.set(rule.name, new RuleState(rule));
+    }
+    const now = this.#clock.nowMs();
+    this.#grantsFromMs = now + (options.warmupMs ?? 0);
+    this.#lastReclaimMs = now;
+  }
+
+  /** The global rules, by name. */
+  get ruleNames(): string[] {
+    return [...this.#rules.keys()];
+  }
+
+  /** Admitted cost in the global window of (rule, key) now, as this aggregator knows it. */
+  windowAdmitted(rule: string, key: string): number {
+    const rs = this.#rules.get(rule);
+    const ks = rs?.keys.get(key);
+    if (rs === undefined || ks === undefined) return 0;
+    const now = this.#clock.nowMs();
+    const k = advance(ks.window, 0, rs.params, now);
+    return estimate(ks.window, 0, rs.params, k, now);
+  }
+
+  /** Global usage per rule: the sum over keys of window admitted / limit (for telemetry). */
+  usage(): { rule: string; keys: number; maxRatio: number; admittedInWindow: number }[] {
+    const now = this.#clock.nowMs();
+    const out = [];
+    for (const rs of this.#rules.values()) {
+      let maxRatio = 0;
+      let sum = 0;
+      for (const ks of rs.keys.values()) {
+        const k = advance(ks.window, 0, rs.params, now);
+        const w = estimate(ks.window, 0, rs.params, k, now);
+        sum += w;
+        if (w / rs.rule.limit > maxRatio) maxRatio = w / rs.rule.limit;
+      }
+      out.push({ rule: rs.rule.name, keys: rs.keys.size, maxRatio, admittedInWindow: sum });
+    }
+    return out;
+  }
+
+  ingestHeartbeat(hb: Heartbeat, receivedWallMs: number): void {
+    this.stats.heartbeats++;
+    if (hb.role !== 1) return; // other aggregators' heartbeats carry nothing for us
+    const touched = this.#touch(hb.nodeId, hb.nodeEpoch);
+    if (touched !== undefined)
+      this.membership.observeClock(touched, hb.sentAtWallMs, receivedWallMs);
+  }
+
+  ingestBatch(batch: DecisionBatch): void {
+    this.stats.batches++;
+    const node = this.#touch(batch.nodeId, batch.nodeEpoch);
+    if (node === undefined) {
+      this.stats.staleBatches++;
+      return;
+    }
+    const now = this.#clock.nowMs();
+    for (const group of batch.groups) {
+      const rs = this.#rules.get(group.rule);
+      if (rs === undefined) {
+        this.stats.unknownRuleEntries += group.entries.length;
+        continue;
+      }
+      for (const entry of group.entries) this.#ingestEntry(rs, node, entry, now);
+    }
+  }
+
+  #touch(id: string, epoch: number): NodeRecord | undefined {
+    const r = this.membership.touch(id, epoch, this.#clock.nowMs());
+    if (r === undefined) return undefined;
+    if (r.joined) this.stats.nodesJoined++;
+    if (r.replaced !== undefined) this.#forgetNode(r.replaced);
+    return r.node;
+  }
+
+  #ingestEntry(rs: RuleState, node: NodeRecord, e: Reported, now: number): void {
+    this.stats.entries++;
+    let ks = rs.keys.get(e.key);
+    if (ks === undefined) {
+      ks = new KeyState(e.key, rs.params, now);
+      rs.keys.set(e.key, ks);
+      this.stats.keys++;
+    }
+    let nk: NodeKey | undefined;
+    for (const x of ks.nodes) {
+      if (x.node === node) {
+        nk = x;
+        break;
+      }
+    }
+    let dA: number;
+    let dR: number;
+    if (nk === undefined || nk.generation !== e.generation) {
+      // A stream of counts we have not seen. A key generation reported for the first time
+      // counts in full; otherwise (we restarted, or reclaimed the key) only what comes next does.
+      dA = e.isNew ? e.admitted : 0;
+      dR = e.isNew ? e.rejected : 0;
+      if (nk === undefined) {
+        nk = new NodeKey(node, e.generation, e.admitted, e.rejected, now);
+        ks.nodes.push(nk);
+      } else {
+        const fresh = new NodeKey(node, e.generation, e.admitted, e.rejected, now);
+        ks.nodes[ks.nodes.indexOf(nk)] = fresh;
+        nk = fresh;
+      }
+    } else {
+      dA = e.admitted - nk.admitted;
+      dR = e.rejected - nk.rejected;
+      if (dA < 0 || dR < 0 || (dA === 0 && dR === 0 && e.grantVersion <= nk.confirmedVersion)) {
+        this.stats.staleEntries++;
+        if (dA < 0 || dR < 0) return;
+      }
+      nk.admitted = e.admitted;
+      nk.rejected = e.rejected;
+    }
+    if (dA > 0) {
+      const k = advance(ks.window, 0, rs.params, now);
+      ks.window[1 + (k % (rs.params.segments + 1))]! += dA;
+      this.stats.admittedCounted += dA;
+    }
+    nk.pendingDemand += dA + dR;
+    // What the node holds now, consistent with the counts it sent in the same entry.
+    nk.holdsGrant = e.grantEpoch > 0;
+    nk.heldAllowance = e.allowance;
+    if (e.grantEpoch === this.epoch && e.grantVersion >= nk.confirmedVersion) {
+      nk.confirmedVersion = e.grantVersion;
+      if (nk.confirmedVersion >= nk.sentVersion) nk.maxUnconfirmed = 0;
+    }
+    ks.lastReportMs = now;
+    if (!ks.dirty) {
+      ks.dirty = true;
+      this.#dirty.push([rs, ks]);
+    }
+  }
+
+  /** Forgets a node run: its grants ended with it, so its hold on every budget goes too. */
+  #forgetNode(node: NodeRecord): void {
+    this.stats.nodesDropped++;
+    for (const rs of this.#rules.values()) {
+      for (const ks of rs.keys.values()) {
+        const before = ks.nodes.length;
+        ks.nodes = ks.nodes.filter((x) => x.node !== node);
+        if (ks.nodes.length !== before && !ks.dirty) {
+          ks.dirty = true;
+          this.#dirty.push([rs, ks]);
+        }
+      }
+    }
+  }
+
+  /** What `nk` may still admit beyond its reported count without hearing from us again. */
+  #committed(nk: NodeKey, defaultShare: number): number {
+    const held = nk.holdsGrant ? nk.heldAllowance - nk.admitted : defaultShare;
+    const inFlight = nk.sentVersion > nk.confirmedVersion ? nk.maxUnconfirmed - nk.admitted : 0;
+    const c = held > inFlight ? held : inFlight;
+    return c > 0 ? c : 0;
+  }
+
+  /** Recomputes grants for keys with news; returns what to send. Call once per sync interval. */
+  tick(): { updates: RateUpdateFields[]; defaults: RuleDefaultsFields } {
+    const now = this.#clock.nowMs();
+    for (const node of this.membership.expire(now)) this.#forgetNode(node);
+    const live = Math.max(1, this.membership.liveCount);
+    const out = new Map<NodeRecord, Map<string, GrantEntry[]>>();
+    const dirty = this.#dirty;
+    this.#dirty = [];
+    const granting = now >= this.#grantsFromMs;
+    for (const [rs, ks] of dirty) {
+      ks.dirty = false;
+      if (granting) this.#allocateKey(rs, ks, now, live, out);
+    }
+    if (now - this.#lastReclaimMs >= 1000) this.#reclaim(now);
+    const seq = ++this.#seq >>> 0;
+    const sentAtWallMs = wallClockMs(); // for the nodes' clock-offset estimates only
+    const updates: RateUpdateFields[] = [];
+    for (const [node, byRule] of out) {
+      const groups: RuleGroup<GrantEntry>[] = [];
+      for (const [rule, entries] of byRule) groups.push({ rule, entries });
+      updates.push({
+        aggregatorId: this.aggregatorId,
+        aggregatorEpoch: this.epoch,
+        seq,
+        targetNodeId: node.id,
+        targetNodeEpoch: node.epoch,
+        sentAtWallMs,
+        groups,
+      });
+    }
+    this.stats.updatesSent += updates.length;
+    return {
+      updates,
+      defaults: {
+        aggregatorId: this.aggregatorId,
+        aggregatorEpoch: this.epoch,
+        seq,
+        sentAtWallMs,
+        liveNodes: Math.min(live, 65535),
+        rules: [...this.#rules.values()].map((rs) => ({
+          rule: rs.rule.name,
+          defaultShare: rs.rule.limit / live,
+        })),
+      },
+    };
+  }
+
+  #allocateKey(
+    rs: RuleState,
+    ks: KeyState,
+    now: number,
+    live: number,
+    out: Map<NodeRecord, Map<string, GrantEntry[]>>,
+  ): void {
+    const limit = rs.rule.limit;
+    const k = advance(ks.window, 0, rs.params, now);
+    const budget = limit - estimate(ks.window, 0, rs.params, k, now);
+    const tauMs = this.#syncIntervalMs * DEMAND_TAU_MULTIPLE;
+    const defaultShare = limit / live;
+    const inputs = ks.nodes.map((nk) => {
+      const dt = now - nk.lastDemandMs;
+      if (dt > 0) {
+        const alpha = 1 - Math.exp(-dt / tauMs);
+        nk.demandRatePerMs += alpha * (nk.pendingDemand / dt - nk.demandRatePerMs);
+        nk.pendingDemand = 0;
+        nk.lastDemandMs = now;
+      }
+      return {
+        demand: nk.demandRatePerMs * rs.rule.windowMs,
+        committed: this.#committed(nk, defaultShare),
+      };
+    });
+    const shares = allocate(budget, inputs);
+    const threshold = Math.max(limit * this.#materialChange, 1e-9);
+    for (let j = 0; j < ks.nodes.length; j++) {
+      const nk = ks.nodes[j]!;
+      if (!nk.node.alive) continue;
+      const allowance = nk.admitted + shares[j]!;
+      if (nk.sentVersion > 0 && Math.abs(allowance - nk.sentAllowance) <= threshold) continue;
+      ks.version = (ks.version + 1) >>> 0 || 1;
+      nk.sentVersion = ks.version;
+      nk.sentAllowance = allowance;
+      if (allowance > nk.maxUnconfirmed) nk.maxUnconfirmed = allowance;
+      let byRule = out.get(nk.node);
+      if (byRule === undefined) {
+        byRule = new Map();
+        out.set(nk.node, byRule);
+      }
+      let entries = byRule.get(rs.rule.name);
+      if (entries === undefined) {
+        entries = [];
+        byRule.set(rs.rule.name, entries);
+      }
+      entries.push({
+        key: ks.key,
+        generation: nk.generation,
+        version: nk.sentVersion,
+        allowance,
+        expiresInMs: 0,
+      });
+      this.stats.grantsSent++;
+    }
+  }
+
+  #reclaim(now: number): void {
+    this.#lastReclaimMs = now;
+    for (const rs of this.#rules.values()) {
+      for (const [key, ks] of rs.keys) {
+        if (ks.dirty || now - ks.lastReportMs < this.#keyIdleMs) continue;
+        const k = advance(ks.window, 0, rs.params, now);
+        if (estimate(ks.window, 0, rs.params, k, now) > 0) continue;
+        rs.keys.delete(key);
+        this.stats.keys--;
+        this.stats.keysReclaimed++;
+      }
+    }
+  }
+}

@@ -1,0 +1,91 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import fc from "fast-check";
+import { allocate } from "../../src/aggregator/allocator.js";
+
+const close = (a: number, b: number) => Math.abs(a - b) < 1e-9;
+
+test("allocator - small demands are met, the rest split equally (max-min fair)", () => {
+  const shares = allocate(100, [
+    { demand: 10, committed: 0 },
+    { demand: 200, committed: 0 },
+    { demand: 300, committed: 0 },
+  ]);
+  assert.ok(close(shares[0]!, 10));
+  assert.ok(close(shares[1]!, 45));
+  assert.ok(close(shares[2]!, 45));
+});
+
+test("allocator - spare capacity is spread half equally, half by demand", () => {
+  const shares = allocate(100, [
+    { demand: 10, committed: 0 },
+    { demand: 30, committed: 0 },
+  ]);
+  // spare 60: 30 equally (15 each), 30 by demand (7.5 and 22.5)
+  assert.ok(close(shares[0]!, 10 + 15 + 7.5));
+  assert.ok(close(shares[1]!, 30 + 15 + 22.5));
+});
+
+test("allocator - no demand anywhere: the budget is split equally", () => {
+  const shares = allocate(90, [
+    { demand: 0, committed: 0 },
+    { demand: 0, committed: 0 },
+    { demand: 0, committed: 0 },
+  ]);
+  assert.deepEqual(shares, [30, 30, 30]);
+});
+
+test("allocator - allowances that cannot be taken back limit what others may grow by", () => {
+  // Node 0 holds 60 but now wants nothing; node 1 wants everything. Until node 0 confirms,
+  // node 1 may only have what the budget holds beyond node 0's 60.
+  const shares = allocate(
+    100,
+    [
+      { demand: 0, committed: 60 },
+      { demand: 1000, committed: 0 },
+    ],
+    0,
+  );
+  assert.ok(close(shares[0]!, 0), `target of the shrinking node is ${shares[0]}`);
+  assert.ok(close(shares[1]!, 40), `growing node gets ${shares[1]}`);
+});
+
+test("allocator - nothing to give: all shares are zero", () => {
+  assert.deepEqual(allocate(0, [{ demand: 5, committed: 0 }]), [0]);
+  assert.deepEqual(allocate(-3, [{ demand: 5, committed: 1 }]), [0]);
+  assert.deepEqual(allocate(10, []), []);
+});
+
+const inputs = fc.array(
+  fc.record({
+    demand: fc.oneof(fc.constant(0), fc.double({ min: 0, max: 1000, noNaN: true })),
+    committed: fc.oneof(fc.constant(0), fc.double({ min: 0, max: 300, noNaN: true })),
+  }),
+  { minLength: 1, maxLength: 12 },
+);
+
+test("allocator - the sum of max(committed, share) never exceeds the budget (when it can hold)", () => {
+  fc.assert(
+    fc.property(fc.double({ min: 0, max: 2000, noNaN: true }), inputs, (budget, nodes) => {
+      const committedTotal = nodes.reduce((s, x) => s + x.committed, 0);
+      const shares = allocate(budget, nodes);
+      const exposure = nodes.reduce((s, x, j) => s + Math.max(x.committed, shares[j]!), 0);
+      // Commitments already over the budget cannot be undone by the allocator: then it must
+      // add nothing on top of them.
+      const bound = Math.max(budget, committedTotal);
+      return exposure <= bound + 1e-6 && shares.every((s) => s >= 0);
+    }),
+    { numRuns: 500 },
+  );
+});
+
+test("allocator - with nothing committed the whole budget is handed out", () => {
+  fc.assert(
+    fc.property(fc.double({ min: 0.001, max: 2000, noNaN: true }), inputs, (budget, nodes) => {
+      const free = nodes.map((x) => ({ demand: x.demand, committed: 0 }));
+      const total = allocate(budget, free).reduce((s, x) => s + x, 0);
+      return Math.abs(total - budget) < 1e-6 * Math.max(1, budget);
+    }),
+    { numRuns: 500 },
+  );
+});
