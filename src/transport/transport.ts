@@ -67,7 +67,7 @@ export class TransportUnavailableError extends SluiceError {
     const cause = options?.cause;
     const detail = cause instanceof Error ? cause.message || cause.name : String(cause);
     super(
-      `Could not connect to NATS at ${servers.join(", ")} within ${timeoutMs} ms: ${detail}`,
+      `Could not connect to NATS at ${servers.join(", ")}: ${detail} (connect timeout ${timeoutMs} ms)`,
       options,
     );
     this.servers = servers;
