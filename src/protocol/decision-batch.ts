@@ -53,23 +53,44 @@ export function encodeDecisionBatch(
 }
 
 function writeEntry(w: ByteWriter, e: DecisionEntry, g: number, i: number): void {
-  const at = `groups[${g}].entries[${i}]`;
+  // One branch on the hot path; the field-by-field search (and its strings) only on failure.
+  if (
+    !isU32(e.generation) ||
+    !isU32(e.grantVersion) ||
+    !isNonNegative(e.admitted) ||
+    !isNonNegative(e.rejected) ||
+    !isNonNegative(e.grantEpoch) ||
+    !isNonNegative(e.allowance)
+  ) {
+    throwBadEntry(e, `groups[${g}].entries[${i}]`);
+  }
+  if (w.str(e.key, MAX_KEY_BYTES) < 0) {
+    badString(`groups[${g}].entries[${i}].key`, e.key, MAX_KEY_BYTES);
+  }
+  w.ensure(4 + 8 + 8 + 1 + 8 + 4 + 8);
+  const v = w.view;
+  let p = w.pos;
+  v.setUint32(p, e.generation, true);
+  v.setFloat64(p + 4, e.admitted, true);
+  v.setFloat64(p + 12, e.rejected, true);
+  v.setUint8(p + 20, e.isNew ? 1 : 0);
+  v.setFloat64(p + 21, e.grantEpoch, true);
+  v.setUint32(p + 29, e.grantVersion, true);
+  v.setFloat64(p + 33, e.allowance, true);
+  p += 41;
+  w.pos = p;
+}
+
+function throwBadEntry(e: DecisionEntry, at: string): never {
   for (const f of ["generation", "grantVersion"] as const) {
     if (!isU32(e[f])) throw new InvalidArgumentError(`${at}.${f}`, EXPECTED_U32, e[f]);
   }
   for (const f of ["admitted", "rejected", "grantEpoch", "allowance"] as const) {
-    if (!isNonNegative(e[f]))
+    if (!isNonNegative(e[f])) {
       throw new InvalidArgumentError(`${at}.${f}`, EXPECTED_NON_NEGATIVE, e[f]);
+    }
   }
-  if (w.str(e.key, MAX_KEY_BYTES) < 0)
-    badString(`groups[${g}].entries[${i}].key`, e.key, MAX_KEY_BYTES);
-  w.u32(e.generation);
-  w.f64(e.admitted);
-  w.f64(e.rejected);
-  w.u8(e.isNew ? 1 : 0);
-  w.f64(e.grantEpoch);
-  w.u32(e.grantVersion);
-  w.f64(e.allowance);
+  throw new Error("unreachable: entry reported bad but every field is valid");
 }
 
 /** Reads the body after the 4-byte header; the reader ends before the CRC. */

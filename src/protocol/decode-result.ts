@@ -42,7 +42,8 @@ export const DECODE_FAILURES: readonly DecodeFailure[] = [
  * - `bad-key`: key empty, over 1024 bytes or not valid UTF-8.
  * - `bad-rule`: rule name empty, over 64 bytes or not valid UTF-8 (every entry of that group
  *   is dropped and counted).
- * - `bad-number`: a count, allowance, expiry or default share negative, NaN or infinite.
+ * - `bad-number`: a count, allowance, epoch, expiry or default share negative, NaN or
+ *   infinite, or an entry flag bit this version does not define.
  */
 export type EntryDropReason = "bad-key" | "bad-rule" | "bad-number";
 
