@@ -21,7 +21,16 @@ export class StatusListeners {
       });
       return;
     }
-    for (const listener of [...this.#listeners]) listener(status);
+    for (const listener of [...this.#listeners]) {
+      try {
+        listener(status);
+      } catch (err) {
+        // A throwing listener must not break the adapter's status loop; surface it as uncaught.
+        queueMicrotask(() => {
+          throw err;
+        });
+      }
+    }
   }
 
   clear(): void {
