@@ -98,6 +98,8 @@ class NodeKey {
   sentAllowance = 0;
   /** The highest allowance sent since the last confirmation of the latest version. */
   maxUnconfirmed = 0;
+  /** False for a placeholder: a live node granted ahead that has not reported this key. */
+  reported = true;
 
   constructor(
     node: NodeRecord,
@@ -149,6 +151,8 @@ class RuleState {
 }
 
 const DEMAND_TAU_MULTIPLE = 2; // smoothing time constant, in sync intervals
+/** A key whose window plus demand reaches this fraction of its limit is granted to all nodes. */
+const HOT_FRACTION = 0.5;
 
 export class AggregatorCore {
   readonly aggregatorId: string;
@@ -279,7 +283,16 @@ export class AggregatorCore {
     }
     let dA: number;
     let dR: number;
-    if (nk === undefined || nk.generation !== e.generation) {
+    if (nk !== undefined && nk.generation === 0) {
+      // The first report from a node we granted ahead (a placeholder): adopt its generation and
+      // keep the grant bookkeeping; a new generation's counts are all new.
+      nk.generation = e.generation;
+      dA = e.isNew ? e.admitted : 0;
+      dR = e.isNew ? e.rejected : 0;
+      nk.admitted = e.admitted;
+      nk.rejected = e.rejected;
+      nk.reported = true;
+    } else if (nk === undefined || nk.generation !== e.generation) {
       // A stream of counts we have not seen. A key generation reported for the first time
       // counts in full; otherwise (we restarted, or reclaimed the key) only what comes next does.
       dA = e.isNew ? e.admitted : 0;
@@ -337,9 +350,18 @@ export class AggregatorCore {
     }
   }
 
-  /** What `nk` may still admit beyond its reported count without hearing from us again. */
+  /**
+   * What `nk` may still admit beyond its reported count without hearing from us again. A node on
+   * its default share may admit that; a placeholder is counted by what we sent it only: it could
+   * take its default share too if hits reached it before our grant, a risk taken on purpose
+   * (counting it would hold back a hot key's whole budget until every node confirmed).
+   */
   #committed(nk: NodeKey, defaultShare: number): number {
-    const held = nk.holdsGrant ? nk.heldAllowance - nk.admitted : defaultShare;
+    const held = nk.holdsGrant
+      ? nk.heldAllowance - nk.admitted
+      : nk.reported
+        ? defaultShare
+        : 0;
     const inFlight = nk.sentVersion > nk.confirmedVersion ? nk.maxUnconfirmed - nk.admitted : 0;
     const c = held > inFlight ? held : inFlight;
     return c > 0 ? c : 0;
@@ -404,14 +426,22 @@ export class AggregatorCore {
     const budget = limit - estimate(ks.window, 0, rs.params, k, now);
     const tauMs = this.#syncIntervalMs * DEMAND_TAU_MULTIPLE;
     const defaultShare = limit / live;
-    const inputs = ks.nodes.map((nk) => {
-      const dt = now - nk.lastDemandMs;
-      if (dt > 0) {
-        const alpha = 1 - Math.exp(-dt / tauMs);
-        nk.demandRatePerMs += alpha * (nk.pendingDemand / dt - nk.demandRatePerMs);
-        nk.pendingDemand = 0;
-        nk.lastDemandMs = now;
+    this.#updateDemand(ks, now, tauMs);
+    if (ks.nodes.length < live) {
+      // A key near its limit: a node that has not seen it could take its default share at any
+      // moment and overshoot. Grant every live node ahead instead (placeholders).
+      let demand = 0;
+      for (const nk of ks.nodes) demand += nk.demandRatePerMs * rs.rule.windowMs;
+      if (limit - budget + demand >= HOT_FRACTION * limit) {
+        for (const node of this.membership.all()) {
+          if (ks.nodes.some((x) => x.node === node)) continue;
+          const placeholder = new NodeKey(node, 0, 0, 0, now);
+          placeholder.reported = false;
+          ks.nodes.push(placeholder);
+        }
       }
+    }
+    const inputs = ks.nodes.map((nk) => {
       return {
         demand: nk.demandRatePerMs * rs.rule.windowMs,
         committed: this.#committed(nk, defaultShare),
@@ -446,6 +476,18 @@ export class AggregatorCore {
         expiresInMs: 0,
       });
       this.stats.grantsSent++;
+    }
+  }
+
+  /** Folds each node's demand since the last update into its smoothed rate (cost per ms). */
+  #updateDemand(ks: KeyState, now: number, tauMs: number): void {
+    for (const nk of ks.nodes) {
+      const dt = now - nk.lastDemandMs;
+      if (dt <= 0) continue;
+      const alpha = 1 - Math.exp(-dt / tauMs);
+      nk.demandRatePerMs += alpha * (nk.pendingDemand / dt - nk.demandRatePerMs);
+      nk.pendingDemand = 0;
+      nk.lastDemandMs = now;
     }
   }
 

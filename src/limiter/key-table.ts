@@ -143,6 +143,11 @@ export class KeyTable {
     this.#grow(Math.min(INITIAL_SLOTS, rule.maxKeys));
   }
 
+  /** Keys changed since the last drain. */
+  get pendingChanges(): number {
+    return this.#dirtyCount + this.#retired.length;
+  }
+
   /** Keys currently held. */
   get size(): number {
     return this.#map.size;
@@ -213,7 +218,11 @@ export class KeyTable {
 
   /**
    * Global rules: applies a grant for `key` if it is for the key generation held now and newer
-   * than the grant in force ((epoch, version) compared in that order). Returns whether it did.
+   * than the grant in force ((epoch, version) compared in that order). Generation 0 is a grant
+   * the aggregator sends ahead, for a key this node has not reported (a key near its limit): it
+   * applies to whatever generation is held, creating the key if need be. Its allowance counts
+   * from the start of that generation, so hits already taken are charged to it. Returns whether
+   * it applied.
    */
   applyGrant(
     key: string,
@@ -221,24 +230,38 @@ export class KeyTable {
     epoch: number,
     version: number,
     allowance: number,
+    nowMs: number,
   ): boolean {
-    const slot = this.#map.get(key);
-    if (slot === undefined || !this.#global) {
+    if (!this.#global) {
       this.grantsIgnored++;
       return false;
+    }
+    let slot = this.#map.get(key);
+    if (slot === undefined) {
+      if (generation !== 0) {
+        this.grantsIgnored++;
+        return false;
+      }
+      slot = this.#insert(key, nowMs);
     }
     const extra = slot * this.#stride + this.#algoStride;
     const slots = this.#slots;
     const heldEpoch = slots[extra + GRANT_EPOCH]!;
     const newer =
       epoch > heldEpoch || (epoch === heldEpoch && version > slots[extra + GRANT_VERSION]!);
-    if (slots[extra + GENERATION]! % 2 ** 32 !== generation || !newer) {
+    if ((generation !== 0 && slots[extra + GENERATION]! % 2 ** 32 !== generation) || !newer) {
       this.grantsIgnored++;
       return false;
     }
     slots[extra + GRANT_EPOCH] = epoch;
     slots[extra + GRANT_VERSION] = version;
     slots[extra + GRANT_ALLOWANCE] = allowance;
+    // Report the key in the next batch even if no hit comes, confirming the grant: until the
+    // aggregator sees it confirmed it must count the larger of the old and new allowances.
+    if ((slots[extra + FLAGS]! & DIRTY) === 0) {
+      this.#dirtyList[this.#dirtyCount++] = slot;
+      slots[extra + FLAGS] = (slots[extra + FLAGS]! | DIRTY) >>> 0;
+    }
     this.grantsApplied++;
     return true;
   }

@@ -139,6 +139,8 @@ export interface GlobalControl {
   setGrantRetryMs(ms: number): void;
   /** Marks every held key changed, so the next drain reports all (after a reconnect). */
   markAllDirty(): void;
+  /** Keys changed since the last drain, over every rule (for an early flush). */
+  pendingChanges(): number;
 }
 
 const OPTION_KEYS = ["rules", "maxKeys", "sweepIntervalMs", "clock", "strictStore"];
@@ -199,7 +201,8 @@ class KeyedLimiter implements Limiter {
       hasGlobalRules: this.rules.some((r) => r.mode === "global"),
       applyGrant: (rule, key, generation, epoch, version, allowance) => {
         const table = this.#tables.get(rule);
-        return table !== undefined && table.applyGrant(key, generation, epoch, version, allowance);
+        if (table === undefined) return false;
+        return table.applyGrant(key, generation, epoch, version, allowance, this.#clock.nowMs());
       },
       setLiveNodes: (n) => {
         for (const t of tables) t.setLiveNodes(n);
@@ -212,6 +215,11 @@ class KeyedLimiter implements Limiter {
       },
       markAllDirty: () => {
         for (const t of tables) t.markAllDirty();
+      },
+      pendingChanges: () => {
+        let n = 0;
+        for (const t of tables) n += t.pendingChanges;
+        return n;
       },
     };
     this.#sweepTimer =

@@ -1,0 +1,334 @@
+/**
+ * The node agent: connects a service's limiter to the aggregator over a transport.
+ *
+ * Out: every `syncIntervalMs`, one decision batch per partition with the cumulative counts of
+ *      the global-rule keys that changed (earlier when many keys changed); a heartbeat every
+ *      `heartbeatIntervalMs`.
+ * In:  rate updates addressed to this node run (grants, applied when newer), and the rule
+ *      defaults broadcast (live node count for the default share; also the aggregator's pulse).
+ *
+ * Counts are cumulative per (node epoch, key generation), so a lost, repeated or reordered
+ * batch neither loses nor double-counts hits. After a reconnect the agent re-sends every held
+ * key's counts, in case a batch was lost with the connection. When nothing has come from the
+ * aggregator for `staleAfterMs`, each global rule's `onAggregatorLoss` policy takes over until
+ * it speaks again.
+ */
+import { hostname } from "node:os";
+import { type Clock, monotonicClock, type TimerHandle, wallClockMs } from "../clock/clock.js";
+import { InvalidArgumentError } from "../errors.js";
+import type { Limiter } from "../limiter/limiter.js";
+import { decode } from "../protocol/decode.js";
+import type { DecodeFailure, EntryDropReason } from "../protocol/decode-result.js";
+import { encodeDecisionBatch } from "../protocol/decision-batch.js";
+import { encodeHeartbeat } from "../protocol/heartbeat.js";
+import type { DecisionEntry, RuleGroup } from "../protocol/messages.js";
+import { decisionPartition } from "../protocol/partition.js";
+import { createSubjects, isValidNodeId, type Subjects } from "../protocol/subjects.js";
+import type { Subscription, Transport } from "../transport/transport.js";
+import { optionalNumber } from "../validate.js";
+
+export interface NodeAgentOptions {
+  readonly limiter: Limiter;
+  readonly transport: Transport;
+  /**
+   * This node's id, `[A-Za-z0-9_-]{1,64}`, unique among live nodes.
+   * @default `<hostname>-<pid>`, cleaned to fit
+   */
+  readonly nodeId?: string;
+  /** First token(s) of every subject. @default "ratelimit" */
+  readonly subjectPrefix?: string;
+  /** How often counts are published, ms (10..10000). @default 50 */
+  readonly syncIntervalMs?: number;
+  /** How often a heartbeat is sent, ms (50..60000). @default 500 */
+  readonly heartbeatIntervalMs?: number;
+  /** Aggregator silence after which `onAggregatorLoss` applies, ms. @default 2000 */
+  readonly staleAfterMs?: number;
+  /** Decision subjects to spread batches over (1..65536); match the aggregators. @default 1 */
+  readonly partitions?: number;
+  /** Publish early once this many keys changed within an interval. @default 5000 */
+  readonly maxBatchKeys?: number;
+  /** Nodes assumed live before the aggregator says, for the default share. @default 1 */
+  readonly initialLiveNodes?: number;
+  readonly clock?: Clock;
+}
+
+export interface NodeAgentStats {
+  nodeId: string;
+  nodeEpoch: number;
+  batchesSent: number;
+  entriesSent: number;
+  heartbeatsSent: number;
+  updatesReceived: number;
+  grantsReceived: number;
+  defaultsReceived: number;
+  /** Messages dropped whole, by reason (decode failures, or addressed to another run). */
+  invalidMessages: Record<string, number>;
+  /** Entries dropped from otherwise valid messages, by reason. */
+  invalidEntries: Record<string, number>;
+  liveNodes: number;
+  aggregatorLost: boolean;
+  /** ms since the aggregator last spoke, on this node's clock; Infinity if never. */
+  aggregatorSilentMs: number;
+  resyncs: number;
+}
+
+export interface NodeAgent {
+  readonly nodeId: string;
+  readonly nodeEpoch: number;
+  stats(): NodeAgentStats;
+  /** Publishes the pending counts now (also done on every sync tick). */
+  flush(): void;
+  /** Publishes a last batch, stops every timer and subscription. Does not close the transport. */
+  close(): Promise<void>;
+}
+
+export function createNodeAgent(options: NodeAgentOptions): NodeAgent {
+  return new Agent(options);
+}
+
+/** `<hostname>-<pid>` reduced to the id alphabet. */
+export function defaultNodeId(): string {
+  const host = hostname().replace(/[^A-Za-z0-9_-]/g, "-").slice(0, 40) || "node";
+  return `${host}-${process.pid}`;
+}
+
+class Agent implements NodeAgent {
+  readonly nodeId: string;
+  readonly nodeEpoch: number;
+  readonly #limiter: Limiter;
+  readonly #transport: Transport;
+  readonly #clock: Clock;
+  readonly #subjects: Subjects;
+  readonly #syncIntervalMs: number;
+  readonly #staleAfterMs: number;
+  readonly #partitions: number;
+  readonly #maxBatchKeys: number;
+  readonly #globalRules: Set<string>;
+  readonly #timers: TimerHandle[] = [];
+  readonly #subs: Subscription[] = [];
+  #seq = 0;
+  #heartbeatSeq = 0;
+  #lastAggregatorMs = -Infinity;
+  #aggregatorEpoch = 0;
+  #lost = false;
+  #closed = false;
+  readonly #stats: Omit<NodeAgentStats, "aggregatorLost" | "aggregatorSilentMs">;
+
+  constructor(o: NodeAgentOptions) {
+    this.#limiter = o.limiter;
+    this.#transport = o.transport;
+    this.#clock = o.clock ?? monotonicClock;
+    this.nodeId = o.nodeId ?? defaultNodeId();
+    if (!isValidNodeId(this.nodeId)) {
+      throw new InvalidArgumentError("nodeId", "a string of 1-64 characters from A-Z a-z 0-9 _ -", o.nodeId);
+    }
+    this.#syncIntervalMs = optionalNumber("syncIntervalMs", o.syncIntervalMs, 50, { min: 10, max: 10_000 });
+    const heartbeatIntervalMs = optionalNumber("heartbeatIntervalMs", o.heartbeatIntervalMs, 500, {
+      min: 50,
+      max: 60_000,
+    });
+    this.#staleAfterMs = optionalNumber("staleAfterMs", o.staleAfterMs, 2000, { above: 0 });
+    this.#partitions = optionalNumber("partitions", o.partitions, 1, { integer: true, min: 1, max: 65_536 });
+    this.#maxBatchKeys = optionalNumber("maxBatchKeys", o.maxBatchKeys, 5000, { integer: true, min: 1 });
+    const initialLiveNodes = optionalNumber("initialLiveNodes", o.initialLiveNodes, 1, {
+      integer: true,
+      min: 1,
+      max: 65_535,
+    });
+    this.#subjects = createSubjects(o.subjectPrefix === undefined ? {} : { prefix: o.subjectPrefix });
+    this.nodeEpoch = wallClockMs() + Math.random();
+    this.#globalRules = new Set(this.#limiter.rules.filter((r) => r.mode === "global").map((r) => r.name));
+    this.#stats = {
+      nodeId: this.nodeId,
+      nodeEpoch: this.nodeEpoch,
+      batchesSent: 0,
+      entriesSent: 0,
+      heartbeatsSent: 0,
+      updatesReceived: 0,
+      grantsReceived: 0,
+      defaultsReceived: 0,
+      invalidMessages: {},
+      invalidEntries: {},
+      liveNodes: initialLiveNodes,
+      resyncs: 0,
+    };
+    const g = this.#limiter.global;
+    g.setLiveNodes(initialLiveNodes);
+    g.setGrantRetryMs(this.#syncIntervalMs * 2);
+    this.#setLost(true); // until the aggregator speaks, the loss policy decides
+
+    this.#subs.push(
+      this.#transport.subscribe(this.#subjects.updates(this.nodeId), (bytes) => this.#onUpdate(bytes)),
+      this.#transport.subscribe(this.#subjects.defaults, (bytes) => this.#onDefaults(bytes)),
+      this.#transport.onStatus((s) => {
+        if (s.type === "reconnected") {
+          this.#stats.resyncs++;
+          g.markAllDirty();
+        }
+      }),
+    );
+    this.#timers.push(
+      this.#clock.setRepeating(() => this.#tick(), this.#syncIntervalMs),
+      this.#clock.setRepeating(() => this.#earlyFlush(), Math.max(5, this.#syncIntervalMs / 5)),
+      this.#clock.setRepeating(() => this.#heartbeat(), heartbeatIntervalMs),
+    );
+    this.#heartbeat();
+  }
+
+  stats(): NodeAgentStats {
+    return {
+      ...this.#stats,
+      invalidMessages: { ...this.#stats.invalidMessages },
+      invalidEntries: { ...this.#stats.invalidEntries },
+      aggregatorLost: this.#lost,
+      aggregatorSilentMs: this.#clock.nowMs() - this.#lastAggregatorMs,
+    };
+  }
+
+  #tick(): void {
+    const silent = this.#clock.nowMs() - this.#lastAggregatorMs > this.#staleAfterMs;
+    if (silent !== this.#lost) this.#setLost(silent);
+    this.flush();
+  }
+
+  #earlyFlush(): void {
+    if (this.#limiter.global.pendingChanges() >= this.#maxBatchKeys) this.flush();
+  }
+
+  #setLost(lost: boolean): void {
+    this.#lost = lost;
+    this.#limiter.global.setAggregatorLost(lost);
+  }
+
+  flush(): void {
+    if (this.#closed) return;
+    const byPartition = new Map<number, Map<string, DecisionEntry[]>>();
+    const globalRules = this.#globalRules;
+    const partitions = this.#partitions;
+    this.#limiter.drain(
+      (rule, key, generation, admitted, rejected, _da, _dr, isNew, grantEpoch, grantVersion, allowance) => {
+        if (!globalRules.has(rule)) return;
+        const p = partitions === 1 ? 0 : decisionPartition(rule, key, partitions);
+        let byRule = byPartition.get(p);
+        if (byRule === undefined) {
+          byRule = new Map();
+          byPartition.set(p, byRule);
+        }
+        let entries = byRule.get(rule);
+        if (entries === undefined) {
+          entries = [];
+          byRule.set(rule, entries);
+        }
+        entries.push({
+          key,
+          generation: generation % 2 ** 32,
+          admitted,
+          rejected,
+          isNew,
+          grantEpoch,
+          grantVersion,
+          allowance,
+        });
+      },
+    );
+    if (byPartition.size === 0) return;
+    const seq = (this.#seq = (this.#seq + 1) >>> 0);
+    const sentAtWallMs = wallClockMs();
+    for (const [partition, byRule] of byPartition) {
+      const groups: RuleGroup<DecisionEntry>[] = [];
+      for (const [rule, entries] of byRule) {
+        groups.push({ rule, entries });
+        this.#stats.entriesSent += entries.length;
+      }
+      const frames = encodeDecisionBatch({
+        nodeId: this.nodeId,
+        nodeEpoch: this.nodeEpoch,
+        seq,
+        sentAtWallMs,
+        groups,
+      });
+      const subject = this.#subjects.decisions(partition);
+      for (const frame of frames) this.#transport.publish(subject, frame);
+      this.#stats.batchesSent += frames.length;
+    }
+  }
+
+  #heartbeat(): void {
+    if (this.#closed) return;
+    this.#heartbeatSeq = (this.#heartbeatSeq + 1) >>> 0;
+    this.#transport.publish(
+      this.#subjects.heartbeats,
+      encodeHeartbeat({
+        nodeId: this.nodeId,
+        nodeEpoch: this.nodeEpoch,
+        seq: this.#heartbeatSeq,
+        sentAtWallMs: wallClockMs(),
+        role: 1,
+      }),
+    );
+    this.#stats.heartbeatsSent++;
+  }
+
+  #invalid(reason: DecodeFailure | "wrong-type" | "other-node-run" | "older-aggregator"): void {
+    this.#stats.invalidMessages[reason] = (this.#stats.invalidMessages[reason] ?? 0) + 1;
+  }
+
+  #countDropped(dropped: Record<EntryDropReason, number>): void {
+    for (const [reason, n] of Object.entries(dropped)) {
+      if (n > 0) this.#stats.invalidEntries[reason] = (this.#stats.invalidEntries[reason] ?? 0) + n;
+    }
+  }
+
+  /** The aggregator spoke: a newer epoch replaces an older one; an older one is ignored. */
+  #heardFrom(aggregatorEpoch: number): boolean {
+    if (aggregatorEpoch < this.#aggregatorEpoch) {
+      this.#invalid("older-aggregator");
+      return false;
+    }
+    this.#aggregatorEpoch = aggregatorEpoch;
+    this.#lastAggregatorMs = this.#clock.nowMs();
+    if (this.#lost) this.#setLost(false);
+    return true;
+  }
+
+  #onUpdate(bytes: Uint8Array): void {
+    const r = decode(bytes);
+    if (!r.ok) return this.#invalid(r.reason);
+    this.#countDropped(r.droppedEntries);
+    const m = r.message;
+    if (m.type !== "rate-update") return this.#invalid("wrong-type");
+    if (m.targetNodeId !== this.nodeId || m.targetNodeEpoch !== this.nodeEpoch) {
+      return this.#invalid("other-node-run");
+    }
+    if (!this.#heardFrom(m.aggregatorEpoch)) return;
+    this.#stats.updatesReceived++;
+    const g = this.#limiter.global;
+    for (const group of m.groups) {
+      for (const e of group.entries) {
+        this.#stats.grantsReceived++;
+        g.applyGrant(group.rule, e.key, e.generation, m.aggregatorEpoch, e.version, e.allowance);
+      }
+    }
+  }
+
+  #onDefaults(bytes: Uint8Array): void {
+    const r = decode(bytes);
+    if (!r.ok) return this.#invalid(r.reason);
+    const m = r.message;
+    if (m.type !== "rule-defaults") return this.#invalid("wrong-type");
+    if (!this.#heardFrom(m.aggregatorEpoch)) return;
+    this.#stats.defaultsReceived++;
+    if (m.liveNodes >= 1 && m.liveNodes !== this.#stats.liveNodes) {
+      this.#stats.liveNodes = m.liveNodes;
+      this.#limiter.global.setLiveNodes(m.liveNodes);
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.flush();
+    this.#closed = true;
+    for (const t of this.#timers) t.cancel();
+    for (const s of this.#subs) s.unsubscribe();
+  }
+}

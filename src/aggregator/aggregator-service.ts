@@ -1,0 +1,153 @@
+/**
+ * The aggregator as a running service: the collector-style pipeline
+ *
+ *   receiver (transport: decisions.*, heartbeats) -> decode/validate -> AggregatorCore
+ *   -> every syncIntervalMs: rate updates to each node, rule defaults to all (exporter)
+ *
+ * Bad input from the wire is counted by reason and dropped, never thrown. Owns its timers and
+ * subscriptions; `close()` releases them (the transport is the caller's to close).
+ */
+import { randomBytes } from "node:crypto";
+import { hostname } from "node:os";
+import { type Clock, monotonicClock, type TimerHandle, wallClockMs } from "../clock/clock.js";
+import { InvalidArgumentError } from "../errors.js";
+import type { CompiledRule } from "../limiter/rule.js";
+import { decode } from "../protocol/decode.js";
+import { encode } from "../protocol/encode.js";
+import { createSubjects, isValidNodeId } from "../protocol/subjects.js";
+import type { Subscription, Transport } from "../transport/transport.js";
+import { optionalNumber } from "../validate.js";
+import { AggregatorCore, type AggregatorStats } from "./aggregator-core.js";
+
+export interface AggregatorServiceOptions {
+  readonly rules: readonly CompiledRule[];
+  readonly transport: Transport;
+  /** `[A-Za-z0-9_-]{1,64}`. @default `agg-<hostname>-<pid>` */
+  readonly aggregatorId?: string;
+  /** @default "ratelimit" */
+  readonly subjectPrefix?: string;
+  /** Tick period: grants are recomputed and sent this often, ms (10..10000). @default 50 */
+  readonly syncIntervalMs?: number;
+  /** Node heartbeat TTL, ms. @default 3000 */
+  readonly nodeTtlMs?: number;
+  /** Grants withheld this long after start while windows fill, ms. @default 0 */
+  readonly warmupMs?: number;
+  readonly clock?: Clock;
+}
+
+export interface AggregatorServiceStats extends AggregatorStats {
+  aggregatorId: string;
+  epoch: number;
+  liveNodes: number;
+  /** Messages dropped whole, by reason. */
+  invalidMessages: Record<string, number>;
+  /** Entries dropped from otherwise valid messages, by reason. */
+  invalidEntries: Record<string, number>;
+  nodes: { id: string; clockOffsetMs: number }[];
+  ticks: number;
+  /** Time the last tick took, ms. */
+  lastTickMs: number;
+}
+
+export interface AggregatorService {
+  readonly core: AggregatorCore;
+  stats(): AggregatorServiceStats;
+  close(): Promise<void>;
+}
+
+export function createAggregatorService(options: AggregatorServiceOptions): AggregatorService {
+  return new Service(options);
+}
+
+class Service implements AggregatorService {
+  readonly core: AggregatorCore;
+  readonly #transport: Transport;
+  readonly #clock: Clock;
+  readonly #subs: Subscription[] = [];
+  readonly #timer: TimerHandle;
+  readonly #subjects;
+  readonly #invalidMessages: Record<string, number> = {};
+  readonly #invalidEntries: Record<string, number> = {};
+  #ticks = 0;
+  #lastTickMs = 0;
+  #closed = false;
+
+  constructor(o: AggregatorServiceOptions) {
+    const id =
+      o.aggregatorId ??
+      `agg-${hostname().replace(/[^A-Za-z0-9_-]/g, "-").slice(0, 40)}-${process.pid}`;
+    if (!isValidNodeId(id)) {
+      throw new InvalidArgumentError("aggregatorId", "a string of 1-64 characters from A-Z a-z 0-9 _ -", id);
+    }
+    const syncIntervalMs = optionalNumber("syncIntervalMs", o.syncIntervalMs, 50, { min: 10, max: 10_000 });
+    this.#transport = o.transport;
+    this.#clock = o.clock ?? monotonicClock;
+    this.#subjects = createSubjects(o.subjectPrefix === undefined ? {} : { prefix: o.subjectPrefix });
+    this.core = new AggregatorCore({
+      rules: o.rules,
+      aggregatorId: id,
+      epoch: wallClockMs() + randomBytes(4).readUInt32LE() / 2 ** 32,
+      clock: this.#clock,
+      syncIntervalMs,
+      nodeTtlMs: optionalNumber("nodeTtlMs", o.nodeTtlMs, 3000, { min: 10 }),
+      warmupMs: optionalNumber("warmupMs", o.warmupMs, 0, { min: 0 }),
+    });
+    this.#subs.push(
+      this.#transport.subscribe(this.#subjects.allDecisions, (bytes) => this.#onMessage(bytes)),
+      this.#transport.subscribe(this.#subjects.heartbeats, (bytes) => this.#onMessage(bytes)),
+    );
+    this.#timer = this.#clock.setRepeating(() => this.#tick(), syncIntervalMs);
+  }
+
+  #count(into: Record<string, number>, reason: string, n = 1): void {
+    into[reason] = (into[reason] ?? 0) + n;
+  }
+
+  #onMessage(bytes: Uint8Array): void {
+    const r = decode(bytes);
+    if (!r.ok) return this.#count(this.#invalidMessages, r.reason);
+    for (const [reason, n] of Object.entries(r.droppedEntries)) {
+      if (n > 0) this.#count(this.#invalidEntries, reason, n);
+    }
+    const m = r.message;
+    if (m.type === "decision-batch") this.core.ingestBatch(m);
+    else if (m.type === "heartbeat") this.core.ingestHeartbeat(m, wallClockMs());
+    else this.#count(this.#invalidMessages, "wrong-type");
+  }
+
+  #tick(): void {
+    if (this.#closed) return;
+    const started = this.#clock.nowMs();
+    const { updates, defaults } = this.core.tick();
+    for (const u of updates) {
+      const subject = this.#subjects.updates(u.targetNodeId);
+      for (const frame of encode({ type: "rate-update", ...u })) this.#transport.publish(subject, frame);
+    }
+    for (const frame of encode({ type: "rule-defaults", ...defaults })) {
+      this.#transport.publish(this.#subjects.defaults, frame);
+    }
+    this.#ticks++;
+    this.#lastTickMs = this.#clock.nowMs() - started;
+  }
+
+  stats(): AggregatorServiceStats {
+    return {
+      ...this.core.stats,
+      aggregatorId: this.core.aggregatorId,
+      epoch: this.core.epoch,
+      liveNodes: this.core.membership.liveCount,
+      invalidMessages: { ...this.#invalidMessages },
+      invalidEntries: { ...this.#invalidEntries },
+      nodes: [...this.core.membership.all()].map((n) => ({ id: n.id, clockOffsetMs: n.clockOffsetMs })),
+      ticks: this.#ticks,
+      lastTickMs: this.#lastTickMs,
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#timer.cancel();
+    for (const s of this.#subs) s.unsubscribe();
+  }
+}

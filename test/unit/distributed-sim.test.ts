@@ -1,0 +1,167 @@
+/**
+ * The distributed core end to end, in one process: node agents and an aggregator over the
+ * in-memory transport, on a manual clock, so windows can be checked exactly and fast.
+ */
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { createAggregatorService } from "../../src/aggregator/aggregator-service.js";
+import { createNodeAgent, type NodeAgent } from "../../src/agent/node-agent.js";
+import { ManualClock } from "../../src/clock/clock.js";
+import { createLimiter, type Limiter } from "../../src/limiter/limiter.js";
+import type { RuleConfig } from "../../src/limiter/rule.js";
+import { createMemoryBus } from "../../src/transport/memory.js";
+
+interface Node {
+  limiter: Limiter;
+  agent: NodeAgent;
+}
+
+async function cluster(rule: RuleConfig, nodeCount: number) {
+  const clock = new ManualClock(1_000_000);
+  const bus = createMemoryBus();
+  const rules = [rule];
+  const compiled = createLimiter({ rules, clock, sweepIntervalMs: 0 }).rules;
+  const aggregator = createAggregatorService({
+    rules: compiled,
+    transport: bus.connect(),
+    clock,
+    syncIntervalMs: 50,
+    nodeTtlMs: 1000,
+    aggregatorId: "agg",
+  });
+  const nodes: Node[] = [];
+  const addNode = (i: number) => {
+    const limiter = createLimiter({ rules, clock, sweepIntervalMs: 0 });
+    const agent = createNodeAgent({
+      limiter,
+      transport: bus.connect(),
+      clock,
+      nodeId: `n${i}`,
+      syncIntervalMs: 50,
+      heartbeatIntervalMs: 200,
+    });
+    nodes.push({ limiter, agent });
+    return nodes[nodes.length - 1]!;
+  };
+  for (let i = 0; i < nodeCount; i++) addNode(i);
+  const step = async (ms: number) => {
+    clock.advance(ms);
+    await bus.settle();
+  };
+  // Let the aggregator learn the nodes and broadcast defaults.
+  for (let i = 0; i < 10; i++) await step(50);
+  return { clock, bus, aggregator, nodes, addNode, step };
+}
+
+/** Largest admitted cost in any window of `windowMs` ending at an admission. */
+function worstWindow(times: number[], windowMs: number): number {
+  let worst = 0;
+  let start = 0;
+  for (let end = 0; end < times.length; end++) {
+    while (times[start]! <= times[end]! - windowMs) start++;
+    worst = Math.max(worst, end - start + 1);
+  }
+  return worst;
+}
+
+/** Admitted per window: the worst sliding window and the mean over [fromMs, toMs). */
+function windows(times: number[], windowMs: number, fromMs: number, toMs: number) {
+  const inRange = times.filter((t) => t >= fromMs && t < toMs);
+  return {
+    worst: worstWindow(inRange, windowMs),
+    mean: (inRange.length * windowMs) / (toMs - fromMs),
+  };
+}
+
+const windowRule: RuleConfig = {
+  name: "api",
+  mode: "global",
+  algorithm: "sliding-window",
+  limit: 1000,
+  windowMs: 1000,
+};
+
+test("distributed - four nodes share one global limit within 5% of it", async (t) => {
+  const c = await cluster(windowRule, 4);
+  const admitted: number[] = [];
+  const from = c.clock.nowMs() + 2000;
+  // Each node offers 1 hit per ms (4x the limit in all) for 6 s.
+  for (let t = 0; t < 6000; t++) {
+    for (const n of c.nodes) if (n.limiter.check("api", "k").allowed) admitted.push(c.clock.nowMs());
+    await c.step(1);
+  }
+  const w = windows(admitted, 1000, from, c.clock.nowMs());
+  t.diagnostic(`steady: worst window ${w.worst}, mean ${w.mean.toFixed(1)} per window of 1000`);
+  assert.ok(w.worst <= 1050, `worst window ${w.worst} > 105% of 1000`);
+  assert.ok(w.mean >= 970, `mean admitted per window ${w.mean.toFixed(0)} < 97% of 1000`);
+  const grants = c.nodes.map((n) => n.agent.stats().grantsReceived);
+  assert.ok(grants.every((g) => g > 0), `every node got grants: ${grants}`);
+  for (const n of c.nodes) await n.agent.close();
+  await c.aggregator.close();
+});
+
+test("distributed - load moving from one node to another is followed within a window", async (t) => {
+  const c = await cluster(windowRule, 4);
+  const admitted: number[] = [];
+  const start = c.clock.nowMs();
+  // 3 s on node 0 only, then 3 s on node 3 only; each offers 2 hits per ms.
+  for (let t = 0; t < 6000; t++) {
+    const n = c.nodes[t < 3000 ? 0 : 3]!;
+    for (let h = 0; h < 2; h++) if (n.limiter.check("api", "k").allowed) admitted.push(c.clock.nowMs());
+    await c.step(1);
+  }
+  const before = windows(admitted, 1000, start + 1000, start + 3000);
+  const after = windows(admitted, 1000, start + 4000, start + 6000);
+  const all = windows(admitted, 1000, start, start + 6000);
+  t.diagnostic(`shift: worst ${all.worst}, mean before ${before.mean}, after ${after.mean}`);
+  assert.ok(all.worst <= 1050, `worst window ${all.worst}`);
+  assert.ok(before.mean >= 950, `before the shift: ${before.mean}`);
+  assert.ok(after.mean >= 950, `after the shift: ${after.mean}`);
+  for (const n of c.nodes) await n.agent.close();
+  await c.aggregator.close();
+});
+
+test("distributed - a node that stops is dropped and its share goes to the others", async () => {
+  const c = await cluster(windowRule, 3);
+  const admitted: number[] = [];
+  const start = c.clock.nowMs();
+  for (let t = 0; t < 6000; t++) {
+    if (t === 2000) await c.nodes[2]!.agent.close(); // node 2 goes away (heartbeats stop)
+    const live = t < 2000 ? c.nodes : c.nodes.slice(0, 2);
+    for (const n of live) if (n.limiter.check("api", "k").allowed) admitted.push(c.clock.nowMs());
+    await c.step(1);
+  }
+  assert.equal(c.aggregator.stats().liveNodes, 2);
+  const after = windows(admitted, 1000, start + 4000, start + 6000);
+  assert.ok(after.mean >= 950, `after the leave: ${after.mean}`);
+  assert.ok(windows(admitted, 1000, start, start + 6000).worst <= 1050);
+  for (const n of c.nodes.slice(0, 2)) await n.agent.close();
+  await c.aggregator.close();
+});
+
+test("distributed - the aggregator lost: static policy falls back to the default share", async () => {
+  const c = await cluster({ ...windowRule, onAggregatorLoss: "static" }, 2);
+  await c.aggregator.close();
+  for (let i = 0; i < 50; i++) await c.step(50); // 2.5 s of silence > staleAfterMs
+  const n = c.nodes[0]!;
+  assert.equal(n.agent.stats().aggregatorLost, true);
+  let ok = 0;
+  for (let i = 0; i < 2000; i++) if (n.limiter.check("api", "fresh").allowed) ok++;
+  assert.equal(ok, 500, "limit / 2 live nodes");
+  for (const x of c.nodes) await x.agent.close();
+});
+
+test("distributed - closed and open policies when the aggregator is lost", async () => {
+  for (const [policy, expected] of [
+    ["closed", 0],
+    ["open", 3000],
+  ] as const) {
+    const c = await cluster({ ...windowRule, onAggregatorLoss: policy }, 2);
+    await c.aggregator.close();
+    for (let i = 0; i < 50; i++) await c.step(50);
+    let ok = 0;
+    for (let i = 0; i < 3000; i++) if (c.nodes[0]!.limiter.check("api", "k").allowed) ok++;
+    assert.equal(ok, expected, policy);
+    for (const x of c.nodes) await x.agent.close();
+  }
+});
