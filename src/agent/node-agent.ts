@@ -17,9 +17,9 @@ import { hostname } from "node:os";
 import { type Clock, monotonicClock, type TimerHandle, wallClockMs } from "../clock/clock.js";
 import { InvalidArgumentError } from "../errors.js";
 import type { Limiter } from "../limiter/limiter.js";
+import { encodeDecisionBatch } from "../protocol/decision-batch.js";
 import { decode } from "../protocol/decode.js";
 import type { DecodeFailure, EntryDropReason } from "../protocol/decode-result.js";
-import { encodeDecisionBatch } from "../protocol/decision-batch.js";
 import { encodeHeartbeat } from "../protocol/heartbeat.js";
 import type { DecisionEntry, RuleGroup } from "../protocol/messages.js";
 import { decisionPartition } from "../protocol/partition.js";
@@ -88,7 +88,10 @@ export function createNodeAgent(options: NodeAgentOptions): NodeAgent {
 
 /** `<hostname>-<pid>` reduced to the id alphabet. */
 export function defaultNodeId(): string {
-  const host = hostname().replace(/[^A-Za-z0-9_-]/g, "-").slice(0, 40) || "node";
+  const host =
+    hostname()
+      .replace(/[^A-Za-z0-9_-]/g, "-")
+      .slice(0, 40) || "node";
   return `${host}-${process.pid}`;
 }
 
@@ -120,24 +123,42 @@ class Agent implements NodeAgent {
     this.#clock = o.clock ?? monotonicClock;
     this.nodeId = o.nodeId ?? defaultNodeId();
     if (!isValidNodeId(this.nodeId)) {
-      throw new InvalidArgumentError("nodeId", "a string of 1-64 characters from A-Z a-z 0-9 _ -", o.nodeId);
+      throw new InvalidArgumentError(
+        "nodeId",
+        "a string of 1-64 characters from A-Z a-z 0-9 _ -",
+        o.nodeId,
+      );
     }
-    this.#syncIntervalMs = optionalNumber("syncIntervalMs", o.syncIntervalMs, 50, { min: 10, max: 10_000 });
+    this.#syncIntervalMs = optionalNumber("syncIntervalMs", o.syncIntervalMs, 50, {
+      min: 10,
+      max: 10_000,
+    });
     const heartbeatIntervalMs = optionalNumber("heartbeatIntervalMs", o.heartbeatIntervalMs, 500, {
       min: 50,
       max: 60_000,
     });
     this.#staleAfterMs = optionalNumber("staleAfterMs", o.staleAfterMs, 2000, { above: 0 });
-    this.#partitions = optionalNumber("partitions", o.partitions, 1, { integer: true, min: 1, max: 65_536 });
-    this.#maxBatchKeys = optionalNumber("maxBatchKeys", o.maxBatchKeys, 5000, { integer: true, min: 1 });
+    this.#partitions = optionalNumber("partitions", o.partitions, 1, {
+      integer: true,
+      min: 1,
+      max: 65_536,
+    });
+    this.#maxBatchKeys = optionalNumber("maxBatchKeys", o.maxBatchKeys, 5000, {
+      integer: true,
+      min: 1,
+    });
     const initialLiveNodes = optionalNumber("initialLiveNodes", o.initialLiveNodes, 1, {
       integer: true,
       min: 1,
       max: 65_535,
     });
-    this.#subjects = createSubjects(o.subjectPrefix === undefined ? {} : { prefix: o.subjectPrefix });
+    this.#subjects = createSubjects(
+      o.subjectPrefix === undefined ? {} : { prefix: o.subjectPrefix },
+    );
     this.nodeEpoch = wallClockMs() + Math.random();
-    this.#globalRules = new Set(this.#limiter.rules.filter((r) => r.mode === "global").map((r) => r.name));
+    this.#globalRules = new Set(
+      this.#limiter.rules.filter((r) => r.mode === "global").map((r) => r.name),
+    );
     this.#stats = {
       nodeId: this.nodeId,
       nodeEpoch: this.nodeEpoch,
@@ -158,7 +179,9 @@ class Agent implements NodeAgent {
     this.#setLost(true); // until the aggregator speaks, the loss policy decides
 
     this.#subs.push(
-      this.#transport.subscribe(this.#subjects.updates(this.nodeId), (bytes) => this.#onUpdate(bytes)),
+      this.#transport.subscribe(this.#subjects.updates(this.nodeId), (bytes) =>
+        this.#onUpdate(bytes),
+      ),
       this.#transport.subscribe(this.#subjects.defaults, (bytes) => this.#onDefaults(bytes)),
       this.#transport.onStatus((s) => {
         if (s.type === "reconnected") {
@@ -206,7 +229,19 @@ class Agent implements NodeAgent {
     const globalRules = this.#globalRules;
     const partitions = this.#partitions;
     this.#limiter.drain(
-      (rule, key, generation, admitted, rejected, _da, _dr, isNew, grantEpoch, grantVersion, allowance) => {
+      (
+        rule,
+        key,
+        generation,
+        admitted,
+        rejected,
+        _da,
+        _dr,
+        isNew,
+        grantEpoch,
+        grantVersion,
+        allowance,
+      ) => {
         if (!globalRules.has(rule)) return;
         const p = partitions === 1 ? 0 : decisionPartition(rule, key, partitions);
         let byRule = byPartition.get(p);

@@ -32,6 +32,8 @@ export interface AggregatorServiceOptions {
   readonly nodeTtlMs?: number;
   /** Grants withheld this long after start while windows fill, ms. @default 0 */
   readonly warmupMs?: number;
+  /** See `AggregatorCoreOptions.lagCompensationMs`. @default syncIntervalMs */
+  readonly lagCompensationMs?: number;
   readonly clock?: Clock;
 }
 
@@ -75,14 +77,25 @@ class Service implements AggregatorService {
   constructor(o: AggregatorServiceOptions) {
     const id =
       o.aggregatorId ??
-      `agg-${hostname().replace(/[^A-Za-z0-9_-]/g, "-").slice(0, 40)}-${process.pid}`;
+      `agg-${hostname()
+        .replace(/[^A-Za-z0-9_-]/g, "-")
+        .slice(0, 40)}-${process.pid}`;
     if (!isValidNodeId(id)) {
-      throw new InvalidArgumentError("aggregatorId", "a string of 1-64 characters from A-Z a-z 0-9 _ -", id);
+      throw new InvalidArgumentError(
+        "aggregatorId",
+        "a string of 1-64 characters from A-Z a-z 0-9 _ -",
+        id,
+      );
     }
-    const syncIntervalMs = optionalNumber("syncIntervalMs", o.syncIntervalMs, 50, { min: 10, max: 10_000 });
+    const syncIntervalMs = optionalNumber("syncIntervalMs", o.syncIntervalMs, 50, {
+      min: 10,
+      max: 10_000,
+    });
     this.#transport = o.transport;
     this.#clock = o.clock ?? monotonicClock;
-    this.#subjects = createSubjects(o.subjectPrefix === undefined ? {} : { prefix: o.subjectPrefix });
+    this.#subjects = createSubjects(
+      o.subjectPrefix === undefined ? {} : { prefix: o.subjectPrefix },
+    );
     this.core = new AggregatorCore({
       rules: o.rules,
       aggregatorId: id,
@@ -91,6 +104,13 @@ class Service implements AggregatorService {
       syncIntervalMs,
       nodeTtlMs: optionalNumber("nodeTtlMs", o.nodeTtlMs, 3000, { min: 10 }),
       warmupMs: optionalNumber("warmupMs", o.warmupMs, 0, { min: 0 }),
+      ...(o.lagCompensationMs === undefined
+        ? {}
+        : {
+            lagCompensationMs: optionalNumber("lagCompensationMs", o.lagCompensationMs, 0, {
+              min: 0,
+            }),
+          }),
     });
     this.#subs.push(
       this.#transport.subscribe(this.#subjects.allDecisions, (bytes) => this.#onMessage(bytes)),
@@ -121,7 +141,8 @@ class Service implements AggregatorService {
     const { updates, defaults } = this.core.tick();
     for (const u of updates) {
       const subject = this.#subjects.updates(u.targetNodeId);
-      for (const frame of encode({ type: "rate-update", ...u })) this.#transport.publish(subject, frame);
+      for (const frame of encode({ type: "rate-update", ...u }))
+        this.#transport.publish(subject, frame);
     }
     for (const frame of encode({ type: "rule-defaults", ...defaults })) {
       this.#transport.publish(this.#subjects.defaults, frame);
@@ -138,7 +159,10 @@ class Service implements AggregatorService {
       liveNodes: this.core.membership.liveCount,
       invalidMessages: { ...this.#invalidMessages },
       invalidEntries: { ...this.#invalidEntries },
-      nodes: [...this.core.membership.all()].map((n) => ({ id: n.id, clockOffsetMs: n.clockOffsetMs })),
+      nodes: [...this.core.membership.all()].map((n) => ({
+        id: n.id,
+        clockOffsetMs: n.clockOffsetMs,
+      })),
       ticks: this.#ticks,
       lastTickMs: this.#lastTickMs,
     };

@@ -3,6 +3,7 @@
  * exit code; nothing here calls process.exit, so open handles are closed by their owners.
  */
 import { readFileSync } from "node:fs";
+import { SluiceError } from "../errors.js";
 
 export interface Command {
   readonly summary: string;
@@ -68,7 +69,23 @@ export async function main(argv: string[]): Promise<number> {
     console.log(command.usage);
     return 0;
   }
-  return command.run(rest);
+  try {
+    return await command.run(rest);
+  } catch (err) {
+    // Expected failures (bad options, bad config, no server) get one clear line, not a trace.
+    if (err instanceof SluiceError) {
+      console.error(`sluice ${name}: ${err.message}`);
+      console.error(`Run \`sluice ${name} --help\` for usage.`);
+      return 2;
+    }
+    throw err;
+  }
 }
 
+registerCommand("demo", async () => (await import("./demo-command.js")).demoCommand);
+registerCommand(
+  "aggregator",
+  async () => (await import("./aggregator-command.js")).aggregatorCommand,
+);
+registerCommand("loadgen", async () => (await import("./loadgen-command.js")).loadgenCommand);
 registerCommand("bench", async () => (await import("./bench-command.js")).benchCommand);

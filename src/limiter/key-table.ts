@@ -36,7 +36,12 @@
  * after reclamation or eviction, so a consumer of cumulative counts (the aggregator) knows to start
  * a new baseline instead of reading the restart as a lost update.
  */
-import { type AlgorithmParams, type Decision, DecisionResult, EPSILON } from "../algorithms/types.js";
+import {
+  type AlgorithmParams,
+  type Decision,
+  DecisionResult,
+  EPSILON,
+} from "../algorithms/types.js";
 import type { CompiledRule } from "./rule.js";
 
 /** What one key did between two snapshots. Counts are in cost units. */

@@ -310,8 +310,8 @@ class KeyedLimiter implements Limiter {
 
   snapshot(): AccountingSnapshot {
     const entries: AccountingEntry[] = [];
-    this.drain((rule, key, generation, admitted, rejected, deltaAdmitted, deltaRejected, isNew, grantEpoch, grantVersion, allowance) => {
-      entries.push({
+    this.drain(
+      (
         rule,
         key,
         generation,
@@ -323,8 +323,22 @@ class KeyedLimiter implements Limiter {
         grantEpoch,
         grantVersion,
         allowance,
-      });
-    });
+      ) => {
+        entries.push({
+          rule,
+          key,
+          generation,
+          admitted,
+          rejected,
+          deltaAdmitted,
+          deltaRejected,
+          isNew,
+          grantEpoch,
+          grantVersion,
+          allowance,
+        });
+      },
+    );
     return { seq: this.#seq, atMs: this.#clock.nowMs(), entries };
   }
 

@@ -158,7 +158,11 @@ export function compileRule(input: unknown, at: string, defaultMaxKeys: number):
   const onAggregatorLoss =
     raw["onAggregatorLoss"] === undefined
       ? "static"
-      : expectOneOf(`${at}.onAggregatorLoss`, raw["onAggregatorLoss"], ["static", "open", "closed"]);
+      : expectOneOf(`${at}.onAggregatorLoss`, raw["onAggregatorLoss"], [
+          "static",
+          "open",
+          "closed",
+        ]);
   const onStoreFailure =
     raw["onStoreFailure"] === undefined
       ? "local"

@@ -4,8 +4,8 @@
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { createAggregatorService } from "../../src/aggregator/aggregator-service.js";
 import { createNodeAgent, type NodeAgent } from "../../src/agent/node-agent.js";
+import { createAggregatorService } from "../../src/aggregator/aggregator-service.js";
 import { ManualClock } from "../../src/clock/clock.js";
 import { createLimiter, type Limiter } from "../../src/limiter/limiter.js";
 import type { RuleConfig } from "../../src/limiter/rule.js";
@@ -87,7 +87,8 @@ test("distributed - four nodes share one global limit within 5% of it", async (t
   const from = c.clock.nowMs() + 2000;
   // Each node offers 1 hit per ms (4x the limit in all) for 6 s.
   for (let t = 0; t < 6000; t++) {
-    for (const n of c.nodes) if (n.limiter.check("api", "k").allowed) admitted.push(c.clock.nowMs());
+    for (const n of c.nodes)
+      if (n.limiter.check("api", "k").allowed) admitted.push(c.clock.nowMs());
     await c.step(1);
   }
   const w = windows(admitted, 1000, from, c.clock.nowMs());
@@ -95,7 +96,10 @@ test("distributed - four nodes share one global limit within 5% of it", async (t
   assert.ok(w.worst <= 1050, `worst window ${w.worst} > 105% of 1000`);
   assert.ok(w.mean >= 970, `mean admitted per window ${w.mean.toFixed(0)} < 97% of 1000`);
   const grants = c.nodes.map((n) => n.agent.stats().grantsReceived);
-  assert.ok(grants.every((g) => g > 0), `every node got grants: ${grants}`);
+  assert.ok(
+    grants.every((g) => g > 0),
+    `every node got grants: ${grants}`,
+  );
   for (const n of c.nodes) await n.agent.close();
   await c.aggregator.close();
 });
@@ -107,7 +111,8 @@ test("distributed - load moving from one node to another is followed within a wi
   // 3 s on node 0 only, then 3 s on node 3 only; each offers 2 hits per ms.
   for (let t = 0; t < 6000; t++) {
     const n = c.nodes[t < 3000 ? 0 : 3]!;
-    for (let h = 0; h < 2; h++) if (n.limiter.check("api", "k").allowed) admitted.push(c.clock.nowMs());
+    for (let h = 0; h < 2; h++)
+      if (n.limiter.check("api", "k").allowed) admitted.push(c.clock.nowMs());
     await c.step(1);
   }
   const before = windows(admitted, 1000, start + 1000, start + 3000);
