@@ -267,7 +267,8 @@ class Agent implements NodeAgent {
       },
     );
     if (byPartition.size === 0) return;
-    const seq = (this.#seq = (this.#seq + 1) >>> 0);
+    this.#seq = (this.#seq + 1) >>> 0;
+    const seq = this.#seq;
     const sentAtWallMs = wallClockMs();
     for (const [partition, byRule] of byPartition) {
       const groups: RuleGroup<DecisionEntry>[] = [];
@@ -328,12 +329,19 @@ class Agent implements NodeAgent {
 
   #onUpdate(bytes: Uint8Array): void {
     const r = decode(bytes);
-    if (!r.ok) return this.#invalid(r.reason);
+    if (!r.ok) {
+      this.#invalid(r.reason);
+      return;
+    }
     this.#countDropped(r.droppedEntries);
     const m = r.message;
-    if (m.type !== "rate-update") return this.#invalid("wrong-type");
+    if (m.type !== "rate-update") {
+      this.#invalid("wrong-type");
+      return;
+    }
     if (m.targetNodeId !== this.nodeId || m.targetNodeEpoch !== this.nodeEpoch) {
-      return this.#invalid("other-node-run");
+      this.#invalid("other-node-run");
+      return;
     }
     if (!this.#heardFrom(m.aggregatorEpoch)) return;
     this.#stats.updatesReceived++;
@@ -348,9 +356,15 @@ class Agent implements NodeAgent {
 
   #onDefaults(bytes: Uint8Array): void {
     const r = decode(bytes);
-    if (!r.ok) return this.#invalid(r.reason);
+    if (!r.ok) {
+      this.#invalid(r.reason);
+      return;
+    }
     const m = r.message;
-    if (m.type !== "rule-defaults") return this.#invalid("wrong-type");
+    if (m.type !== "rule-defaults") {
+      this.#invalid("wrong-type");
+      return;
+    }
     if (!this.#heardFrom(m.aggregatorEpoch)) return;
     this.#stats.defaultsReceived++;
     if (m.liveNodes >= 1 && m.liveNodes !== this.#stats.liveNodes) {

@@ -125,7 +125,10 @@ class Service implements AggregatorService {
 
   #onMessage(bytes: Uint8Array): void {
     const r = decode(bytes);
-    if (!r.ok) return this.#count(this.#invalidMessages, r.reason);
+    if (!r.ok) {
+      this.#count(this.#invalidMessages, r.reason);
+      return;
+    }
     for (const [reason, n] of Object.entries(r.droppedEntries)) {
       if (n > 0) this.#count(this.#invalidEntries, reason, n);
     }
