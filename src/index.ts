@@ -1,10 +1,32 @@
 /** Sluice's public API. Everything a user imports is listed here by name. */
 
+// Distributed mode: node agent, aggregator, transports, wire protocol.
+export {
+  createNodeAgent,
+  defaultNodeId,
+  type NodeAgent,
+  type NodeAgentOptions,
+  type NodeAgentStats,
+} from "./agent/node-agent.js";
+export {
+  type AggregatorService,
+  type AggregatorServiceOptions,
+  type AggregatorServiceStats,
+  createAggregatorService,
+} from "./aggregator/aggregator-service.js";
+export { type AllocationInput, allocate } from "./aggregator/allocator.js";
 export { gcra } from "./algorithms/gcra.js";
 export { slidingWindow } from "./algorithms/sliding-window.js";
 export { tokenBucket } from "./algorithms/token-bucket.js";
 export type { Algorithm, AlgorithmName, AlgorithmParams, Decision } from "./algorithms/types.js";
-export { type Clock, ManualClock, monotonicClock, type TimerHandle } from "./clock/clock.js";
+export {
+  type Clock,
+  ManualClock,
+  monotonicClock,
+  type TimerHandle,
+  wallClockMs,
+} from "./clock/clock.js";
+export { ConfigError, DEMO_RULES, loadRules } from "./config/rules-file.js";
 export {
   AbortedError,
   ClosedError,
@@ -31,6 +53,20 @@ export type {
   StoreFailurePolicy,
 } from "./limiter/rule.js";
 export { StoreUnavailableError, type StrictStore } from "./limiter/strict-store.js";
+export { decode } from "./protocol/decode.js";
+export type { DecodeFailure, DecodeResult, EntryDropReason } from "./protocol/decode-result.js";
+export { encode } from "./protocol/encode.js";
+export type {
+  DecisionBatch,
+  DecisionEntry,
+  GrantEntry,
+  Heartbeat,
+  Message,
+  RateUpdate,
+  RuleDefaults,
+} from "./protocol/messages.js";
+export { decisionPartition } from "./protocol/partition.js";
+export { createSubjects, type Subjects } from "./protocol/subjects.js";
 export {
   createRedisCheckpointStore,
   type RedisCheckpointStore,
@@ -43,3 +79,15 @@ export {
   type RedisStrictStoreOptions,
   type RedisStrictStoreStats,
 } from "./store/redis/strict-store.js";
+export { createMemoryBus, type MemoryBus, type MemoryTransport } from "./transport/memory.js";
+export {
+  connectNats,
+  type NatsTlsOptions,
+  type NatsTransportOptions,
+} from "./transport/nats/nats-transport.js";
+export {
+  type Subscription,
+  type Transport,
+  type TransportStatus,
+  TransportUnavailableError,
+} from "./transport/transport.js";
