@@ -37,6 +37,11 @@ export {
 } from "./errors.js";
 export type { AccountingEntry, ChangeVisitor } from "./limiter/key-table.js";
 export {
+  DECISION_LATENCY_BOUNDS_S,
+  type HistogramSnapshot,
+  PROPAGATION_LATENCY_BOUNDS_S,
+} from "./limiter/latency-histogram.js";
+export {
   type AccountingSnapshot,
   type AcquireOptions,
   createLimiter,

@@ -16,6 +16,11 @@
 import { hostname } from "node:os";
 import { type Clock, monotonicClock, type TimerHandle, wallClockMs } from "../clock/clock.js";
 import { InvalidArgumentError } from "../errors.js";
+import {
+  type HistogramSnapshot,
+  LatencyHistogram,
+  PROPAGATION_LATENCY_BOUNDS_S,
+} from "../limiter/latency-histogram.js";
 import type { Limiter } from "../limiter/limiter.js";
 import { encodeDecisionBatch } from "../protocol/decision-batch.js";
 import { decode } from "../protocol/decode.js";
@@ -70,6 +75,12 @@ export interface NodeAgentStats {
   /** ms since the aggregator last spoke, on this node's clock; Infinity if never. */
   aggregatorSilentMs: number;
   resyncs: number;
+  /**
+   * Propagation latency: from publishing the first batch after the previous grant to the arrival
+   * of the next grant, so the time one round of counts takes to come back as grants. Hits in that
+   * batch were counted up to one sync interval earlier still.
+   */
+  propagation: HistogramSnapshot;
 }
 
 export interface NodeAgent {
@@ -115,7 +126,10 @@ class Agent implements NodeAgent {
   #aggregatorEpoch = 0;
   #lost = false;
   #closed = false;
-  readonly #stats: Omit<NodeAgentStats, "aggregatorLost" | "aggregatorSilentMs">;
+  /** Monotonic time of the first batch published since the last grant arrived; -1 if none. */
+  #firstUnansweredMs = -1;
+  readonly #propagation = new LatencyHistogram(PROPAGATION_LATENCY_BOUNDS_S);
+  readonly #stats: Omit<NodeAgentStats, "aggregatorLost" | "aggregatorSilentMs" | "propagation">;
 
   constructor(o: NodeAgentOptions) {
     this.#limiter = o.limiter;
@@ -205,6 +219,7 @@ class Agent implements NodeAgent {
       invalidEntries: { ...this.#stats.invalidEntries },
       aggregatorLost: this.#lost,
       aggregatorSilentMs: this.#clock.nowMs() - this.#lastAggregatorMs,
+      propagation: this.#propagation.snapshot(),
     };
   }
 
@@ -283,6 +298,7 @@ class Agent implements NodeAgent {
         sentAtWallMs,
         groups,
       });
+      if (this.#firstUnansweredMs < 0) this.#firstUnansweredMs = this.#clock.nowMs();
       const subject = this.#subjects.decisions(partition);
       for (const frame of frames) this.#transport.publish(subject, frame);
       this.#stats.batchesSent += frames.length;
@@ -345,6 +361,10 @@ class Agent implements NodeAgent {
     }
     if (!this.#heardFrom(m.aggregatorEpoch)) return;
     this.#stats.updatesReceived++;
+    if (this.#firstUnansweredMs >= 0) {
+      this.#propagation.record((this.#clock.nowMs() - this.#firstUnansweredMs) / 1000);
+      this.#firstUnansweredMs = -1;
+    }
     const g = this.#limiter.global;
     for (const group of m.groups) {
       for (const e of group.entries) {

@@ -387,3 +387,27 @@ describe("limiter - accounting", () => {
     assert.equal(s.rejectedHits, 2);
   });
 });
+
+describe("limiter - decision latency sampling", () => {
+  test("limiter - one check in latencySampleEvery is timed into the histogram", () => {
+    const { limiter } = make({ latencySampleEvery: 4 });
+    for (let i = 0; i < 100; i++) limiter.check("api", `k${i}`);
+    const h = limiter.decisionLatency();
+    assert.equal(h.count, 25);
+    assert.equal(
+      h.counts.reduce((a, b) => a + b, 0),
+      25,
+    );
+    assert.equal(h.counts.length, h.boundsS.length + 1);
+  });
+
+  test("limiter - latencySampleEvery 0 turns timing off; other values must be powers of two", () => {
+    const { limiter } = make({ latencySampleEvery: 0 });
+    for (let i = 0; i < 100; i++) limiter.check("api", "k");
+    assert.equal(limiter.decisionLatency().count, 0);
+    assert.throws(
+      () => make({ latencySampleEvery: 3 }),
+      /`latencySampleEvery` to be 0 or a power of two, got `3`/,
+    );
+  });
+});
