@@ -24,6 +24,8 @@ const groups = Array.from({ length: RULES }, (_, r) => ({
       grantEpoch: 1_764_000_000_000,
       grantVersion: i,
       allowance: i * 4,
+      admittedSinceLast: i % 5,
+      ageMs: i % 50,
     }),
   ),
 }));

@@ -250,12 +250,13 @@ class Agent implements NodeAgent {
         generation,
         admitted,
         rejected,
-        _da,
+        da,
         _dr,
         isNew,
         grantEpoch,
         grantVersion,
         allowance,
+        ageMs,
       ) => {
         if (!globalRules.has(rule)) return;
         const p = partitions === 1 ? 0 : decisionPartition(rule, key, partitions);
@@ -278,6 +279,8 @@ class Agent implements NodeAgent {
           grantEpoch,
           grantVersion,
           allowance,
+          admittedSinceLast: da,
+          ageMs,
         });
       },
     );

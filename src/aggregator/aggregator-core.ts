@@ -57,12 +57,13 @@ export interface AggregatorCoreOptions {
    */
   readonly warmupMs?: number;
   /**
-   * How much shorter than the rule's window the aggregator's window is, ms. Hits enter the window
-   * when their batch arrives, up to a sync interval (plus transit) after they were admitted, and
-   * the hits admitted since the last batch are charged to the budget too; so a window of the full
-   * length would in effect limit a span that much longer (measured: 89% of the limit admitted at
-   * 1.2x demand with no compensation, 97% with one sync interval, at most 3.5% over in any
-   * window in the in-memory simulation). Capped at half the window. @default syncIntervalMs
+   * How much shorter than the rule's window the aggregator's window is, ms. Hits are binned at
+   * the time they were admitted (receipt minus the age the node reports), so none is needed for
+   * accuracy; a positive value trades overshoot for admission under bursty load. Measured in the
+   * in-memory simulation (4 nodes, 1.2x demand): 0 ms admits 95.8% of the limit, never above it;
+   * 25 ms admits 98.5% but bursts after an aggregator restart reached 104%. Capped at half the
+   * window.
+   * @default 0
    */
   readonly lagCompensationMs?: number;
 }
@@ -202,7 +203,7 @@ export class AggregatorCore {
     this.membership = new Membership(options.nodeTtlMs ?? 3000);
     for (const rule of options.rules) {
       if (rule.mode === "global") {
-        const lag = options.lagCompensationMs ?? this.#syncIntervalMs;
+        const lag = options.lagCompensationMs ?? 0;
         this.#rules.set(rule.name, new RuleState(rule, lag));
       }
     }
@@ -306,8 +307,9 @@ export class AggregatorCore {
       nk.reported = true;
     } else if (nk === undefined || nk.generation !== e.generation) {
       // A stream of counts we have not seen. A key generation reported for the first time
-      // counts in full; otherwise (we restarted, or reclaimed the key) only what comes next does.
-      dA = e.isNew ? e.admitted : 0;
+      // counts in full; otherwise (we restarted, or reclaimed the key) what this report adds
+      // counts, and the cumulative values become the baseline.
+      dA = e.isNew ? e.admitted : Math.min(e.admittedSinceLast, e.admitted);
       dR = e.isNew ? e.rejected : 0;
       if (nk === undefined) {
         nk = new NodeKey(node, e.generation, e.admitted, e.rejected, now);
@@ -328,8 +330,15 @@ export class AggregatorCore {
       nk.rejected = e.rejected;
     }
     if (dA > 0) {
+      // Bin the hits when they were admitted (receipt minus their age on the node), not when
+      // they arrived: otherwise they would stay in the window up to a sync interval too long.
       const k = advance(ks.window, 0, rs.params, now);
-      ks.window[1 + (k % (rs.params.segments + 1))]! += dA;
+      const segMs = rs.params.windowMs / rs.params.segments;
+      const at = Math.floor(
+        (now - (e.ageMs < rs.params.windowMs ? e.ageMs : rs.params.windowMs)) / segMs,
+      );
+      const seg = at > k ? k : at < k - rs.params.segments ? k - rs.params.segments : at;
+      ks.window[1 + (seg % (rs.params.segments + 1))]! += dA;
       this.stats.admittedCounted += dA;
     }
     nk.pendingDemand += dA + dR;

@@ -30,9 +30,16 @@ export interface AggregatorServiceOptions {
   readonly syncIntervalMs?: number;
   /** Node heartbeat TTL, ms. @default 3000 */
   readonly nodeTtlMs?: number;
-  /** Grants withheld this long after start while windows fill, ms. @default 0 */
+  /**
+   * After start, grants are withheld this long while the windows fill from reports, ms. A
+   * restarted aggregator knows nothing of the hits admitted before it started; granting at once
+   * could let a key admit its limit twice within one window. Meanwhile nodes keep the grants they
+   * hold (from the previous run) and the default share for new keys. Restoring windows from a
+   * checkpoint makes this unnecessary.
+   * @default the longest global window, at most 5000
+   */
   readonly warmupMs?: number;
-  /** See `AggregatorCoreOptions.lagCompensationMs`. @default syncIntervalMs */
+  /** See `AggregatorCoreOptions.lagCompensationMs`. @default 0 */
   readonly lagCompensationMs?: number;
   readonly clock?: Clock;
 }
@@ -103,7 +110,15 @@ class Service implements AggregatorService {
       clock: this.#clock,
       syncIntervalMs,
       nodeTtlMs: optionalNumber("nodeTtlMs", o.nodeTtlMs, 3000, { min: 10 }),
-      warmupMs: optionalNumber("warmupMs", o.warmupMs, 0, { min: 0 }),
+      warmupMs: optionalNumber(
+        "warmupMs",
+        o.warmupMs,
+        Math.min(
+          5000,
+          Math.max(0, ...o.rules.filter((r) => r.mode === "global").map((r) => r.windowMs)),
+        ),
+        { min: 0 },
+      ),
       ...(o.lagCompensationMs === undefined
         ? {}
         : {

@@ -29,7 +29,8 @@ export const aggregatorCommand: Command = {
     "  --id ID                 aggregator id (default: agg-<host>-<pid>)",
     "  --sync-interval-ms N    grant period, 10..10000 (default 50); match the nodes",
     "  --node-ttl-ms N         a node silent this long is dropped (default 3000)",
-    "  --warmup-ms N           withhold grants this long after start (default 0)",
+    "  --warmup-ms N           withhold grants this long after start while windows fill",
+    "                          (default: the longest global window, at most 5000)",
     "  --report-ms N           progress period (default 1000)",
     "  --duration-ms N         stop by itself after N ms (default: run until stopped)",
     "  --json                  progress as JSON lines",
@@ -52,7 +53,7 @@ export const aggregatorCommand: Command = {
       ...subjectPrefix(p),
       syncIntervalMs: num(p, "sync-interval-ms", 50, { min: 10, max: 10_000 }),
       nodeTtlMs: num(p, "node-ttl-ms", 3000, { min: 10 }),
-      warmupMs: num(p, "warmup-ms", 0, { min: 0 }),
+      ...(p.values["warmup-ms"] === undefined ? {} : { warmupMs: num(p, "warmup-ms", 0, { min: 0 }) }),
     });
     const started = performance.now();
     const report = () => {

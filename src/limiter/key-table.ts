@@ -83,6 +83,8 @@ export type ChangeVisitor = (
   grantEpoch: number,
   grantVersion: number,
   allowance: number,
+  /** Global rules: how long ago, on average, the hits of deltaAdmitted were admitted, ms. */
+  ageMs: number,
 ) => void;
 
 const INITIAL_SLOTS = 64;
@@ -99,7 +101,9 @@ const EXTRA_CELLS = 7;
 const GRANT_EPOCH = 7;
 const GRANT_VERSION = 8;
 const GRANT_ALLOWANCE = 9;
-const GLOBAL_EXTRA_CELLS = 10;
+/** Sum of (admission time - table start) x cost of the pending admitted hits. */
+const PENDING_TIME = 10;
+const GLOBAL_EXTRA_CELLS = 11;
 const RECENT = 1;
 const DIRTY = 2;
 const RECENT_DIRTY = 3;
@@ -119,6 +123,8 @@ export class KeyTable {
   grantsIgnored = 0;
 
   readonly #global: boolean;
+  /** Admission times are summed relative to this, to keep the sums exact in a double. */
+  #startMs = Number.NaN;
   /** The parameters the algorithm runs with: the rule's, or its default share when global. */
   #params: AlgorithmParams;
   #aggregatorLost = false;
@@ -170,6 +176,7 @@ export class KeyTable {
     const extra = base + this.#algoStride;
     if (d.allowed) {
       slots[extra + PENDING_ADMITTED]! += cost;
+      if (this.#global) slots[extra + PENDING_TIME]! += (nowMs - this.#startMs) * cost;
       this.admittedHits++;
     } else {
       slots[extra + PENDING_REJECTED]! += cost;
@@ -180,6 +187,7 @@ export class KeyTable {
   }
 
   #decideGlobal(slots: Float64Array, base: number, nowMs: number, cost: number): Decision {
+    if (this.#startMs !== this.#startMs) this.#startMs = nowMs; // first global decision
     const rule = this.rule;
     if (this.#aggregatorLost) {
       const policy = rule.onAggregatorLoss;
@@ -316,7 +324,7 @@ export class KeyTable {
    * Hands every key that changed since the last drain to `visit`, then every retired (evicted)
    * key's final counts, and folds the pending counts into the cumulative ones. Allocates nothing.
    */
-  drain(visit: ChangeVisitor): void {
+  drain(visit: ChangeVisitor, nowMs: number): void {
     const name = this.rule.name;
     const slots = this.#slots;
     for (let i = 0; i < this.#dirtyCount; i++) {
@@ -336,6 +344,9 @@ export class KeyTable {
       const isNew = slots[extra + REPORTED] === 0;
       slots[extra + REPORTED] = 1;
       if (this.#global) {
+        const timeSum = slots[extra + PENDING_TIME]!;
+        slots[extra + PENDING_TIME] = 0;
+        const ageMs = da > 0 ? Math.max(0, nowMs - this.#startMs - timeSum / da) : 0;
         visit(
           name,
           key,
@@ -348,9 +359,10 @@ export class KeyTable {
           slots[extra + GRANT_EPOCH]!,
           slots[extra + GRANT_VERSION]!,
           slots[extra + GRANT_ALLOWANCE]!,
+          ageMs,
         );
       } else {
-        visit(name, key, slots[extra + GENERATION]!, admitted, rejected, da, dr, isNew, 0, 0, 0);
+        visit(name, key, slots[extra + GENERATION]!, admitted, rejected, da, dr, isNew, 0, 0, 0, 0);
       }
     }
     this.#dirtyCount = 0;
@@ -370,6 +382,7 @@ export class KeyTable {
           e.grantEpoch,
           e.grantVersion,
           e.allowance,
+          0,
         );
       }
     }
@@ -428,6 +441,7 @@ export class KeyTable {
       slots[extra + GRANT_EPOCH] = 0;
       slots[extra + GRANT_VERSION] = 0;
       slots[extra + GRANT_ALLOWANCE] = 0;
+      slots[extra + PENDING_TIME] = 0;
     }
     // A reused slot may still sit in the dirty list (evicted while dirty): keep that bit so the
     // list holds each slot once; the new key is then reported from there.

@@ -387,7 +387,8 @@ class KeyedLimiter implements Limiter {
 
   drain(visit: ChangeVisitor): void {
     this.#seq++;
-    for (const table of this.#tables.values()) table.drain(visit);
+    const nowMs = this.#clock.nowMs();
+    for (const table of this.#tables.values()) table.drain(visit, nowMs);
   }
 
   stats(): RuleStats[] {

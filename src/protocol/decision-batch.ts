@@ -3,7 +3,8 @@
  *
  * Body: nodeId str, nodeEpoch f64, seq u32, sentAtWallMs f64, groupCount u16, then per group:
  * rule str, entryCount u32, then per entry: key str, generation u32, admitted f64, rejected f64,
- * flags u8 (bit 0: isNew; other bits must be 0), grantEpoch f64, grantVersion u32, allowance f64.
+ * flags u8 (bit 0: isNew; other bits must be 0), grantEpoch f64, grantVersion u32, allowance f64,
+ * admittedSinceLast f64, ageMs f64.
  * (str = u16 byte length + UTF-8; all little-endian.)
  */
 
@@ -60,14 +61,16 @@ function writeEntry(w: ByteWriter, e: DecisionEntry, g: number, i: number): void
     !isNonNegative(e.admitted) ||
     !isNonNegative(e.rejected) ||
     !isNonNegative(e.grantEpoch) ||
-    !isNonNegative(e.allowance)
+    !isNonNegative(e.allowance) ||
+    !isNonNegative(e.admittedSinceLast) ||
+    !isNonNegative(e.ageMs)
   ) {
     throwBadEntry(e, `groups[${g}].entries[${i}]`);
   }
   if (w.str(e.key, MAX_KEY_BYTES) < 0) {
     badString(`groups[${g}].entries[${i}].key`, e.key, MAX_KEY_BYTES);
   }
-  w.ensure(4 + 8 + 8 + 1 + 8 + 4 + 8);
+  w.ensure(4 + 8 + 8 + 1 + 8 + 4 + 8 + 8 + 8);
   const v = w.view;
   let p = w.pos;
   v.setUint32(p, e.generation, true);
@@ -77,7 +80,9 @@ function writeEntry(w: ByteWriter, e: DecisionEntry, g: number, i: number): void
   v.setFloat64(p + 21, e.grantEpoch, true);
   v.setUint32(p + 29, e.grantVersion, true);
   v.setFloat64(p + 33, e.allowance, true);
-  p += 41;
+  v.setFloat64(p + 41, e.admittedSinceLast, true);
+  v.setFloat64(p + 49, e.ageMs, true);
+  p += 57;
   w.pos = p;
 }
 
@@ -85,7 +90,14 @@ function throwBadEntry(e: DecisionEntry, at: string): never {
   for (const f of ["generation", "grantVersion"] as const) {
     if (!isU32(e[f])) throw new InvalidArgumentError(`${at}.${f}`, EXPECTED_U32, e[f]);
   }
-  for (const f of ["admitted", "rejected", "grantEpoch", "allowance"] as const) {
+  for (const f of [
+    "admitted",
+    "rejected",
+    "grantEpoch",
+    "allowance",
+    "admittedSinceLast",
+    "ageMs",
+  ] as const) {
     if (!isNonNegative(e[f])) {
       throw new InvalidArgumentError(`${at}.${f}`, EXPECTED_NON_NEGATIVE, e[f]);
     }
@@ -122,6 +134,8 @@ export function readDecisionBatch(
       const grantEpoch = r.f64();
       const grantVersion = r.u32();
       const allowance = r.f64();
+      const admittedSinceLast = r.f64();
+      const ageMs = r.f64();
       if (r.truncated) return "truncated";
       if (rule === undefined) dropped["bad-rule"]++;
       else if (key === undefined) dropped["bad-key"]++;
@@ -130,6 +144,8 @@ export function readDecisionBatch(
         !isNonNegative(rejected) ||
         !isNonNegative(grantEpoch) ||
         !isNonNegative(allowance) ||
+        !isNonNegative(admittedSinceLast) ||
+        !isNonNegative(ageMs) ||
         flags > 1
       ) {
         dropped["bad-number"]++;
@@ -144,6 +160,8 @@ export function readDecisionBatch(
           grantEpoch,
           grantVersion,
           allowance,
+          admittedSinceLast,
+          ageMs,
         });
       }
     }

@@ -31,6 +31,18 @@ export interface DecisionEntry {
   readonly grantEpoch: number;
   readonly grantVersion: number;
   readonly allowance: number;
+  /**
+   * Admitted cost since the node last reported this key (finite, >= 0). Cumulative counts make
+   * every other use idempotent; this one lets an aggregator that has not seen the key's stream
+   * before (it restarted) count the hits of this report instead of only using it as a baseline.
+   */
+  readonly admittedSinceLast: number;
+  /**
+   * How long before this batch was sent, on average, the hits of `admittedSinceLast` were
+   * admitted, ms (finite, >= 0; 0 when none). A duration on the node's monotonic clock, so no
+   * clock comparison between hosts: the aggregator bins the hits at its receipt time minus this.
+   */
+  readonly ageMs: number;
 }
 
 /** One rule's entries. A message may hold several groups for the same rule. */

@@ -28,6 +28,7 @@ async function cluster(rule: RuleConfig, nodeCount: number) {
     syncIntervalMs: 50,
     nodeTtlMs: 1000,
     aggregatorId: "agg",
+    warmupMs: 0,
   });
   const nodes: Node[] = [];
   const addNode = (i: number) => {
@@ -169,4 +170,37 @@ test("distributed - closed and open policies when the aggregator is lost", async
     assert.equal(ok, expected, policy);
     for (const x of c.nodes) await x.agent.close();
   }
+});
+
+test("distributed - an aggregator restart neither doubles the limit nor stalls the nodes", async (t) => {
+  const c = await cluster(windowRule, 3);
+  const admitted: number[] = [];
+  const start = c.clock.nowMs();
+  let second: ReturnType<typeof createAggregatorService> | undefined;
+  for (let ms = 0; ms < 7000; ms++) {
+    if (ms === 2500) {
+      await c.aggregator.close();
+      // A new run, with the default warm-up (one window): it starts knowing nothing.
+      second = createAggregatorService({
+        rules: createLimiter({ rules: [windowRule], sweepIntervalMs: 0 }).rules,
+        transport: c.bus.connect(),
+        clock: c.clock,
+        aggregatorId: "agg2",
+        nodeTtlMs: 1000,
+      });
+    }
+    for (const n of c.nodes)
+      if (n.limiter.check("api", "k").allowed) admitted.push(c.clock.nowMs());
+    await c.step(1);
+  }
+  const all = windows(admitted, 1000, start, start + 7000);
+  const after = windows(admitted, 1000, start + 5000, start + 7000);
+  t.diagnostic(`restart: worst ${all.worst}, mean after ${after.mean}`);
+  assert.ok(all.worst <= 1050, `worst window ${all.worst} across the restart`);
+  assert.ok(after.mean >= 950, `grants flow again after the restart: ${after.mean}`);
+  for (const n of c.nodes) {
+    assert.equal(n.agent.stats().aggregatorLost, false);
+    await n.agent.close();
+  }
+  await second!.close();
 });

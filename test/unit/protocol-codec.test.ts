@@ -35,6 +35,8 @@ const batch: DecisionBatch = {
           grantEpoch: 0,
           grantVersion: 0,
           allowance: 0,
+          admittedSinceLast: 0,
+          ageMs: 0,
         },
         {
           key: "ключ 🔑",
@@ -45,6 +47,8 @@ const batch: DecisionBatch = {
           grantEpoch: 1_764_000_000_000.25,
           grantVersion: 4_294_967_295,
           allowance: 12.5,
+          admittedSinceLast: 0,
+          ageMs: 0,
         },
       ],
     },
@@ -150,6 +154,8 @@ function entry(key: string | number[], admitted: number, rejected = 0): Field[] 
     ["u8", 0],
     ["f64", 0],
     ["u32", 0],
+    ["f64", 0],
+    ["f64", 0],
     ["f64", 0],
   ];
 }
@@ -267,6 +273,8 @@ test("protocol - a batch larger than maxMessageBytes splits into frames that eac
     grantEpoch: 0,
     grantVersion: 0,
     allowance: 0,
+    admittedSinceLast: 0,
+    ageMs: 0,
   }));
   const big = {
     ...batch,
@@ -301,6 +309,8 @@ test("protocol - a full 1 MiB batch of maximal keys splits under the default lim
     grantEpoch: 0,
     grantVersion: 0,
     allowance: 0,
+    admittedSinceLast: 0,
+    ageMs: 0,
   }));
   const frames = encodeDecisionBatch({ ...batch, groups: [{ rule: "r".repeat(64), entries }] });
   assert.equal(frames.length, 2);
@@ -322,6 +332,8 @@ test("protocol - encoders reject what the wire cannot carry, naming the field", 
     grantEpoch: 0,
     grantVersion: 0,
     allowance: 0,
+    admittedSinceLast: 0,
+    ageMs: 0,
   };
   bad(
     () => encode({ ...batch, groups: [{ rule: "r", entries: [e, { ...e, admitted: -1 }] }] }),
