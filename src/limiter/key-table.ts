@@ -187,7 +187,7 @@ export class KeyTable {
   }
 
   #decideGlobal(slots: Float64Array, base: number, nowMs: number, cost: number): Decision {
-    if (this.#startMs !== this.#startMs) this.#startMs = nowMs; // first global decision
+    if (Number.isNaN(this.#startMs)) this.#startMs = nowMs; // first global decision
     const rule = this.rule;
     if (this.#aggregatorLost) {
       const policy = rule.onAggregatorLoss;
