@@ -84,6 +84,21 @@ export {
   type RedisStrictStoreOptions,
   type RedisStrictStoreStats,
 } from "./store/redis/strict-store.js";
+export {
+  ATTR as TELEMETRY_ATTRIBUTES,
+  INSTRUMENTS,
+  type InstrumentSpec,
+} from "./telemetry/instruments.js";
+export {
+  createTelemetry,
+  type ObserveLimiterOptions,
+  type OtlpOptions,
+  type PrometheusOptions,
+  type Telemetry,
+  type TelemetryOptions,
+  TelemetryStartError,
+  type Unobserve,
+} from "./telemetry/telemetry.js";
 export { createMemoryBus, type MemoryBus, type MemoryTransport } from "./transport/memory.js";
 export {
   connectNats,
