@@ -77,7 +77,10 @@ export interface OtlpOptions {
 export interface TelemetryOptions {
   /** `service.name` of the OTel resource (Prometheus `target_info`). @default "sluice" */
   readonly serviceName?: string;
-  /** More resource attributes, e.g. `{ "deployment.environment": "prod" }`. */
+  /**
+   * More resource attributes, e.g. `{ "deployment.environment": "prod" }`; they win over the
+   * defaults (`service.instance.id` is `<hostname>-<pid>`).
+   */
   readonly resourceAttributes?: Readonly<Record<string, string>>;
   /** Prometheus scrape endpoint; omit for none. `{}` gives a handler to mount, no port. */
   readonly prometheus?: PrometheusOptions;
@@ -172,7 +175,12 @@ class TelemetryImpl implements Telemetry {
     if (typeof serviceName !== "string" || serviceName === "")
       throw new InvalidArgumentError("serviceName", "a non-empty string", serviceName);
     const resource = defaultResource().merge(
-      resourceFromAttributes({ "service.name": serviceName, ...o.resourceAttributes }),
+      resourceFromAttributes({
+        "service.name": serviceName,
+        // The collector's Prometheus exporter makes this the `instance` label.
+        "service.instance.id": defaultNodeId(),
+        ...o.resourceAttributes,
+      }),
     );
     this.#histograms = new HistogramProducer(resource, SCOPE, wallClockMs);
     const readers: IMetricReader[] = [];
