@@ -1,6 +1,7 @@
 /** `sluice aggregator`: runs the aggregator against NATS until stopped. */
 import { createAggregatorService } from "../aggregator/aggregator-service.js";
 import { compileRules, loadRules } from "../config/rules-file.js";
+import { createTelemetry } from "../telemetry/telemetry.js";
 import { flag, num, parse, str, untilSignal } from "./args.js";
 import { connect, emit, NATS_HELP, NATS_OPTIONS, natsUrl, subjectPrefix } from "./common.js";
 import type { Command } from "./main.js";
@@ -15,6 +16,9 @@ const OPTIONS = {
   "report-ms": { type: "string" },
   "duration-ms": { type: "string" },
   json: { type: "boolean" },
+  "metrics-port": { type: "string" },
+  "metrics-host": { type: "string" },
+  otlp: { type: "string" },
 } as const;
 
 export const aggregatorCommand: Command = {
@@ -34,6 +38,10 @@ export const aggregatorCommand: Command = {
     "  --report-ms N           progress period (default 1000)",
     "  --duration-ms N         stop by itself after N ms (default: run until stopped)",
     "  --json                  progress as JSON lines",
+    "  --metrics-port N        serve Prometheus metrics on this port, 0 = any free one",
+    "                          (default: none)",
+    "  --metrics-host H        address the metrics port listens on (default 127.0.0.1)",
+    "  --otlp URL              push OTLP gRPC metrics, e.g. http://127.0.0.1:4317",
     "",
     NATS_HELP,
   ].join("\n"),
@@ -44,6 +52,11 @@ export const aggregatorCommand: Command = {
     const durationMs =
       p.values["duration-ms"] === undefined ? undefined : num(p, "duration-ms", 0, { min: 1 });
     const json = flag(p, "json");
+    const metricsPort =
+      p.values["metrics-port"] === undefined
+        ? undefined
+        : num(p, "metrics-port", 0, { integer: true, min: 0, max: 65_535 });
+    const otlp = p.values["otlp"];
     const transport = await connect(p, "sluice-aggregator");
     const id = p.values["id"];
     const service = createAggregatorService({
@@ -53,8 +66,29 @@ export const aggregatorCommand: Command = {
       ...subjectPrefix(p),
       syncIntervalMs: num(p, "sync-interval-ms", 50, { min: 10, max: 10_000 }),
       nodeTtlMs: num(p, "node-ttl-ms", 3000, { min: 10 }),
-      ...(p.values["warmup-ms"] === undefined ? {} : { warmupMs: num(p, "warmup-ms", 0, { min: 0 }) }),
+      ...(p.values["warmup-ms"] === undefined
+        ? {}
+        : { warmupMs: num(p, "warmup-ms", 0, { min: 0 }) }),
     });
+    const telemetry =
+      metricsPort === undefined && typeof otlp !== "string"
+        ? undefined
+        : await createTelemetry({
+            serviceName: "sluice-aggregator",
+            ...(metricsPort === undefined
+              ? {}
+              : { prometheus: { port: metricsPort, host: str(p, "metrics-host", "127.0.0.1") } }),
+            ...(typeof otlp === "string" ? { otlp: { url: otlp } } : {}),
+          }).catch(async (err: unknown) => {
+            await service.close();
+            await transport.close();
+            throw err;
+          });
+    telemetry?.observeAggregator(service);
+    if (telemetry?.prometheusUrl !== undefined) {
+      if (json) emit({ type: "metrics", url: telemetry.prometheusUrl });
+      else console.log(`sluice aggregator metrics on ${telemetry.prometheusUrl}`);
+    }
     const started = performance.now();
     const report = () => {
       const s = service.stats();
@@ -79,6 +113,7 @@ export const aggregatorCommand: Command = {
     clearInterval(timer);
     report();
     await service.close();
+    await telemetry?.close();
     await transport.close();
     return 0;
   },

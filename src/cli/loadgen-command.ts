@@ -3,6 +3,7 @@ import { createNodeAgent } from "../agent/node-agent.js";
 import { loadRules } from "../config/rules-file.js";
 import { InvalidArgumentError } from "../errors.js";
 import { createLimiter } from "../limiter/limiter.js";
+import { createTelemetry } from "../telemetry/telemetry.js";
 import { flag, num, parse, str, untilSignal } from "./args.js";
 import { connect, emit, NATS_HELP, NATS_OPTIONS, subjectPrefix } from "./common.js";
 import { parseSchedule, runLoad } from "./load.js";
@@ -24,6 +25,9 @@ const OPTIONS = {
   "heartbeat-ms": { type: "string" },
   "stale-after-ms": { type: "string" },
   json: { type: "boolean" },
+  "metrics-port": { type: "string" },
+  "metrics-host": { type: "string" },
+  otlp: { type: "string" },
 } as const;
 
 export const loadgenCommand: Command = {
@@ -47,6 +51,10 @@ export const loadgenCommand: Command = {
     "  --sync-interval-ms N  batch period (default 50)   --heartbeat-ms N (default 500)",
     "  --stale-after-ms N    aggregator silence before the loss policy (default 2000)",
     "  --json                reports as JSON lines",
+    "  --metrics-port N      serve Prometheus metrics on this port, 0 = any free one",
+    "                        (default: none)",
+    "  --metrics-host H      address the metrics port listens on (default 127.0.0.1)",
+    "  --otlp URL            push OTLP gRPC metrics, e.g. http://127.0.0.1:4317",
     "",
     NATS_HELP,
   ].join("\n"),
@@ -67,6 +75,11 @@ export const loadgenCommand: Command = {
         : ([[0, num(p, "rate", 500, { min: 0 })]] as const);
     const durationMs = num(p, "duration-ms", 10_000, { min: 1 });
     const json = flag(p, "json");
+    const metricsPort =
+      p.values["metrics-port"] === undefined
+        ? undefined
+        : num(p, "metrics-port", 0, { integer: true, min: 0, max: 65_535 });
+    const otlp = p.values["otlp"];
     const transport = await connect(p, "sluice-loadgen");
     const limiter = createLimiter({ rules });
     const nodeId = p.values["node-id"];
@@ -79,6 +92,27 @@ export const loadgenCommand: Command = {
       heartbeatIntervalMs: num(p, "heartbeat-ms", 500, { min: 50 }),
       staleAfterMs: num(p, "stale-after-ms", 2000, { min: 1 }),
     });
+    const telemetry =
+      metricsPort === undefined && typeof otlp !== "string"
+        ? undefined
+        : await createTelemetry({
+            serviceName: "sluice-node",
+            ...(metricsPort === undefined
+              ? {}
+              : { prometheus: { port: metricsPort, host: str(p, "metrics-host", "127.0.0.1") } }),
+            ...(typeof otlp === "string" ? { otlp: { url: otlp } } : {}),
+          }).catch(async (err: unknown) => {
+            await agent.close();
+            await transport.close();
+            await limiter.close();
+            throw err;
+          });
+    telemetry?.observeLimiter(limiter, { node: agent.nodeId });
+    telemetry?.observeAgent(agent);
+    if (telemetry?.prometheusUrl !== undefined) {
+      if (json) emit({ type: "metrics", node: agent.nodeId, url: telemetry.prometheusUrl });
+      else console.log(`sluice loadgen ${agent.nodeId}: metrics on ${telemetry.prometheusUrl}`);
+    }
     let admitted = 0;
     let rejected = 0;
     const load = runLoad({
@@ -112,6 +146,7 @@ export const loadgenCommand: Command = {
     const why = await Promise.race([load.done.then(() => "duration"), untilSignal()]);
     load.stop();
     await agent.close();
+    await telemetry?.close();
     await transport.flush().catch(() => {});
     await transport.close();
     const s = agent.stats();
