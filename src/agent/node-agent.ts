@@ -9,7 +9,10 @@
  *
  * Counts are cumulative per (node epoch, key generation), so a lost, repeated or reordered
  * batch neither loses nor double-counts hits. After a reconnect the agent re-sends every held
- * key's counts, in case a batch was lost with the connection. When nothing has come from the
+ * key's counts, in case a batch was lost with the connection, and once more when it next hears
+ * the aggregator (which may have come back after it); a key generation first reported around the
+ * outage is reported as first until then, since a lost first report loses what came before it
+ * (regression test: test/integration/cluster-nats-restart.test.ts). When nothing has come from the
  * aggregator for `staleAfterMs`, each global rule's `onAggregatorLoss` policy takes over until
  * it speaks again.
  */
@@ -31,6 +34,11 @@ import { decisionPartition } from "../protocol/partition.js";
 import { createSubjects, isValidNodeId, type Subjects } from "../protocol/subjects.js";
 import type { Subscription, Transport } from "../transport/transport.js";
 import { optionalNumber } from "../validate.js";
+
+/** How far back, at least, first reports count as possibly lost when the link breaks, ms. */
+const FIRST_REPORT_LOOK_BACK_MS = 1000;
+/** Bound on the key generations remembered while the link is down (beyond: counts may be lost). */
+const MAX_DOUBTFUL_FIRST_REPORTS = 100_000;
 
 export interface NodeAgentOptions {
   readonly limiter: Limiter;
@@ -126,6 +134,24 @@ class Agent implements NodeAgent {
   #aggregatorEpoch = 0;
   #lost = false;
   #closed = false;
+  /** Reconnected: re-send every key's counts once more when the aggregator is next heard. */
+  #resyncWhenHeard = false;
+  /** From a disconnect until that resync: batches sent meanwhile may reach no aggregator. */
+  #linkUnsure = false;
+  /** The resync is due: after the next flush, the first reports are no longer in doubt. */
+  #resyncDue = false;
+  /**
+   * Key generations (`rule \0 key \0 generation`) whose first report may be lost: those first
+   * reported while the link was unsure or shortly before it broke. Only a first report makes the
+   * aggregator count what was admitted before it, so until the resync every report of them says
+   * "first": the aggregator counts the generation in full from whichever arrives first, and
+   * takes differences from the rest.
+   */
+  readonly #doubtfulFirstReports = new Set<string>();
+  /** First reports of the current and the previous look-back period. */
+  #recentFirstReports = new Set<string>();
+  #olderFirstReports = new Set<string>();
+  #recentSinceMs = 0;
   /** Monotonic time of the first batch published since the last grant arrived; -1 if none. */
   #firstUnansweredMs = -1;
   readonly #propagation = new LatencyHistogram(PROPAGATION_LATENCY_BOUNDS_S);
@@ -198,9 +224,15 @@ class Agent implements NodeAgent {
       ),
       this.#transport.subscribe(this.#subjects.defaults, (bytes) => this.#onDefaults(bytes)),
       this.#transport.onStatus((s) => {
-        if (s.type === "reconnected") {
+        if (s.type === "disconnected") {
+          // Batches published shortly before the link broke may be lost with it, too.
+          this.#linkUnsure = true;
+          for (const id of this.#olderFirstReports) this.#doubt(id);
+          for (const id of this.#recentFirstReports) this.#doubt(id);
+        } else if (s.type === "reconnected") {
           this.#stats.resyncs++;
           g.markAllDirty();
+          this.#resyncWhenHeard = true;
         }
       }),
     );
@@ -243,6 +275,13 @@ class Agent implements NodeAgent {
     const byPartition = new Map<number, Map<string, DecisionEntry[]>>();
     const globalRules = this.#globalRules;
     const partitions = this.#partitions;
+    const now = this.#clock.nowMs();
+    if (now - this.#recentSinceMs >= FIRST_REPORT_LOOK_BACK_MS) {
+      this.#olderFirstReports = this.#recentFirstReports;
+      this.#recentFirstReports = new Set();
+      this.#recentSinceMs = now;
+    }
+    const doubtful = this.#doubtfulFirstReports;
     this.#limiter.drain(
       (
         rule,
@@ -259,6 +298,15 @@ class Agent implements NodeAgent {
         ageMs,
       ) => {
         if (!globalRules.has(rule)) return;
+        let first = isNew;
+        if (isNew || doubtful.size > 0) {
+          const id = `${rule}\0${key}\0${generation}`;
+          if (!first) first = doubtful.has(id);
+          if (first) {
+            this.#recentFirstReports.add(id);
+            if (this.#linkUnsure) this.#doubt(id);
+          }
+        }
         const p = partitions === 1 ? 0 : decisionPartition(rule, key, partitions);
         let byRule = byPartition.get(p);
         if (byRule === undefined) {
@@ -275,7 +323,7 @@ class Agent implements NodeAgent {
           generation: generation % 2 ** 32,
           admitted,
           rejected,
-          isNew,
+          isNew: first,
           grantEpoch,
           grantVersion,
           allowance,
@@ -284,6 +332,11 @@ class Agent implements NodeAgent {
         });
       },
     );
+    if (this.#resyncDue) {
+      // Every held key was in this flush, and the aggregator is there to hear it.
+      this.#resyncDue = false;
+      doubtful.clear();
+    }
     if (byPartition.size === 0) return;
     this.#seq = (this.#seq + 1) >>> 0;
     const seq = this.#seq;
@@ -305,6 +358,12 @@ class Agent implements NodeAgent {
       const subject = this.#subjects.decisions(partition);
       for (const frame of frames) this.#transport.publish(subject, frame);
       this.#stats.batchesSent += frames.length;
+    }
+  }
+
+  #doubt(id: string): void {
+    if (this.#doubtfulFirstReports.size < MAX_DOUBTFUL_FIRST_REPORTS) {
+      this.#doubtfulFirstReports.add(id);
     }
   }
 
@@ -343,6 +402,14 @@ class Agent implements NodeAgent {
     this.#aggregatorEpoch = aggregatorEpoch;
     this.#lastAggregatorMs = this.#clock.nowMs();
     if (this.#lost) this.#setLost(false);
+    if (this.#resyncWhenHeard) {
+      // The aggregator is back on the server (it subscribes before it publishes); it may have
+      // come back after us, so what we re-sent at our reconnect may have reached nobody.
+      this.#resyncWhenHeard = false;
+      this.#linkUnsure = false;
+      this.#resyncDue = true;
+      this.#limiter.global.markAllDirty();
+    }
     return true;
   }
 
