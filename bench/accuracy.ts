@@ -1,0 +1,892 @@
+/**
+ * `npm run bench:accuracy`: how close a global limit is held across real node processes over the
+ * real NATS server, beside the naive split (limit / N per node) and an exact central limiter.
+ *
+ * Per scenario and per mode, one run of:
+ * - `global`: 1 `sluice aggregator` process + 8 `sluice loadgen` processes (7 before a join)
+ *   with a `mode: "global"` sliding-window rule of LIMIT per WINDOW_MS per key;
+ * - `naive`: the same 8 loadgen processes with a `mode: "local"` rule of LIMIT / 8 each and no
+ *   aggregator.
+ * Every node offers Zipf-distributed hits over KEYS keys (the top HOT keys are offered at least
+ * twice the limit), on a per-node `--schedule`, and reports every key's admitted and rejected
+ * counts per REPORT_MS bucket (wall-clock aligned, so buckets of different processes line up).
+ *
+ * Computed from those reports, summed over nodes (see `accuracy-analysis.ts`): each hot key's
+ * admitted cost in every sliding window of WINDOW_MS (measured at every bucket end) over the
+ * limit; the settling time after a shift, join or leave; and the decisions that differ from an
+ * exact sliding-window limiter. Prints progress to stderr, a table to stdout, and as the last
+ * line one JSON object with every figure. Bounded: every child has its own duration and is
+ * killed when the run ends or this process exits.
+ *
+ * Environment: NATS_URL (default nats://127.0.0.1:4222); ACC_SCENARIOS=steady,shift,... to run a
+ * subset; ACC_REPORT_MS (default 25); ACC_DUMP=<dir> to write each run's per-bucket counts there.
+ */
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { cpus, loadavg, tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import { wallClockMs } from "../src/clock/clock.js";
+import { decode } from "../src/protocol/decode.js";
+import { createSubjects } from "../src/protocol/subjects.js";
+import { connectNats } from "../src/transport/nats/nats-transport.js";
+import {
+  convergence,
+  decisionErrors,
+  exactReplay,
+  type KeySeries,
+  ratioStats,
+  sumRange,
+  windowSums,
+} from "./accuracy-analysis.js";
+import { table } from "./harness.js";
+
+const NATS_URL = process.env["NATS_URL"] ?? "nats://127.0.0.1:4222";
+const LIMIT = 300;
+const WINDOW_MS = 1000;
+const NODES = 8;
+const RATE_PER_NODE = 1500;
+const KEYS = 100;
+const ZIPF = 1.1;
+const HOT = 3;
+const REPORT_MS = Number(process.env["ACC_REPORT_MS"] ?? 25);
+const SYNC_INTERVAL_MS = 50;
+/** Windows ending before this (ms after the nodes start) are the cold start, measured apart. */
+const WARMUP_MS = 2000;
+/** The last ms of a run are left out: nodes stop a few ms apart. */
+const TAIL_MS = 100;
+/** The aggregator starts this long before the nodes. */
+const AGGREGATOR_LEAD_MS = 1000;
+/** Longest wait for every process to have loaded its code. */
+const BOOT_TIMEOUT_MS = 30_000;
+const TOLERANCE = 0.05;
+const HOLD_MS = WINDOW_MS;
+const LOOK_MS = 2000;
+const GOAL_STEADY_MEAN = 0.03;
+const GOAL_WORST = 1.05;
+const GOAL_CONVERGE_MS = 2 * SYNC_INTERVAL_MS;
+
+const ROOT = fileURLToPath(new URL("../..", import.meta.url));
+const LAUNCH = fileURLToPath(new URL("./accuracy-launch.js", import.meta.url));
+const DUMP_DIR = process.env["ACC_DUMP"];
+const HOT_KEYS = Array.from({ length: HOT }, (_, i) => `k${i}`);
+const ALL_KEYS = Array.from({ length: KEYS }, (_, i) => `k${i}`);
+
+type Mode = "global" | "naive";
+type EventKind = "shift" | "join" | "leave";
+
+interface NodePlan {
+  readonly id: string;
+  /** ms after the common start at which this process starts its load. */
+  readonly startMs: number;
+  readonly durationMs: number;
+  readonly schedule: string;
+}
+
+interface Scenario {
+  readonly name: string;
+  readonly what: string;
+  readonly durationMs: number;
+  readonly event?: { readonly kind: EventKind; readonly atMs: number; readonly node?: string };
+  readonly nodes: readonly NodePlan[];
+}
+
+const ids = Array.from({ length: NODES }, (_, i) => `node-${i}`);
+const SKEWED_RATES = [6000, 3000, 1500, 750, 375, 188, 94, 93]; // sum 12,000 = 8 x 1,500
+const SCENARIOS: readonly Scenario[] = [
+  {
+    name: "steady",
+    what: `8 nodes, ${RATE_PER_NODE} hits/s each`,
+    durationMs: 9000,
+    nodes: ids.map((id) => ({ id, startMs: 0, durationMs: 9000, schedule: `0:${RATE_PER_NODE}` })),
+  },
+  {
+    name: "skewed",
+    what: `8 nodes, ${SKEWED_RATES.join("/")} hits/s`,
+    durationMs: 9000,
+    nodes: ids.map((id, i) => ({
+      id,
+      startMs: 0,
+      durationMs: 9000,
+      schedule: `0:${SKEWED_RATES[i]}`,
+    })),
+  },
+  {
+    name: "shift",
+    what: `nodes 0-3 at ${2 * RATE_PER_NODE}/s, then at 5 s nodes 4-7 instead`,
+    durationMs: 10_000,
+    event: { kind: "shift", atMs: 5000 },
+    nodes: ids.map((id, i) => ({
+      id,
+      startMs: 0,
+      durationMs: 10_000,
+      schedule: i < 4 ? `0:${2 * RATE_PER_NODE},5000:0` : `0:0,5000:${2 * RATE_PER_NODE}`,
+    })),
+  },
+  {
+    name: "join",
+    what: `7 nodes at ${RATE_PER_NODE}/s; node-7 joins at 5 s`,
+    durationMs: 10_000,
+    event: { kind: "join", atMs: 5000, node: "node-7" },
+    nodes: ids.map((id, i) => ({
+      id,
+      startMs: i === 7 ? 5000 : 0,
+      durationMs: i === 7 ? 5000 : 10_000,
+      schedule: `0:${RATE_PER_NODE}`,
+    })),
+  },
+  {
+    name: "leave",
+    what: `8 nodes at ${RATE_PER_NODE}/s; node-7 stops at 5 s`,
+    durationMs: 10_000,
+    event: { kind: "leave", atMs: 5000, node: "node-7" },
+    nodes: ids.map((id, i) => ({
+      id,
+      startMs: 0,
+      durationMs: i === 7 ? 5000 : 10_000,
+      schedule: `0:${RATE_PER_NODE}`,
+    })),
+  },
+];
+
+// ---------------------------------------------------------------- child processes
+
+const live = new Set<ChildProcess>();
+process.on("exit", () => {
+  for (const c of live) c.kill("SIGKILL");
+});
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.on(signal, () => {
+    for (const c of live) c.kill("SIGKILL");
+    process.exit(130);
+  });
+}
+
+function log(line: string): void {
+  process.stderr.write(`[accuracy] ${line}\n`);
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
+}
+
+type LineHandler = (o: Record<string, unknown>) => void;
+
+function start(name: string, argv: string[], onLine: LineHandler, errors: string[]): ChildProcess {
+  const child = spawn(process.execPath, argv, { stdio: ["pipe", "pipe", "pipe"] });
+  live.add(child);
+  child.on("exit", () => live.delete(child));
+  child.stdin!.on("error", () => {}); // a child that died early: nothing to tell it
+  createInterface({ input: child.stdout! }).on("line", (line) => {
+    if (!line.startsWith("{")) return;
+    try {
+      onLine(JSON.parse(line) as Record<string, unknown>);
+    } catch {
+      // not one of our JSON lines
+    }
+  });
+  createInterface({ input: child.stderr! }).on("line", (line) => {
+    errors.push(`${name}: ${line}`);
+    process.stderr.write(`  [${name}] ${line}\n`);
+  });
+  return child;
+}
+
+function exited(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => child.once("exit", () => resolve()));
+}
+
+async function stop(child: ChildProcess, graceMs: number): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  child.kill("SIGTERM");
+  await Promise.race([exited(child), sleep(graceMs)]);
+  if (child.exitCode === null && child.signalCode === null) {
+    child.kill("SIGKILL");
+    await exited(child);
+  }
+}
+
+// ---------------------------------------------------------------- one run
+
+interface RunData {
+  readonly scenario: Scenario;
+  readonly mode: Mode;
+  readonly t0: number;
+  readonly buckets: number;
+  readonly series: Map<string, KeySeries>;
+  /** Wall ms at which each node's load started (its first heartbeat). */
+  readonly starts: Map<string, number>;
+  readonly launchLateMs: number[];
+  readonly aggregator: Record<string, unknown> | undefined;
+  readonly nodeSummaries: Record<string, unknown>[];
+  /** Send stamp to receipt at an observer process, ms. */
+  readonly batchLatencyMs: number[];
+  readonly updateLatencyMs: number[];
+  readonly trace: unknown[][];
+  readonly errors: string[];
+}
+
+function rulesFor(mode: Mode): string {
+  const rule =
+    mode === "global"
+      ? {
+          name: "acc",
+          mode: "global",
+          algorithm: "sliding-window",
+          limit: LIMIT,
+          windowMs: WINDOW_MS,
+        }
+      : {
+          name: "acc",
+          mode: "local",
+          algorithm: "sliding-window",
+          limit: LIMIT / NODES,
+          windowMs: WINDOW_MS,
+        };
+  return JSON.stringify({ rules: [rule] });
+}
+
+async function runOnce(scenario: Scenario, mode: Mode, rulesFile: string): Promise<RunData> {
+  const prefix = `acc-${scenario.name}-${mode}-${randomBytes(3).toString("hex")}`;
+  const subjects = createSubjects({ prefix });
+  const errors: string[] = [];
+  const starts = new Map<string, number>();
+  const launchLateMs: number[] = [];
+  const nodeSummaries: Record<string, unknown>[] = [];
+  const batchLatencyMs: number[] = [];
+  const updateLatencyMs: number[] = [];
+  const trace: unknown[][] = [];
+  const buckets = Math.ceil(scenario.durationMs / REPORT_MS) + 8;
+  const series = new Map<string, KeySeries>(
+    ALL_KEYS.map((k) => [
+      k,
+      { admitted: new Float64Array(buckets), offered: new Float64Array(buckets) },
+    ]),
+  );
+  let aggregator: Record<string, unknown> | undefined;
+  const children: ChildProcess[] = [];
+  const ready: Promise<void>[] = [];
+  let t0 = Number.NaN;
+  const transport = await connectNats({
+    servers: NATS_URL.split(","),
+    name: "sluice-bench-accuracy",
+  });
+  /** Starts `sluice <argv>` through the launcher, `offsetMs` after the common start. */
+  const launch = (name: string, offsetMs: number, argv: string[], onLine: LineHandler) => {
+    let isReady: () => void = () => {};
+    ready.push(new Promise<void>((resolve) => (isReady = resolve)));
+    const child = start(
+      name,
+      [LAUNCH, String(offsetMs), ...argv],
+      (o) => {
+        if (o["type"] === "ready") isReady();
+        else if (o["type"] === "launch") launchLateMs.push(Number(o["lateMs"]));
+        else onLine(o);
+      },
+      errors,
+    );
+    child.on("exit", () => isReady());
+    children.push(child);
+    return child;
+  };
+  try {
+    transport.subscribe(subjects.heartbeats, (bytes) => {
+      const r = decode(bytes);
+      if (!r.ok || r.message.type !== "heartbeat" || r.message.role !== 1) return;
+      if (!starts.has(r.message.nodeId)) starts.set(r.message.nodeId, r.message.sentAtWallMs);
+    });
+    // An observer of the control loop: how long batches and updates take to reach a third
+    // process (send stamp to receipt, same host clock), and a trace of the hottest key.
+    const observe = (bytes: Uint8Array) => {
+      const now = wallClockMs();
+      const r = decode(bytes);
+      if (!r.ok) return;
+      const m = r.message;
+      if (m.type === "decision-batch") {
+        batchLatencyMs.push(now - m.sentAtWallMs);
+        if (DUMP_DIR === undefined) return;
+        for (const g of m.groups)
+          for (const e of g.entries)
+            if (e.key === "k0")
+              trace.push([
+                now - t0,
+                "batch",
+                m.nodeId,
+                e.admitted,
+                e.rejected,
+                e.grantVersion,
+                e.allowance,
+              ]);
+      } else if (m.type === "rate-update") {
+        updateLatencyMs.push(now - m.sentAtWallMs);
+        if (DUMP_DIR === undefined) return;
+        for (const g of m.groups)
+          for (const e of g.entries)
+            if (e.key === "k0")
+              trace.push([now - t0, "grant", m.targetNodeId, e.version, e.allowance]);
+      }
+    };
+    transport.subscribe(subjects.allDecisions, observe);
+    transport.subscribe(subjects.allUpdates, observe);
+    await transport.flush();
+    if (mode === "global") {
+      launch(
+        "aggregator",
+        -AGGREGATOR_LEAD_MS,
+        [
+          "aggregator",
+          "--rules",
+          rulesFile,
+          "--prefix",
+          prefix,
+          "--nats",
+          NATS_URL,
+          "--sync-interval-ms",
+          String(SYNC_INTERVAL_MS),
+          // It starts before any node: there are no earlier hits to wait for.
+          "--warmup-ms",
+          "0",
+          "--report-ms",
+          "1000",
+          "--duration-ms",
+          String(AGGREGATOR_LEAD_MS + scenario.durationMs + 6000),
+          "--json",
+        ],
+        (o) => {
+          if (o["type"] === "aggregator") aggregator = o;
+        },
+      );
+    }
+    const nodeChildren = scenario.nodes.map((n) =>
+      launch(
+        n.id,
+        n.startMs,
+        [
+          "loadgen",
+          "--rules",
+          rulesFile,
+          "--rule",
+          "acc",
+          "--node-id",
+          n.id,
+          "--schedule",
+          n.schedule,
+          "--keys",
+          String(KEYS),
+          "--zipf",
+          String(ZIPF),
+          "--track",
+          String(KEYS),
+          "--duration-ms",
+          String(n.durationMs),
+          "--report-ms",
+          String(REPORT_MS),
+          "--sync-interval-ms",
+          String(SYNC_INTERVAL_MS),
+          "--prefix",
+          prefix,
+          "--nats",
+          NATS_URL,
+          "--json",
+        ],
+        (o) => {
+          if (o["type"] === "loadgen-summary") nodeSummaries.push(o);
+          else if (o["type"] === "loadgen") {
+            const b = Math.round((Number(o["atWallMs"]) - t0) / REPORT_MS);
+            if (!(b >= 0 && b < buckets)) return;
+            const tracked = o["tracked"] as Record<string, [number, number]>;
+            for (const [key, [a, r]] of Object.entries(tracked)) {
+              const s = series.get(key);
+              if (s === undefined) continue;
+              s.admitted[b]! += a;
+              s.offered[b]! += a + r;
+            }
+          }
+        },
+      ),
+    );
+    // Every process has loaded its code: agree on the start.
+    const bootStarted = wallClockMs();
+    await Promise.race([Promise.all(ready), sleep(BOOT_TIMEOUT_MS)]);
+    const bootMs = wallClockMs() - bootStarted;
+    if (bootMs >= BOOT_TIMEOUT_MS) errors.push(`processes not ready after ${BOOT_TIMEOUT_MS} ms`);
+    t0 = Math.ceil((wallClockMs() + AGGREGATOR_LEAD_MS + 300) / REPORT_MS) * REPORT_MS;
+    for (const c of children) c.stdin?.end(`${t0}\n`);
+    const deadline = t0 + scenario.durationMs + 10_000;
+    await Promise.race([Promise.all(nodeChildren.map(exited)), sleep(deadline - wallClockMs())]);
+    for (const [i, c] of nodeChildren.entries()) {
+      const id = scenario.nodes[i]!.id;
+      if (c.exitCode === null && c.signalCode === null)
+        errors.push(`${id}: still running at the deadline, killed`);
+      else if (c.exitCode !== 0) errors.push(`${id}: exited with ${c.exitCode ?? c.signalCode}`);
+    }
+  } finally {
+    await Promise.all(children.map((c) => stop(c, 3000)));
+    await transport.close();
+  }
+  return {
+    scenario,
+    mode,
+    t0,
+    buckets,
+    series,
+    starts,
+    launchLateMs,
+    aggregator,
+    nodeSummaries,
+    batchLatencyMs,
+    updateLatencyMs,
+    trace,
+    errors,
+  };
+}
+
+/** Writes a run's per-bucket counts (hot keys, and all keys summed) for inspection. */
+function dump(run: RunData): void {
+  const all = {
+    admitted: new Array<number>(run.buckets).fill(0),
+    offered: new Array<number>(run.buckets).fill(0),
+  };
+  for (const s of run.series.values()) {
+    for (let b = 0; b < run.buckets; b++) {
+      all.admitted[b]! += s.admitted[b]!;
+      all.offered[b]! += s.offered[b]!;
+    }
+  }
+  const hot = Object.fromEntries(
+    HOT_KEYS.map((k) => {
+      const s = run.series.get(k)!;
+      return [k, { admitted: [...s.admitted], offered: [...s.offered] }];
+    }),
+  );
+  writeFileSync(
+    join(DUMP_DIR!, `${run.scenario.name}-${run.mode}.json`),
+    JSON.stringify({
+      t0: run.t0,
+      reportMs: REPORT_MS,
+      starts: Object.fromEntries(run.starts),
+      launchLateMs: run.launchLateMs,
+      trace: run.trace,
+      hot,
+      all,
+      errors: run.errors,
+    }),
+  );
+}
+
+// ---------------------------------------------------------------- figures
+
+interface EventFigures {
+  kind: EventKind;
+  /** Hot keys' mean and lowest window ratio in the window's length before the event. */
+  meanRatioBefore: number;
+  lowestRatioBefore: number;
+  /** Event time, ms after the common start. */
+  atMs: number;
+  /** For a shift: ms between the first and the last node switching. */
+  spreadMs: number;
+  convergeMs: number | null;
+  convergeSyncIntervals: number | null;
+  firstBackInBandMs: number | null;
+  leftBand: boolean;
+  minRatioAfter: number;
+  maxRatioAfter: number;
+}
+
+interface Figures {
+  meanRatio: number;
+  lowestWindowRatio: number;
+  worstWindowRatio: number;
+  windows: number;
+  perKey: Record<string, { mean: number; min: number; max: number }>;
+  /** Lowest offered-per-window / limit of any hot key over the measured windows. */
+  hotOfferedMinRatio: number;
+  /** Highest window ratio of any hot key among the windows ending in the first WARMUP_MS. */
+  coldStartWorstRatio: number;
+  event?: EventFigures;
+  exact: {
+    hotAdmittedVsExact: number;
+    allAdmittedVsExact: number;
+    hotBucketDiffFraction: number;
+    decisionsDiffer: number;
+    wronglyAdmitted: number;
+    wronglyRejected: number;
+    offered: number;
+    hotDecisionsDiffer: number;
+  };
+  nodeStartSpreadMs: number;
+  maxLaunchLateMs: number;
+  /**
+   * Message latencies seen by an observer process (send stamp to receipt), and the agents' own
+   * propagation (first batch after a grant to the next grant), ms.
+   */
+  latency: {
+    batchP50Ms: number;
+    batchP99Ms: number;
+    updateP50Ms: number;
+    updateP99Ms: number;
+    propagationMeanMs: number;
+    propagationMaxMs: number;
+  };
+  aggregator?: Record<string, unknown>;
+  errors: string[];
+}
+
+function round(x: number, digits = 4): number {
+  const f = 10 ** digits;
+  return Math.round(x * f) / f;
+}
+
+function eventTime(run: RunData): { atWallMs: number; spreadMs: number } | undefined {
+  const ev = run.scenario.event;
+  if (ev === undefined) return undefined;
+  const startOf = (id: string) => run.starts.get(id) ?? run.t0 + (ev.kind === "join" ? ev.atMs : 0);
+  if (ev.kind === "shift") {
+    const switches = run.scenario.nodes.map((n) => startOf(n.id) + ev.atMs);
+    return {
+      atWallMs: Math.min(...switches),
+      spreadMs: Math.max(...switches) - Math.min(...switches),
+    };
+  }
+  const node = ev.node ?? "";
+  return { atWallMs: ev.kind === "join" ? startOf(node) : startOf(node) + ev.atMs, spreadMs: 0 };
+}
+
+function percentile(values: readonly number[], p: number): number {
+  if (values.length === 0) return Number.NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!;
+}
+
+function latencyFigures(run: RunData): Figures["latency"] {
+  let sumS = 0;
+  let count = 0;
+  let maxS = 0;
+  for (const s of run.nodeSummaries) {
+    const h = (s["agent"] as { propagation?: { sumS: number; count: number; maxS: number } })
+      ?.propagation;
+    if (h === undefined || h.count === 0) continue;
+    sumS += h.sumS;
+    count += h.count;
+    maxS = Math.max(maxS, h.maxS);
+  }
+  return {
+    batchP50Ms: percentile(run.batchLatencyMs, 0.5),
+    batchP99Ms: percentile(run.batchLatencyMs, 0.99),
+    updateP50Ms: percentile(run.updateLatencyMs, 0.5),
+    updateP99Ms: percentile(run.updateLatencyMs, 0.99),
+    propagationMeanMs: count > 0 ? round((sumS / count) * 1000, 1) : Number.NaN,
+    propagationMaxMs: count > 0 ? round(maxS * 1000, 1) : Number.NaN,
+  };
+}
+
+function analyze(run: RunData): Figures {
+  const n = Math.round(WINDOW_MS / REPORT_MS);
+  const from = Math.round(WARMUP_MS / REPORT_MS);
+  const to = Math.floor((run.scenario.durationMs - TAIL_MS) / REPORT_MS);
+  const endOf = (b: number) => run.t0 + b * REPORT_MS;
+  const perKey: Figures["perKey"] = {};
+  const ratios: Float64Array[] = [];
+  let meanSum = 0;
+  let lowest = Infinity;
+  let worst = -Infinity;
+  let windows = 0;
+  let hotOfferedMin = Infinity;
+  let coldWorst = -Infinity;
+  let hotAdmitted = 0;
+  let hotExact = 0;
+  let hotOffered = 0;
+  let hotBucketDiff = 0;
+  let hotErr = 0;
+  for (const key of HOT_KEYS) {
+    const s = run.series.get(key)!;
+    const sums = windowSums(s.admitted, n);
+    const st = ratioStats(sums, LIMIT, from, to);
+    perKey[key] = { mean: round(st.mean), min: round(st.min), max: round(st.max) };
+    meanSum += st.mean;
+    lowest = Math.min(lowest, st.min);
+    worst = Math.max(worst, st.max);
+    windows += st.windows;
+    hotOfferedMin = Math.min(
+      hotOfferedMin,
+      ratioStats(windowSums(s.offered, n), LIMIT, from, to).min,
+    );
+    coldWorst = Math.max(coldWorst, ratioStats(sums, LIMIT, 1, from - 1).max);
+    ratios.push(sums.map((x) => x / LIMIT));
+    const exact = exactReplay(s.offered, LIMIT, n);
+    hotAdmitted += sumRange(s.admitted, from, to);
+    hotExact += sumRange(exact, from, to);
+    hotOffered += sumRange(s.offered, from, to);
+    for (let b = from; b <= to; b++) hotBucketDiff += Math.abs(s.admitted[b]! - exact[b]!);
+    const e = decisionErrors(s, LIMIT, n, from, to);
+    hotErr += e.wronglyAdmitted + e.wronglyRejected;
+  }
+  let allAdmitted = 0;
+  let allExact = 0;
+  let offered = 0;
+  let over = 0;
+  let under = 0;
+  for (const key of ALL_KEYS) {
+    const s = run.series.get(key)!;
+    allAdmitted += sumRange(s.admitted, from, to);
+    allExact += sumRange(exactReplay(s.offered, LIMIT, n), from, to);
+    const e = decisionErrors(s, LIMIT, n, from, to);
+    offered += e.offered;
+    over += e.wronglyAdmitted;
+    under += e.wronglyRejected;
+  }
+  // Spread of the nodes that start together (a joining node starts later on purpose).
+  const starts = [...run.starts]
+    .filter(([id]) => run.scenario.nodes.find((p) => p.id === id)?.startMs === 0)
+    .map(([, t]) => t);
+  const figures: Figures = {
+    meanRatio: round(meanSum / HOT_KEYS.length),
+    lowestWindowRatio: round(lowest),
+    worstWindowRatio: round(worst),
+    windows,
+    perKey,
+    hotOfferedMinRatio: round(hotOfferedMin, 2),
+    coldStartWorstRatio: round(coldWorst),
+    exact: {
+      hotAdmittedVsExact: round(hotAdmitted / hotExact),
+      allAdmittedVsExact: round(allAdmitted / allExact),
+      hotBucketDiffFraction: round(hotBucketDiff / hotOffered),
+      decisionsDiffer: round((over + under) / offered, 5),
+      wronglyAdmitted: over,
+      wronglyRejected: under,
+      offered,
+      hotDecisionsDiffer: round(hotErr / hotOffered, 5),
+    },
+    nodeStartSpreadMs: starts.length > 0 ? Math.max(...starts) - Math.min(...starts) : Number.NaN,
+    maxLaunchLateMs: Math.max(0, ...run.launchLateMs),
+    latency: latencyFigures(run),
+    errors: run.errors.slice(0, 20),
+  };
+  if (run.aggregator !== undefined) {
+    const a = run.aggregator;
+    figures.aggregator = {
+      batches: a["batches"],
+      entries: a["entries"],
+      grantsSent: a["grantsSent"],
+      nodesJoined: a["nodesJoined"],
+      nodesDropped: a["nodesDropped"],
+      lastTickMs: a["lastTickMs"],
+      invalidMessages: a["invalidMessages"],
+    };
+  }
+  const ev = eventTime(run);
+  if (ev !== undefined && run.scenario.event !== undefined) {
+    const c = convergence(ratios, endOf, ev.atWallMs, to, {
+      tolerance: TOLERANCE,
+      holdMs: HOLD_MS,
+      lookMs: LOOK_MS,
+    });
+    const evBucket = Math.floor((ev.atWallMs - run.t0) / REPORT_MS);
+    const before = HOT_KEYS.map((k) =>
+      ratioStats(windowSums(run.series.get(k)!.admitted, n), LIMIT, evBucket - n, evBucket),
+    );
+    figures.event = {
+      kind: run.scenario.event.kind,
+      meanRatioBefore: round(before.reduce((a, s) => a + s.mean, 0) / before.length),
+      lowestRatioBefore: round(Math.min(...before.map((s) => s.min))),
+      atMs: Math.round(ev.atWallMs - run.t0),
+      spreadMs: Math.round(ev.spreadMs),
+      convergeMs: c.convergeMs === null ? null : Math.round(c.convergeMs),
+      convergeSyncIntervals:
+        c.convergeMs === null ? null : round(c.convergeMs / SYNC_INTERVAL_MS, 1),
+      firstBackInBandMs: c.firstBackInBandMs === null ? null : Math.round(c.firstBackInBandMs),
+      leftBand: c.leftBand,
+      minRatioAfter: round(c.minRatio),
+      maxRatioAfter: round(c.maxRatio),
+    };
+  }
+  return figures;
+}
+
+// ---------------------------------------------------------------- output
+
+function pct(x: number, digits = 1): string {
+  return Number.isFinite(x) ? `${(x * 100).toFixed(digits)}%` : "n/a";
+}
+
+function convergeText(e: EventFigures | undefined): string {
+  if (e === undefined) return "-";
+  if (e.convergeMs === null) return "never";
+  if (!e.leftBand) return "0 (stayed in band)";
+  return `${e.convergeMs} ms = ${e.convergeSyncIntervals} SI`;
+}
+
+function conditions(): Record<string, unknown> {
+  let git = "unknown";
+  try {
+    git = execFileSync("git", ["describe", "--always", "--dirty"], { cwd: ROOT }).toString().trim();
+  } catch {
+    // not a git checkout
+  }
+  return {
+    date: new Date().toISOString(),
+    node: process.version,
+    cpus: cpus().length,
+    cpuModel: cpus()[0]?.model ?? "unknown",
+    loadavg1m: round(loadavg()[0] ?? 0, 2),
+    git,
+    nats: NATS_URL,
+  };
+}
+
+async function main(): Promise<number> {
+  const only = process.env["ACC_SCENARIOS"]?.split(",").map((s) => s.trim());
+  const scenarios = SCENARIOS.filter((s) => only === undefined || only.includes(s.name));
+  if (WINDOW_MS % REPORT_MS !== 0) throw new Error("ACC_REPORT_MS must divide the window");
+  const before = conditions();
+  const dir = mkdtempSync(join(tmpdir(), "sluice-accuracy-"));
+  const results: Record<Mode, Record<string, Figures>> = { global: {}, naive: {} };
+  try {
+    const files: Record<Mode, string> = {
+      global: join(dir, "global.json"),
+      naive: join(dir, "naive.json"),
+    };
+    writeFileSync(files.global, rulesFor("global"));
+    writeFileSync(files.naive, rulesFor("naive"));
+    log(
+      `NATS ${NATS_URL}; rule sliding-window ${LIMIT} per ${WINDOW_MS} ms per key; ${KEYS} keys, Zipf ${ZIPF}; buckets ${REPORT_MS} ms; sync ${SYNC_INTERVAL_MS} ms; load ${before["loadavg1m"]}`,
+    );
+    for (const sc of scenarios) {
+      for (const mode of ["global", "naive"] as const) {
+        log(`${sc.name} / ${mode}: ${sc.what} (${sc.durationMs / 1000} s)...`);
+        const run = await runOnce(sc, mode, files[mode]);
+        if (DUMP_DIR !== undefined) dump(run);
+        const f = analyze(run);
+        results[mode][sc.name] = f;
+        log(
+          `  mean ${f.meanRatio}, lowest ${f.lowestWindowRatio}, worst ${f.worstWindowRatio}, converge ${convergeText(f.event)}, differ ${pct(f.exact.decisionsDiffer, 2)}; batches p50/p99 ${f.latency.batchP50Ms}/${f.latency.batchP99Ms} ms, updates ${f.latency.updateP50Ms}/${f.latency.updateP99Ms} ms, propagation mean ${f.latency.propagationMeanMs} max ${f.latency.propagationMaxMs} ms${f.errors.length > 0 ? `, ${f.errors.length} error lines` : ""}`,
+        );
+      }
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const after = conditions();
+
+  console.log(
+    `Sluice accuracy: 8 node processes + 1 aggregator over NATS (${NATS_URL}), Node ${before["node"]}, ${before["cpus"]} CPUs, load ${before["loadavg1m"]} -> ${after["loadavg1m"]}, ${before["git"]}`,
+  );
+  console.log(
+    `Rule: sliding window, ${LIMIT} per ${WINDOW_MS} ms per key; ${KEYS} keys, Zipf ${ZIPF}; hot keys ${HOT_KEYS.join(", ")} (offered >= 2x the limit); windows of ${WINDOW_MS} ms at every ${REPORT_MS} ms bucket end, from ${WARMUP_MS} ms after start; sync interval ${SYNC_INTERVAL_MS} ms (SI). Naive = mode local, ${LIMIT}/${NODES} per node.\n`,
+  );
+  const rows: string[][] = [];
+  for (const sc of scenarios) {
+    for (const mode of ["global", "naive"] as const) {
+      const f = results[mode][sc.name];
+      if (f === undefined) continue;
+      rows.push([
+        mode === "global" ? sc.name : "",
+        mode === "global" ? "sluice global" : `naive ${LIMIT}/${NODES}`,
+        f.meanRatio.toFixed(3),
+        f.lowestWindowRatio.toFixed(3),
+        f.worstWindowRatio.toFixed(3),
+        convergeText(f.event),
+        f.event === undefined
+          ? "-"
+          : `${f.event.minRatioAfter.toFixed(2)}..${f.event.maxRatioAfter.toFixed(2)}`,
+        pct(f.exact.decisionsDiffer, 2),
+        pct(f.exact.hotDecisionsDiffer, 2),
+        f.exact.hotAdmittedVsExact.toFixed(3),
+        f.hotOfferedMinRatio.toFixed(1),
+      ]);
+    }
+  }
+  console.log(
+    table(
+      [
+        "scenario",
+        "limiter",
+        "mean",
+        "lowest",
+        "worst",
+        "back within 5%",
+        "2 s after",
+        "differ (all)",
+        "differ (hot)",
+        "vs exact",
+        "offered",
+      ],
+      rows,
+    ),
+  );
+  console.log(
+    "\nmean/lowest/worst: hot keys' admitted per window / limit. back within 5%: after the event, until every hot key's window stays within 5% for a window's length. 2 s after: lowest..highest window ratio in the 2 s after the event. differ: decisions that differ from an exact sliding window with the same history (all 100 keys / hot keys). vs exact: hot keys' admitted / what an exact central limiter replayed on the same offered counts admits. offered: hot keys' lowest offered per window / limit.",
+  );
+
+  const goals: Record<string, { goal: string; value: unknown; pass: boolean }> = {};
+  const g = results.global;
+  for (const name of ["steady", "skewed"]) {
+    const f = g[name];
+    if (f === undefined) continue;
+    goals[`${name}.mean`] = {
+      goal: `mean within ${GOAL_STEADY_MEAN * 100}% of the limit`,
+      value: f.meanRatio,
+      pass: Math.abs(f.meanRatio - 1) <= GOAL_STEADY_MEAN,
+    };
+  }
+  for (const [name, f] of Object.entries(g)) {
+    goals[`${name}.worst`] = {
+      goal: `no window above ${GOAL_WORST * 100}% of the limit`,
+      value: f.worstWindowRatio,
+      pass: f.worstWindowRatio <= GOAL_WORST,
+    };
+    if (f.event !== undefined) {
+      goals[`${name}.converge`] = {
+        goal: `back within 5% in ${GOAL_CONVERGE_MS} ms (2 sync intervals)`,
+        value: f.event.convergeMs,
+        pass: f.event.convergeMs !== null && f.event.convergeMs <= GOAL_CONVERGE_MS,
+      };
+    }
+  }
+  console.log("\nGoals (sluice global):");
+  for (const [name, r] of Object.entries(goals)) {
+    console.log(
+      `  ${r.pass ? "PASS" : "MISS"}  ${name.padEnd(16)} ${r.goal}: ${r.value === null ? "never" : r.value}`,
+    );
+  }
+  const missed = Object.entries(goals).filter(([, r]) => !r.pass);
+  console.log(
+    missed.length === 0
+      ? "All goals met in this run."
+      : `Goals missed in this run: ${missed.map(([n]) => n).join(", ")}.`,
+  );
+  const errorCount = Object.values(results)
+    .flatMap((r) => Object.values(r))
+    .reduce((a, f) => a + f.errors.length, 0);
+  if (errorCount > 0) console.log(`(${errorCount} error lines from child processes; see JSON)`);
+  console.log(
+    JSON.stringify({
+      bench: "accuracy",
+      conditions: { before, after },
+      config: {
+        limit: LIMIT,
+        windowMs: WINDOW_MS,
+        algorithm: "sliding-window",
+        nodes: NODES,
+        ratePerNode: RATE_PER_NODE,
+        keys: KEYS,
+        zipf: ZIPF,
+        hotKeys: HOT_KEYS,
+        reportMs: REPORT_MS,
+        syncIntervalMs: SYNC_INTERVAL_MS,
+        warmupMs: WARMUP_MS,
+        tolerance: TOLERANCE,
+        holdMs: HOLD_MS,
+      },
+      scenarios: results.global,
+      naive: results.naive,
+      goals,
+    }),
+  );
+  return 0;
+}
+
+process.exitCode = await main();
