@@ -256,7 +256,7 @@ export class ThrowawayNats {
   readonly url: string;
   readonly #args: string[];
   #child: ChildProcess | undefined;
-  #stderr = "";
+  #log = "";
 
   constructor(port: number, args: string[]) {
     this.port = port;
@@ -264,24 +264,27 @@ export class ThrowawayNats {
     this.#args = args;
   }
 
-  get stderr(): string {
-    return this.#stderr;
+  /** What the server logged (both streams), across restarts. */
+  get log(): string {
+    return this.#log;
   }
 
   /** Starts the server and waits until it accepts TCP connections (at most 5 s). */
   async start(): Promise<void> {
     if (this.#child !== undefined) throw new Error("this nats-server is already running");
-    const child = spawn(NATS_SERVER_BIN, this.#args, { stdio: ["ignore", "ignore", "pipe"] });
+    const child = spawn(NATS_SERVER_BIN, this.#args, { stdio: ["ignore", "pipe", "pipe"] });
     this.#child = child;
-    child.stderr!.setEncoding("utf8");
-    child.stderr!.on("data", (chunk: string) => {
-      if (this.#stderr.length < 20_000) this.#stderr += chunk;
-    });
+    for (const stream of [child.stdout!, child.stderr!]) {
+      stream.setEncoding("utf8");
+      stream.on("data", (chunk: string) => {
+        if (this.#log.length < 200_000) this.#log += chunk;
+      });
+    }
     const deadline = performance.now() + 5000;
     while (!(await accepts(this.port))) {
       if (child.exitCode !== null || performance.now() > deadline) {
         await this.stop();
-        throw new Error(`nats-server on port ${this.port} did not start: ${this.#stderr}`);
+        throw new Error(`nats-server on port ${this.port} did not start: ${this.#log}`);
       }
       await sleep(25);
     }
