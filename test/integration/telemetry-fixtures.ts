@@ -86,8 +86,11 @@ export async function startSluice(o: SluiceOptions): Promise<Sluice> {
       url: REDIS_URL,
       keyPrefix: `sluice-test:${uniqueId("telemetry")}:`,
     });
+    let limiter: Limiter | undefined;
+    // Until the limiter owns the store (its close() closes the store), close it here on failure.
+    opened.push({ close: async () => (limiter === undefined ? strictStore.close() : undefined) });
     await strictStore.ready(5000);
-    const limiter = createLimiter({
+    limiter = createLimiter({
       rules: RULES,
       strictStore,
       sweepIntervalMs: 0,
