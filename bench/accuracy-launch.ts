@@ -22,9 +22,9 @@ if (!Number.isFinite(offsetMs) || args.length === 0) {
   console.error("usage: accuracy-launch.js <offsetMs> <sluice command> [options...]");
   process.exit(2);
 }
-// Load what the commands will load, so nothing is left to compile after the wait.
-await import("../src/cli/loadgen-command.js");
-await import("../src/cli/aggregator-command.js");
+// Load what the command will load, so nothing is left to compile after the wait.
+if (args[0] === "loadgen") await import("../src/cli/loadgen-command.js");
+if (args[0] === "aggregator") await import("../src/cli/aggregator-command.js");
 const { connectNats } = await import("../src/transport/nats/nats-transport.js");
 // One throwaway connection warms the NATS client's code, so the real connect after the wait
 // takes milliseconds rather than the hundred or so a cold client needs on a busy machine.
