@@ -31,6 +31,7 @@ import {
   secondsWithin,
   sleep,
   started,
+  terminate,
   uniquePrefix,
   worstSlidingSecond,
 } from "./helpers/cluster-procs.js";
@@ -85,7 +86,7 @@ async function restartRun(
           rules,
           nodeId: `restart-${i}`,
           ratePerSec: 700,
-          durationMs: 15_000,
+          durationMs: 40_000, // a safety cap: ended by SIGTERM below
           extra: ["--stale-after-ms", String(STALE_AFTER_MS)],
         }),
       ),
@@ -138,9 +139,9 @@ async function restartRun(
       ),
     );
     const recoveredWallMs = Math.max(...recovered.map((l) => l.atWallMs));
-    for (const n of nodes) await n.waitExit(25_000);
-    second.kill("SIGTERM");
-    await second.waitExit(5000);
+    await sleep(5000);
+    await terminate(nodes);
+    await terminate([second]);
     for (const p of [...nodes, second]) assertCleanExit(p);
     for (const n of nodes) {
       const s = n.summary!.agent;
@@ -203,12 +204,16 @@ test("cluster aggregator restart - nodes fall back to limit / liveNodes each, th
     `from the crash on: worst wall-clock second ${worst} (${((100 * worst) / LIMIT).toFixed(0)}%), worst 1 s on the 100 ms grid ${sliding.admitted} at +${sliding.endMs - r.killWallMs} ms`,
   );
   assert.ok(worst <= 2 * LIMIT, `worst second ${worst} <= 2 x ${LIMIT}`);
-  // Once a full window has passed since the new grants: the limit again.
-  const settled = secondsWithin(r.seconds, r.recoveredWallMs + 1000, r.endWallMs);
+  // The new grants start as one burst of the whole budget: once that has left the window (one
+  // window, plus one for the report granularity), the limit again.
+  const settled = secondsWithin(r.seconds, r.recoveredWallMs + 2000, r.endWallMs);
   assert.ok(settled.length >= 2, `settled seconds after recovery: ${settled.length}`);
   for (const s of settled) assert.ok(s.admitted <= 1.1 * LIMIT, `after recovery: ${s.admitted}`);
   const m = mean(settled.map((s) => s.admitted));
-  assert.ok(m >= 0.85 * LIMIT, `mean after recovery ${m.toFixed(0)} >= 85%`);
+  // Grants flow again (without them the nodes, back from the loss policy but holding used-up
+  // grants of the dead aggregator, would admit nothing). The band is wider than in the steady
+  // test: measured 94-100% on a quiet machine, down to 83% with a load average of 13.
+  assert.ok(m >= 0.75 * LIMIT, `mean after recovery ${m.toFixed(0)} >= 75%`);
 });
 
 test("cluster aggregator restart - with the default warmup (one window) the new aggregator keeps the limit through the recovery", {
@@ -223,8 +228,11 @@ test("cluster aggregator restart - with the default warmup (one window) the new 
     `from the crash on: worst wall-clock second ${worst}, worst 1 s on the 100 ms grid ${sliding.admitted} at +${sliding.endMs - r.killWallMs} ms`,
   );
   assert.ok(worst <= 1.1 * LIMIT, `worst second ${worst} <= 110% of ${LIMIT}, recovery included`);
-  const settled = secondsWithin(r.seconds, r.recoveredWallMs + 1000, r.endWallMs);
+  const settled = secondsWithin(r.seconds, r.recoveredWallMs + 2000, r.endWallMs);
   assert.ok(settled.length >= 2, `settled seconds after recovery: ${settled.length}`);
   const m = mean(settled.map((s) => s.admitted));
-  assert.ok(m >= 0.85 * LIMIT, `mean after recovery ${m.toFixed(0)} >= 85%`);
+  // Grants flow again (without them the nodes, back from the loss policy but holding used-up
+  // grants of the dead aggregator, would admit nothing). The band is wider than in the steady
+  // test: measured 94-100% on a quiet machine, down to 83% with a load average of 13.
+  assert.ok(m >= 0.75 * LIMIT, `mean after recovery ${m.toFixed(0)} >= 75%`);
 });

@@ -550,3 +550,17 @@ export function worstSlidingSecond(
   }
   return worst;
 }
+
+/**
+ * Ends `procs` the way an operator does (SIGTERM: a loadgen flushes its last batch and prints its
+ * summary) and waits for them; SIGKILL after `timeoutMs`. The tests run nodes with a long
+ * `--duration-ms` as a safety cap and end them this way once they have seen what they need, so
+ * slow process starts on a busy machine do not eat into the time measured.
+ */
+export async function terminate(
+  procs: readonly SluiceProcess[],
+  timeoutMs = 10_000,
+): Promise<void> {
+  for (const p of procs) p.kill("SIGTERM");
+  await Promise.all(procs.map((p) => p.waitExit(timeoutMs)));
+}
