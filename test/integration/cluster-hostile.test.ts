@@ -359,7 +359,7 @@ test("cluster hostile - garbage and forged messages on every subject: counted by
     const all = perSecond(nodes, "k0");
     t.diagnostic(`hot key per second (0s = attack): ${describeSeconds(all, attackStartMs)}`);
     const seconds = secondsWithin(all, firstMs + 1000, lastMs);
-    assert.ok(seconds.length >= 8, `full seconds: ${seconds.length}`);
+    assert.ok(seconds.length >= 6, `full seconds: ${seconds.length}`);
     for (const s of seconds) {
       assert.ok(s.admitted <= 1.1 * LIMIT, `${s.admitted} admitted in a second > 110% of ${LIMIT}`);
     }

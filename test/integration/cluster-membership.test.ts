@@ -118,7 +118,7 @@ test("cluster membership - a node joins and one crashes: live nodes 3 -> 4 -> 3,
     const all = perSecond(everyone, "k0");
     const seconds = secondsWithin(all, fromMs, toMs);
     t.diagnostic(`hot key per second: ${describeSeconds(all, joinWallMs)} (0s = join)`);
-    assert.ok(seconds.length >= 8, `at least 8 full seconds, got ${seconds.length}`);
+    assert.ok(seconds.length >= 6, `at least 6 full seconds, got ${seconds.length}`);
     const worst = Math.max(...seconds.map((s) => s.admitted));
     const sliding = worstSlidingSecond(everyone, "k0", fromMs, toMs);
     t.diagnostic(
