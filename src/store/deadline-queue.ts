@@ -1,54 +1,68 @@
 /**
  * Deadlines of store calls in flight, served by one timer.
  *
- * A call that must be answered within `timeoutMs` registers a {@link Deadline}. When the reply
- * comes first, its owner sets `settled` and the queue skips it later; when the deadline passes
- * first, the queue sets `settled` and calls `expire()`, once. Calls with the same timeout arrive
- * in deadline order, so each distinct timeout keeps a FIFO and one timer is armed at the earliest
- * pending deadline: O(1) per call and a single timer handle however many calls are in flight,
- * where a `setTimeout` per call would cost about as much as the rest of a pipelined Redis call on
- * the client. `close()` cancels the timer; no handle is left behind.
+ * A call that must be answered within `timeoutMs` is added as a {@link Deadline}. When its reply
+ * comes first, the owner calls `settle()`, which unlinks it at once; when the deadline passes
+ * first, the queue unlinks it and calls `expire()`, once. Calls with the same timeout arrive in
+ * deadline order, so each distinct timeout keeps an intrusive doubly linked list (O(1) to add and
+ * to remove from anywhere), and one timer is armed at the earliest deadline. So a call costs no
+ * timer of its own (a `setTimeout` per call costs about as much as the rest of a pipelined Redis
+ * call on the client), and a settled call is not kept alive until its deadline (which, at tens of
+ * thousands of calls per second, would push every call into the old generation of the heap).
+ * `close()` cancels the timer; no handle is left behind.
  */
 import type { Clock, TimerHandle } from "../clock/clock.js";
 
-export interface Deadline {
-  /** Set by the owner once the call has finished; the queue then skips it. */
-  settled: boolean;
-  /** When the call gives up, on the queue's clock, in ms. */
-  readonly deadlineMs: number;
-  /** Called once when the deadline passes unsettled (after the queue has set `settled`). */
-  expire(): void;
+/** A call with a deadline. Subclass it; the link fields belong to the queue. */
+export abstract class Deadline {
+  /** True once settled by its owner or expired by the queue. */
+  settled = false;
+  /** @internal */ prev: Deadline | undefined = undefined;
+  /** @internal */ next: Deadline | undefined = undefined;
+  /** @internal */ list: DeadlineList | undefined = undefined;
+
+  /** `deadlineMs`: when the call gives up, on the queue's clock. */
+  constructor(readonly deadlineMs: number) {}
+
+  /** Called once when the deadline passes unsettled (after `settled` is set). */
+  abstract expire(): void;
+
+  /** Marks the call finished and drops it from its queue. Returns false if it already was. */
+  settle(): boolean {
+    if (this.settled) return false;
+    this.settled = true;
+    this.list?.remove(this);
+    return true;
+  }
 }
 
-/** A FIFO over an array with a moving head, compacted now and then. */
-class Fifo {
-  items: Deadline[] = [];
-  head = 0;
+/** Calls with one timeout value, in deadline order. */
+class DeadlineList {
+  head: Deadline | undefined = undefined;
+  tail: Deadline | undefined = undefined;
 
-  get size(): number {
-    return this.items.length - this.head;
+  append(entry: Deadline): void {
+    entry.list = this;
+    entry.prev = this.tail;
+    entry.next = undefined;
+    if (this.tail === undefined) this.head = entry;
+    else this.tail.next = entry;
+    this.tail = entry;
   }
 
-  first(): Deadline {
-    return this.items[this.head]!;
-  }
-
-  shift(): void {
-    this.items[this.head++] = undefined as unknown as Deadline;
-    if (this.head === this.items.length) {
-      this.items.length = 0;
-      this.head = 0;
-    } else if (this.head >= 1024 && this.head * 2 >= this.items.length) {
-      this.items = this.items.slice(this.head);
-      this.head = 0;
-    }
+  remove(entry: Deadline): void {
+    if (entry.prev === undefined) this.head = entry.next;
+    else entry.prev.next = entry.next;
+    if (entry.next === undefined) this.tail = entry.prev;
+    else entry.next.prev = entry.prev;
+    entry.prev = entry.next = undefined;
+    entry.list = undefined;
   }
 }
 
 export class DeadlineQueue {
   readonly #clock: Clock;
-  /** One FIFO per distinct timeout, in which deadlines are non-decreasing. */
-  readonly #fifos = new Map<number, Fifo>();
+  readonly #lists = new Map<number, DeadlineList>();
   #timer: TimerHandle | undefined;
   #timerAtMs = Infinity;
 
@@ -58,19 +72,19 @@ export class DeadlineQueue {
 
   /** Watches `entry`, whose deadline is `timeoutMs` after now. */
   add(entry: Deadline, timeoutMs: number): void {
-    let fifo = this.#fifos.get(timeoutMs);
-    if (fifo === undefined) {
-      fifo = new Fifo();
-      this.#fifos.set(timeoutMs, fifo);
+    let list = this.#lists.get(timeoutMs);
+    if (list === undefined) {
+      list = new DeadlineList();
+      this.#lists.set(timeoutMs, list);
     }
-    fifo.items.push(entry);
+    list.append(entry);
     if (entry.deadlineMs < this.#timerAtMs) this.#arm(entry.deadlineMs);
   }
 
-  /** Entries not yet dropped (settled ones linger until they reach the head). */
+  /** Calls being watched. O(n); for tests and stats. */
   get size(): number {
     let n = 0;
-    for (const fifo of this.#fifos.values()) n += fifo.size;
+    for (const list of this.#lists.values()) for (let e = list.head; e; e = e.next) n++;
     return n;
   }
 
@@ -79,17 +93,17 @@ export class DeadlineQueue {
     this.#timer?.cancel();
     this.#timer = undefined;
     this.#timerAtMs = Infinity;
-    const fifos = [...this.#fifos.values()];
-    this.#fifos.clear();
-    for (const fifo of fifos) {
-      for (let i = fifo.head; i < fifo.items.length; i++) {
-        const entry = fifo.items[i]!;
-        if (!entry.settled) {
-          entry.settled = true;
-          entry.expire();
-        }
-      }
+    const lists = [...this.#lists.values()];
+    this.#lists.clear();
+    for (const list of lists) {
+      while (list.head !== undefined) this.#expire(list, list.head);
     }
+  }
+
+  #expire(list: DeadlineList, entry: Deadline): void {
+    list.remove(entry);
+    entry.settled = true;
+    entry.expire();
   }
 
   #arm(atMs: number): void {
@@ -103,22 +117,13 @@ export class DeadlineQueue {
     this.#timerAtMs = Infinity;
     const nowMs = this.#clock.nowMs();
     let nextMs = Infinity;
-    for (const [timeoutMs, fifo] of this.#fifos) {
-      while (fifo.size > 0) {
-        const entry = fifo.first();
-        if (entry.settled) {
-          fifo.shift();
-        } else if (entry.deadlineMs <= nowMs) {
-          fifo.shift();
-          entry.settled = true;
-          entry.expire();
-        } else {
-          break;
-        }
+    for (const [timeoutMs, list] of this.#lists) {
+      while (list.head !== undefined && list.head.deadlineMs <= nowMs) {
+        this.#expire(list, list.head);
       }
-      if (fifo.size === 0) this.#fifos.delete(timeoutMs);
-      else if (fifo.first().deadlineMs < nextMs) nextMs = fifo.first().deadlineMs;
+      if (list.head === undefined) this.#lists.delete(timeoutMs);
+      else if (list.head.deadlineMs < nextMs) nextMs = list.head.deadlineMs;
     }
-    if (nextMs < Infinity && nextMs < this.#timerAtMs) this.#arm(nextMs);
+    if (nextMs < this.#timerAtMs) this.#arm(nextMs);
   }
 }

@@ -1,6 +1,8 @@
 /**
  * Property tests: the Lua scripts and the TypeScript algorithms agree, decision for decision and
- * to the last bit, on random rules and random sequences of (advance time, cost, consume or peek).
+ * to the last bit, on random rules and random sequences of (advance time, cost, consume or peek,
+ * burst size). A burst of hits made at once goes to Redis as one batched script call, and must
+ * decide exactly like the same hits applied one by one in TypeScript.
  *
  * How time is controlled: the scripts take an optional "nowMs override" argument (documented in
  * each script's contract header), which the store passes only when `scriptNowMsForTesting` is set.
@@ -44,6 +46,8 @@ interface Step {
   readonly advanceMs: number;
   readonly cost: number;
   readonly peek: boolean;
+  /** Hits made at once (same tick): the store sends them as one batched script call. */
+  readonly burst: number;
 }
 
 const positive = (max: number, min = 0.01) =>
@@ -68,6 +72,10 @@ function stepArb(windowMs: number): fc.Arbitrary<Step> {
     peek: fc.oneof(
       { weight: 6, arbitrary: fc.constant(false) },
       { weight: 1, arbitrary: fc.constant(true) },
+    ),
+    burst: fc.oneof(
+      { weight: 4, arbitrary: fc.constant(1) },
+      { weight: 1, arbitrary: fc.integer({ min: 2, max: 40 }) },
     ),
   });
 }
@@ -121,22 +129,33 @@ for (const algorithm of ["token-bucket", "gcra", "sliding-window"] as const) {
           virtualNowMs += step.advanceMs;
           // The script meets an absent key as a state at rest at its first call: so does this.
           if (i === 0) rule.algorithm.init(state, 0, rule.params, virtualNowMs);
-          const expected = step.peek
-            ? rule.algorithm.peek(state, 0, rule.params, virtualNowMs, step.cost)
-            : rule.algorithm.decide(state, 0, rule.params, virtualNowMs, step.cost);
-          const actual = step.peek
-            ? await store.peek(rule, "k", step.cost)
-            : await store.decide(rule, "k", step.cost);
+          if (step.peek) {
+            const expected = rule.algorithm.peek(state, 0, rule.params, virtualNowMs, step.cost);
+            const actual = await store.peek(rule, "k", step.cost);
+            assert.deepEqual({ ...actual }, { ...expected }, where(i, step, config));
+            continue;
+          }
+          // A burst goes out as one script call; it must decide like the same hits one by one.
+          const expected = Array.from({ length: step.burst }, () => ({
+            ...rule.algorithm.decide(state, 0, rule.params, virtualNowMs, step.cost),
+          }));
+          const actual = await Promise.all(
+            Array.from({ length: step.burst }, () => store.decide(rule, "k", step.cost)),
+          );
           assert.deepEqual(
-            { ...actual },
-            { ...expected },
-            `step ${i} (${JSON.stringify(step)}) at ${virtualNowMs} on ${JSON.stringify(config)}`,
+            actual.map((d) => ({ ...d })),
+            expected,
+            where(i, step, config),
           );
         }
       }),
       { numRuns: 150, interruptAfterTimeLimit: 20_000 },
     );
   });
+}
+
+function where(i: number, step: Step, config: unknown): string {
+  return `step ${i} (${JSON.stringify(step)}) at ${virtualNowMs} on ${JSON.stringify(config)}`;
 }
 
 function withoutUndefined<T extends object>(o: T): T {

@@ -95,6 +95,53 @@ test("redis strict store - costs above 1 take that many units, on every algorith
   }
 });
 
+test("redis strict store - hits made at once share script calls and are decided in call order", async () => {
+  const rules = compile(
+    { name: "batch-tb", limit: 40, windowMs: DAY_MS },
+    { name: "batch-sw", algorithm: "sliding-window", limit: 40, windowMs: DAY_MS },
+  );
+  const store = createRedisStrictStore({
+    url: SHARED_REDIS_URL,
+    keyPrefix: prefix,
+    overLimitCache: false,
+  });
+  try {
+    await store.ready();
+    const hits = rules.flatMap((rule) =>
+      Array.from({ length: 100 }, (_, i) => store.decide(rule, i % 2 ? "odd" : "even", 1)),
+    );
+    const decisions = await Promise.all(hits);
+    for (const [r, rule] of rules.entries()) {
+      const mine = decisions.slice(r * 100, r * 100 + 100);
+      // Each key admits its first 40 hits in the order they were made, then refuses.
+      for (const parity of [0, 1]) {
+        const seq = mine.filter((_, i) => i % 2 === parity);
+        assert.deepEqual(
+          seq.map((d) => d.allowed),
+          Array.from({ length: 50 }, (_, i) => i < 40),
+          rule.name,
+        );
+        assert.deepEqual(
+          seq.slice(0, 40).map((d) => d.remaining),
+          Array.from({ length: 40 }, (_, i) => 39 - i),
+        );
+      }
+    }
+    const stats = store.stats();
+    assert.equal(stats.storeCalls, 200);
+    assert.ok(
+      stats.scriptCalls <= 8,
+      `200 hits in one tick took ${stats.scriptCalls} script calls`,
+    );
+    // A peek made right after, in the same tick, sees every hit made before it.
+    const after = [store.decide(rules[0]!, "late", 1), store.peek(rules[0]!, "late", 1)];
+    const [, peeked] = await Promise.all(after);
+    assert.equal(peeked!.remaining, 39, "the peek ran after the queued hit");
+  } finally {
+    await store.close();
+  }
+});
+
 test("redis strict store - peek consumes nothing and refund gives capacity back", async () => {
   const rules = compile(
     { name: "pr-tb", limit: 3, windowMs: DAY_MS },

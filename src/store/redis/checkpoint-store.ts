@@ -76,10 +76,12 @@ export function createRedisCheckpointStore(
     },
     async load(name) {
       const key = checkpointKey(prefix, expectName(name));
-      const value = await link.run(timeoutMs, `load of checkpoint "${name}"`, () =>
-        client.getBuffer(key),
+      return link.run(
+        timeoutMs,
+        `load of checkpoint "${name}"`,
+        () => client.getBuffer(key),
+        (value) => (value === null ? undefined : new Uint8Array(value as Buffer)), // a copy
       );
-      return value === null ? undefined : new Uint8Array(value); // a copy, not a pooled view
     },
     close: () => link.close(),
   };

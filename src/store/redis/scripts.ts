@@ -11,24 +11,21 @@ import type { RedisClient } from "./connection.js";
 export interface ScriptSpec {
   /** The command name `defineCommand` adds to the client. */
   readonly command: string;
-  /** File under `lua/`, named `verb-noun-<numKeys>.lua`. */
+  /**
+   * File under `lua/`, named `verb-noun-<numKeys>.lua`; `n` means any number of keys, given as
+   * the first argument of each call.
+   */
   readonly file: string;
-  readonly numberOfKeys: number;
 }
 
-/** One decide script per algorithm; each serves the ops "consume", "peek" and "refund". */
+/**
+ * One decide script per algorithm; each serves the ops "consume", "peek" and "refund" on n keys
+ * at once (decided in order, at one instant).
+ */
 export const DECIDE_SCRIPTS: Readonly<Record<AlgorithmName, ScriptSpec>> = {
-  "token-bucket": {
-    command: "sluiceDecideTokenBucket",
-    file: "decide-token-bucket-1.lua",
-    numberOfKeys: 1,
-  },
-  gcra: { command: "sluiceDecideGcra", file: "decide-gcra-1.lua", numberOfKeys: 1 },
-  "sliding-window": {
-    command: "sluiceDecideSlidingWindow",
-    file: "decide-sliding-window-1.lua",
-    numberOfKeys: 1,
-  },
+  "token-bucket": { command: "sluiceDecideTokenBucket", file: "decide-token-bucket-n.lua" },
+  gcra: { command: "sluiceDecideGcra", file: "decide-gcra-n.lua" },
+  "sliding-window": { command: "sluiceDecideSlidingWindow", file: "decide-sliding-window-n.lua" },
 };
 
 const sources = new Map<string, string>();
@@ -46,18 +43,15 @@ export function scriptSource(file: string): string {
 /** Adds every decide script to `client` as a command (idempotent). */
 export function defineDecideScripts(client: RedisClient): void {
   for (const spec of Object.values(DECIDE_SCRIPTS)) {
-    client.defineCommand(spec.command, {
-      numberOfKeys: spec.numberOfKeys,
-      lua: scriptSource(spec.file),
-    });
+    client.defineCommand(spec.command, { lua: scriptSource(spec.file) });
   }
 }
 
 type ScriptCommand = (args: readonly string[]) => Promise<unknown>;
 
 /**
- * Runs a script defined by {@link defineDecideScripts}: `args` are KEYS then ARGV (ioredis
- * flattens the array, which saves a spread per call).
+ * Runs a script defined by {@link defineDecideScripts}: `args` are the number of keys, the KEYS,
+ * then ARGV (ioredis flattens the array, which saves a spread per call).
  */
 export function runScript(
   client: RedisClient,

@@ -6,11 +6,14 @@
  * inside one script on Redis' own clock (`TIME`), so every process sees one state and one time.
  *
  * Flow of a decide: the over-limit cache may answer a refusal locally (a key known to be over its
- * limit until a known time); otherwise the rule's script runs through the connection's `run()`,
- * which enforces the rule's `storeTimeoutMs` and turns every failure into a
- * StoreUnavailableError; a refusal that comes back is remembered in the cache. The failure
- * policy itself (`onStoreFailure`) is the limiter's job, not this store's.
+ * limit until a known time); otherwise the hit goes through the connection's `run()`, which
+ * enforces the rule's `storeTimeoutMs` and turns every failure into a StoreUnavailableError, to
+ * the batcher, which sends the hits of one tick as one call of the rule's script; a refusal that
+ * comes back is remembered in the cache. The failure policy itself (`onStoreFailure`) is the
+ * limiter's job, not this store's.
  */
+
+import { Cluster } from "ioredis";
 import type { AlgorithmName, Decision } from "../../algorithms/types.js";
 import { DecisionResult } from "../../algorithms/types.js";
 import { type Clock, monotonicClock } from "../../clock/clock.js";
@@ -20,6 +23,7 @@ import type { StrictStore } from "../../limiter/strict-store.js";
 import { expectKnownKeys, expectObject, optionalNumber } from "../../validate.js";
 import { OverLimitCache } from "../over-limit-cache.js";
 import { CONNECTION_OPTION_KEYS, type RedisConnectionOptions, RedisLink } from "./connection.js";
+import { type BatchPlan, DecideBatcher } from "./decide-batcher.js";
 import { expectKeyPrefix, ruleKeyParts } from "./keys.js";
 import { DECIDE_SCRIPTS, defineDecideScripts, runScript } from "./scripts.js";
 
@@ -52,8 +56,13 @@ export interface RedisStrictStoreOptions extends RedisConnectionOptions {
 
 /** Counters of a Redis strict store, since it was created. */
 export interface RedisStrictStoreStats {
-  /** Scripts sent to Redis (decide, peek and refund). */
+  /** Calls sent to Redis (hits not answered by the cache, peeks, refunds). */
   readonly storeCalls: number;
+  /**
+   * Script invocations on Redis. Hits made in the same tick share one (up to 32 per rule), so
+   * this is at most `storeCalls`; their ratio is the mean batch size.
+   */
+  readonly scriptCalls: number;
   /** `decide` calls answered with a refusal by the over-limit cache, without Redis. */
   readonly overLimitCacheHits: number;
   /** Keys held by the over-limit cache now. */
@@ -92,13 +101,16 @@ type Op = "consume" | "peek" | "refund";
 const MIN_SEGMENT_MS = 0.001;
 
 /** What a rule needs at call time, built once per compiled rule. */
-class RulePlan {
+class RulePlan implements BatchPlan {
   readonly command: string;
   readonly head: string;
   readonly tail: string;
-  /** ARGV after op and cost, before the time override. */
+  /** ARGV after the op, before the time override. */
   readonly params: readonly string[];
-  readonly capacity: number;
+  /** Reads hit `index` of a script reply into a Decision of this rule. */
+  readonly parse: (reply: unknown, index: number) => Decision;
+  /** `parse` of hit 0. */
+  readonly parseFirst: (reply: unknown) => Decision;
   readonly labels: Readonly<Record<Op, string>>;
 
   constructor(rule: CompiledRule, prefix: string) {
@@ -123,7 +135,9 @@ class RulePlan {
       name === "sliding-window"
         ? [String(p.capacity), String(p.windowMs), String(p.segments)]
         : [String(p.capacity), String(p.ratePerMs)];
-    this.capacity = p.capacity;
+    const capacity = p.capacity;
+    this.parse = (reply, index) => parseReply(reply, index, capacity);
+    this.parseFirst = (reply) => parseReply(reply, 0, capacity);
     this.labels = {
       consume: `decide on rule "${rule.name}"`,
       peek: `peek on rule "${rule.name}"`,
@@ -164,7 +178,9 @@ class RedisStrictStoreImpl implements RedisStrictStore {
   readonly #clock: Clock;
   readonly #cache: OverLimitCache | undefined;
   readonly #plans = new WeakMap<CompiledRule, RulePlan>();
-  readonly #nowMsForTesting: (() => number) | undefined;
+  readonly #nowText: () => string;
+  readonly #batcher: DecideBatcher;
+  #singleCalls = 0;
 
   constructor(options: RedisStrictStoreOptions) {
     const raw = expectObject("options", options);
@@ -179,9 +195,11 @@ class RedisStrictStoreImpl implements RedisStrictStore {
     if (nowFn !== undefined && typeof nowFn !== "function") {
       throw new InvalidArgumentError("options.scriptNowMsForTesting", "a function", nowFn);
     }
-    this.#nowMsForTesting = nowFn;
+    this.#nowText = nowFn === undefined ? () => "" : () => String(nowFn());
     this.#link = new RedisLink(options, "options", this.#clock);
-    defineDecideScripts(this.#link.client);
+    const client = this.#link.client;
+    defineDecideScripts(client);
+    this.#batcher = new DecideBatcher(client, client instanceof Cluster, this.#nowText);
   }
 
   decide(rule: CompiledRule, key: string, cost: number): Promise<Decision> {
@@ -189,15 +207,21 @@ class RedisStrictStoreImpl implements RedisStrictStore {
     if (typeof key !== "string") return Promise.reject(badKey(key));
     if (!(cost > 0 && cost <= MAX_COST)) return Promise.reject(badCost(cost));
     const redisKey = plan.head + key + plan.tail;
+    const batcher = this.#batcher;
+    const send = () => batcher.consume(plan, redisKey, cost);
     const cache = this.#cache;
-    if (cache === undefined) return this.#call(plan, "consume", rule, redisKey, cost);
+    if (cache === undefined) {
+      return this.#link.run<Decision>(rule.storeTimeoutMs, plan.labels.consume, send);
+    }
     const sentAtMs = this.#clock.nowMs();
     const cached = cache.lookup(redisKey, cost, sentAtMs);
     if (cached !== undefined) return Promise.resolve(cached);
-    return this.#call(plan, "consume", rule, redisKey, cost).then((decision) => {
-      if (!decision.allowed) cache.remember(redisKey, cost, decision, sentAtMs);
-      return decision;
-    });
+    return this.#link
+      .run<Decision>(rule.storeTimeoutMs, plan.labels.consume, send)
+      .then((decision) => {
+        if (!decision.allowed) cache.remember(redisKey, cost, decision, sentAtMs);
+        return decision;
+      });
   }
 
   peek(rule: CompiledRule, key: string, cost?: number): Promise<Decision> {
@@ -205,7 +229,7 @@ class RedisStrictStoreImpl implements RedisStrictStore {
     if (typeof key !== "string") return Promise.reject(badKey(key));
     const c = cost ?? rule.defaultCost;
     if (!(c > 0 && c <= MAX_COST)) return Promise.reject(badCost(c));
-    return this.#call(plan, "peek", rule, plan.head + key + plan.tail, c);
+    return this.#single(plan, "peek", rule, plan.head + key + plan.tail, c);
   }
 
   refund(rule: CompiledRule, key: string, cost: number): Promise<Decision> {
@@ -214,7 +238,7 @@ class RedisStrictStoreImpl implements RedisStrictStore {
     if (!(cost > 0 && cost <= MAX_COST)) return Promise.reject(badCost(cost));
     const redisKey = plan.head + key + plan.tail;
     this.#cache?.forget(redisKey);
-    return this.#call(plan, "refund", rule, redisKey, cost).then((decision) => {
+    return this.#single(plan, "refund", rule, redisKey, cost).then((decision) => {
       this.#cache?.forget(redisKey); // a refusal remembered while the refund was in flight
       return decision;
     });
@@ -223,6 +247,7 @@ class RedisStrictStoreImpl implements RedisStrictStore {
   stats(): RedisStrictStoreStats {
     return {
       storeCalls: this.#link.calls,
+      scriptCalls: this.#batcher.scriptCalls + this.#singleCalls,
       overLimitCacheHits: this.#cache?.hits ?? 0,
       overLimitCacheEntries: this.#cache?.size ?? 0,
       timeouts: this.#link.timeouts,
@@ -240,23 +265,25 @@ class RedisStrictStoreImpl implements RedisStrictStore {
     await this.#link.close();
   }
 
-  #call(
+  /** One peek or refund, unbatched: the n-key script with n = 1. */
+  #single(
     plan: RulePlan,
-    op: Op,
+    op: "peek" | "refund",
     rule: CompiledRule,
     redisKey: string,
     cost: number,
   ): Promise<Decision> {
     const client = this.#link.client;
-    const nowFn = this.#nowMsForTesting;
-    // KEYS[1], then ARGV: op, cost, the rule's parameters, the time override ("" = Redis TIME).
-    const args = [redisKey, op, String(cost), ...plan.params, ""];
-    return this.#link.run(rule.storeTimeoutMs, plan.labels[op], () => {
-      if (nowFn !== undefined) args[args.length - 1] = String(nowFn());
-      return runScript(client, plan.command, args).then((reply) =>
-        parseReply(reply, plan.capacity),
-      );
-    });
+    const nowText = this.#nowText;
+    const batcher = this.#batcher;
+    const send = () => {
+      this.#singleCalls++;
+      batcher.flush(); // hits queued earlier in this tick reach Redis first
+      // numkeys, KEYS[1], then ARGV: op, the rule's parameters, the time override, the cost.
+      const args = ["1", redisKey, op, ...plan.params, nowText(), String(cost)];
+      return runScript(client, plan.command, args);
+    };
+    return this.#link.run(rule.storeTimeoutMs, plan.labels[op], send, plan.parseFirst);
   }
 
   #plan(rule: CompiledRule): RulePlan {
@@ -286,22 +313,24 @@ function makeCache(option: RedisStrictStoreOptions["overLimitCache"]): OverLimit
   return new OverLimitCache(maxEntries);
 }
 
-/** Reads `{allowed, remaining, resetAfterMs, retryAfterMs, nowMs}` as the scripts return it. */
-function parseReply(reply: unknown, capacity: number): Decision {
-  if (!Array.isArray(reply) || reply.length < 5) {
-    throw new Error(`Unexpected script reply: ${JSON.stringify(reply)}`);
+/** Reads hit `index` of `{allowed, remaining, resetAfterMs, retryAfterMs, ...}` from a script. */
+function parseReply(reply: unknown, index: number, capacity: number): Decision {
+  const at = index * 4;
+  if (!Array.isArray(reply) || reply.length < at + 4) {
+    throw new Error(`Unexpected script reply: ${String(JSON.stringify(reply)).slice(0, 200)}`);
   }
   return new DecisionResult(
-    Number(reply[0]) === 1,
-    number(reply[1]),
+    reply[at] === 1,
+    Number(reply[at + 1]),
     capacity,
-    number(reply[2]),
-    number(reply[3]),
+    number(reply[at + 2]),
+    number(reply[at + 3]),
   );
 }
 
-function number(text: unknown): number {
-  return text === "inf" ? Infinity : Number(text);
+/** A duration as the scripts send it: the integer 0, "inf", or "%.17g" text. */
+function number(value: unknown): number {
+  return value === "inf" ? Infinity : Number(value);
 }
 
 function badKey(key: unknown): InvalidArgumentError {
