@@ -41,6 +41,7 @@ import {
   sumRange,
   windowSums,
 } from "./accuracy-analysis.js";
+import { runSim, type SimResult } from "./accuracy-sim.js";
 import { table } from "./harness.js";
 
 const NATS_URL = process.env["NATS_URL"] ?? "nats://127.0.0.1:4222";
@@ -231,6 +232,8 @@ interface RunData {
   /** Wall ms at which each node's load started (its first heartbeat). */
   readonly starts: Map<string, number>;
   readonly launchLateMs: number[];
+  /** 1-minute load average of the machine when the run started. */
+  readonly loadavg1m: number;
   readonly aggregator: Record<string, unknown> | undefined;
   readonly nodeSummaries: Record<string, unknown>[];
   /** Send stamp to receipt at an observer process, ms. */
@@ -261,6 +264,7 @@ function rulesFor(mode: Mode): string {
 }
 
 async function runOnce(scenario: Scenario, mode: Mode, rulesFile: string): Promise<RunData> {
+  const runLoad = round(loadavg()[0] ?? 0, 2);
   const prefix = `acc-${scenario.name}-${mode}-${randomBytes(3).toString("hex")}`;
   const subjects = createSubjects({ prefix });
   const errors: string[] = [];
@@ -424,7 +428,7 @@ async function runOnce(scenario: Scenario, mode: Mode, rulesFile: string): Promi
     await Promise.race([Promise.all(ready), sleep(BOOT_TIMEOUT_MS)]);
     const bootMs = wallClockMs() - bootStarted;
     if (bootMs >= BOOT_TIMEOUT_MS) errors.push(`processes not ready after ${BOOT_TIMEOUT_MS} ms`);
-    log(`  ${children.length} processes ready in ${Math.round(bootMs)} ms`);
+    log(`  ${children.length} processes ready in ${Math.round(bootMs)} ms (load ${runLoad})`);
     t0 = Math.ceil((wallClockMs() + AGGREGATOR_LEAD_MS + 300) / REPORT_MS) * REPORT_MS;
     for (const c of children) c.stdin?.end(`${t0}\n`);
     const deadline = t0 + scenario.durationMs + 10_000;
@@ -443,6 +447,7 @@ async function runOnce(scenario: Scenario, mode: Mode, rulesFile: string): Promi
     scenario,
     mode,
     t0,
+    loadavg1m: runLoad,
     buckets,
     series,
     starts,
@@ -531,6 +536,7 @@ interface Figures {
   };
   nodeStartSpreadMs: number;
   maxLaunchLateMs: number;
+  loadavg1m: number;
   /**
    * Message latencies seen by an observer process (send stamp to receipt), and the agents' own
    * propagation (first batch after a grant to the next grant), ms.
@@ -674,6 +680,7 @@ function analyze(run: RunData): Figures {
     },
     nodeStartSpreadMs: starts.length > 0 ? Math.max(...starts) - Math.min(...starts) : Number.NaN,
     maxLaunchLateMs: Math.max(0, ...run.launchLateMs),
+    loadavg1m: run.loadavg1m,
     latency: latencyFigures(run),
     errors: run.errors.slice(0, 20),
   };
@@ -756,6 +763,8 @@ async function main(): Promise<number> {
   const scenarios = SCENARIOS.filter((s) => only === undefined || only.includes(s.name));
   if (WINDOW_MS % REPORT_MS !== 0) throw new Error("ACC_REPORT_MS must divide the window");
   const before = conditions();
+  log("in-memory reference (one process, manual clock, 3 ms message latency)...");
+  const sim: SimResult = await runSim({ limit: LIMIT, syncIntervalMs: SYNC_INTERVAL_MS });
   const dir = mkdtempSync(join(tmpdir(), "sluice-accuracy-"));
   const results: Record<Mode, Record<string, Figures>> = { global: {}, naive: {} };
   try {
@@ -848,6 +857,9 @@ async function main(): Promise<number> {
       "p99 ms: batches / rate updates, send stamp to receipt at an observer process (machine load).",
     ].join("\n"),
   );
+  console.log(
+    `\nIn-memory reference (steady, hot key only, 8 agents + aggregator in one process on a manual clock, 3 ms message latency, same rule and sync interval; no machine noise): mean ${sim.meanRatio.toFixed(3)}, lowest ${sim.lowestWindowRatio.toFixed(3)}, worst ${sim.worstWindowRatio.toFixed(3)} (windows from 2 s to 12 s).`,
+  );
   const goals: Record<string, { goal: string; value: unknown; pass: boolean }> = {};
   const g = results.global;
   for (const name of ["steady", "skewed"]) {
@@ -910,6 +922,7 @@ async function main(): Promise<number> {
       },
       scenarios: results.global,
       naive: results.naive,
+      simulation: sim,
       goals,
     }),
   );

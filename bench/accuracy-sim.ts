@@ -1,0 +1,159 @@
+/**
+ * The steady scenario of `bench/accuracy.ts` without the machine: 8 node agents and an
+ * aggregator in one process, on the in-memory bus and a manual clock, so what it shows is the
+ * algorithm's own behaviour, free of scheduling noise, and the same on every run.
+ *
+ * Every message is delivered `latencyMs` after it is published; the nodes' timers are started
+ * 7 ms apart so their sync ticks are not aligned with each other or with the aggregator's. Each
+ * node offers one key (the hot key) `hitsPerMsPerNode` hits per ms from t = 0 (a step start,
+ * as in the process bench), decided by a global sliding-window rule of `limit` per 1000 ms.
+ * Admitted hits are counted per ms; windows of 1000 ms are measured at every 25 ms from 2 s on.
+ *
+ * Run alone: `node dist/bench/accuracy-sim.js` (prints a sweep of sync interval and
+ * `lagCompensationMs`); `bench/accuracy.ts` runs the default case as its reference row.
+ */
+import { createNodeAgent, type NodeAgent } from "../src/agent/node-agent.js";
+import { createAggregatorService } from "../src/aggregator/aggregator-service.js";
+import { ManualClock } from "../src/clock/clock.js";
+import { createLimiter, type Limiter } from "../src/limiter/limiter.js";
+import type { RuleConfig } from "../src/limiter/rule.js";
+import { createMemoryBus } from "../src/transport/memory.js";
+import type { Transport } from "../src/transport/transport.js";
+
+export interface SimOptions {
+  readonly nodes?: number;
+  readonly limit?: number;
+  readonly syncIntervalMs?: number;
+  readonly latencyMs?: number;
+  /** Passed to the aggregator when set (its own default otherwise). */
+  readonly lagCompensationMs?: number;
+  readonly hitsPerMsPerNode?: number;
+  readonly durationMs?: number;
+}
+
+export interface SimResult {
+  readonly meanRatio: number;
+  readonly lowestWindowRatio: number;
+  readonly worstWindowRatio: number;
+  /** The same over the second half of the run only (after the start's after-effects). */
+  readonly lateMeanRatio: number;
+  readonly lateLowestWindowRatio: number;
+  readonly lateWorstWindowRatio: number;
+}
+
+const WINDOW_MS = 1000;
+
+function withLatency(inner: Transport, clock: ManualClock, latencyMs: number): Transport {
+  return {
+    publish: (subject, bytes) => {
+      clock.setTimer(() => inner.publish(subject, bytes), latencyMs);
+    },
+    subscribe: (subject, handler) => inner.subscribe(subject, handler),
+    flush: () => inner.flush(),
+    onStatus: (listener) => inner.onStatus(listener),
+    close: () => inner.close(),
+  };
+}
+
+export async function runSim(o: SimOptions = {}): Promise<SimResult> {
+  const nodeCount = o.nodes ?? 8;
+  const syncIntervalMs = o.syncIntervalMs ?? 50;
+  const latencyMs = o.latencyMs ?? 3;
+  const durationMs = o.durationMs ?? 12_000;
+  const rate = o.hitsPerMsPerNode ?? 0.35;
+  const rule: RuleConfig = {
+    name: "api",
+    mode: "global",
+    algorithm: "sliding-window",
+    limit: o.limit ?? 300,
+    windowMs: WINDOW_MS,
+  };
+  const clock = new ManualClock(1_000_000);
+  const bus = createMemoryBus();
+  const compiled = createLimiter({ rules: [rule], clock, sweepIntervalMs: 0 }).rules;
+  const aggregator = createAggregatorService({
+    rules: compiled,
+    transport: withLatency(bus.connect(), clock, latencyMs),
+    clock,
+    syncIntervalMs,
+    aggregatorId: "agg",
+    warmupMs: 0,
+    ...(o.lagCompensationMs === undefined ? {} : { lagCompensationMs: o.lagCompensationMs }),
+  });
+  const nodes: { limiter: Limiter; agent: NodeAgent; owed: number }[] = [];
+  for (let i = 0; i < nodeCount; i++) {
+    clock.advance(7);
+    await bus.settle();
+    const limiter = createLimiter({ rules: [rule], clock, sweepIntervalMs: 0 });
+    const agent = createNodeAgent({
+      limiter,
+      transport: withLatency(bus.connect(), clock, latencyMs),
+      clock,
+      nodeId: `n${i}`,
+      syncIntervalMs,
+      heartbeatIntervalMs: 200,
+    });
+    nodes.push({ limiter, agent, owed: 0 });
+  }
+  for (let i = 0; i < 20; i++) {
+    clock.advance(50);
+    await bus.settle();
+  }
+  const admitted = new Float64Array(durationMs);
+  for (let t = 0; t < durationMs; t++) {
+    for (const n of nodes) {
+      n.owed += rate;
+      while (n.owed >= 1) {
+        n.owed--;
+        if (n.limiter.check("api", "hot").allowed) admitted[t]!++;
+      }
+    }
+    clock.advance(1);
+    await bus.settle();
+  }
+  for (const n of nodes) {
+    await n.agent.close();
+    await n.limiter.close();
+  }
+  await aggregator.close();
+
+  const ratios: number[] = [];
+  let inWindow = 0;
+  for (let t = 0; t < durationMs; t++) {
+    inWindow += admitted[t]!;
+    if (t >= WINDOW_MS) inWindow -= admitted[t - WINDOW_MS]!;
+    if (t >= 2000 && t % 25 === 24) ratios.push(inWindow / rule.limit);
+  }
+  const late = ratios.slice(Math.floor(ratios.length / 2));
+  const mean = (a: number[]) => a.reduce((x, y) => x + y, 0) / a.length;
+  const r4 = (x: number) => Math.round(x * 10_000) / 10_000;
+  return {
+    meanRatio: r4(mean(ratios)),
+    lowestWindowRatio: r4(Math.min(...ratios)),
+    worstWindowRatio: r4(Math.max(...ratios)),
+    lateMeanRatio: r4(mean(late)),
+    lateLowestWindowRatio: r4(Math.min(...late)),
+    lateWorstWindowRatio: r4(Math.max(...late)),
+  };
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const cases: [string, SimOptions][] = [
+    ["defaults (sync 50 ms)", {}],
+    ["sync 25 ms", { syncIntervalMs: 25 }],
+    ["sync 10 ms", { syncIntervalMs: 10 }],
+    ["lagCompensationMs 25", { lagCompensationMs: 25 }],
+    ["lagCompensationMs 50", { lagCompensationMs: 50 }],
+    ["latency 10 ms", { latencyMs: 10 }],
+    ["limit 3000 (10x the hits)", { limit: 3000, hitsPerMsPerNode: 3.5 }],
+  ];
+  const out: Record<string, SimResult> = {};
+  for (const [name, options] of cases) {
+    const r = await runSim(options);
+    out[name] = r;
+    console.log(
+      `${name.padEnd(28)} mean ${r.meanRatio.toFixed(3)}  lowest ${r.lowestWindowRatio.toFixed(3)}  worst ${r.worstWindowRatio.toFixed(3)}  | second half: mean ${r.lateMeanRatio.toFixed(3)}  lowest ${r.lateLowestWindowRatio.toFixed(3)}  worst ${r.lateWorstWindowRatio.toFixed(3)}`,
+    );
+  }
+  console.log(JSON.stringify({ bench: "accuracy-sim", cases: out }));
+}
