@@ -355,7 +355,7 @@ class Agent implements NodeAgent {
         groups,
       });
       if (this.#firstUnansweredMs < 0) this.#firstUnansweredMs = this.#clock.nowMs();
-      const subject = this.#subjects.decisions(partition);
+      const subject = this.#subjects.decisions(partition, this.nodeId);
       for (const frame of frames) this.#transport.publish(subject, frame);
       this.#stats.batchesSent += frames.length;
     }
@@ -371,7 +371,7 @@ class Agent implements NodeAgent {
     if (this.#closed) return;
     this.#heartbeatSeq = (this.#heartbeatSeq + 1) >>> 0;
     this.#transport.publish(
-      this.#subjects.heartbeats,
+      this.#subjects.heartbeat(this.nodeId),
       encodeHeartbeat({
         nodeId: this.nodeId,
         nodeEpoch: this.nodeEpoch,

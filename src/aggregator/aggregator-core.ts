@@ -281,6 +281,11 @@ export class AggregatorCore {
 
   #ingestEntry(rs: RuleState, node: NodeRecord, e: Reported, now: number): void {
     this.stats.entries++;
+    if (e.generation === 0) {
+      // 0 marks our own grants ahead (placeholders); nodes never use it for a key generation.
+      this.stats.staleEntries++;
+      return;
+    }
     let ks = rs.keys.get(e.key);
     if (ks === undefined) {
       ks = new KeyState(e.key, rs.params, now);

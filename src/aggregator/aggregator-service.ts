@@ -14,7 +14,7 @@ import { InvalidArgumentError } from "../errors.js";
 import type { CompiledRule } from "../limiter/rule.js";
 import { decode } from "../protocol/decode.js";
 import { encode } from "../protocol/encode.js";
-import { createSubjects, isValidNodeId } from "../protocol/subjects.js";
+import { createSubjects, isValidNodeId, senderOf } from "../protocol/subjects.js";
 import type { Subscription, Transport } from "../transport/transport.js";
 import { optionalNumber } from "../validate.js";
 import { AggregatorCore, type AggregatorStats } from "./aggregator-core.js";
@@ -128,8 +128,12 @@ class Service implements AggregatorService {
           }),
     });
     this.#subs.push(
-      this.#transport.subscribe(this.#subjects.allDecisions, (bytes) => this.#onMessage(bytes)),
-      this.#transport.subscribe(this.#subjects.heartbeats, (bytes) => this.#onMessage(bytes)),
+      this.#transport.subscribe(this.#subjects.allDecisions, (bytes, subject) =>
+        this.#onMessage(bytes, subject),
+      ),
+      this.#transport.subscribe(this.#subjects.heartbeats, (bytes, subject) =>
+        this.#onMessage(bytes, subject),
+      ),
     );
     this.#timer = this.#clock.setRepeating(() => this.#tick(), syncIntervalMs);
   }
@@ -138,7 +142,7 @@ class Service implements AggregatorService {
     into[reason] = (into[reason] ?? 0) + n;
   }
 
-  #onMessage(bytes: Uint8Array): void {
+  #onMessage(bytes: Uint8Array, subject: string): void {
     const r = decode(bytes);
     if (!r.ok) {
       this.#count(this.#invalidMessages, r.reason);
@@ -148,9 +152,18 @@ class Service implements AggregatorService {
       if (n > 0) this.#count(this.#invalidEntries, reason, n);
     }
     const m = r.message;
+    if (m.type !== "decision-batch" && m.type !== "heartbeat") {
+      this.#count(this.#invalidMessages, "wrong-type");
+      return;
+    }
+    // The subject names the sender, and NATS permissions can pin a user to its own subjects:
+    // a message in another sender's name is an impersonation attempt.
+    if (senderOf(subject) !== m.nodeId) {
+      this.#count(this.#invalidMessages, "sender-mismatch");
+      return;
+    }
     if (m.type === "decision-batch") this.core.ingestBatch(m);
-    else if (m.type === "heartbeat") this.core.ingestHeartbeat(m, wallClockMs());
-    else this.#count(this.#invalidMessages, "wrong-type");
+    else this.core.ingestHeartbeat(m, wallClockMs());
   }
 
   #tick(): void {

@@ -450,6 +450,8 @@ export class KeyTable {
     slots[extra + PENDING_REJECTED] = 0;
     slots[extra + ADMITTED] = 0;
     slots[extra + REJECTED] = 0;
+    // Generations go on the wire as u32 and 0 is reserved (grants ahead): skip it on wrap.
+    if (this.#nextGeneration % 2 ** 32 === 0) this.#nextGeneration++;
     slots[extra + GENERATION] = this.#nextGeneration++;
     return slot;
   }

@@ -31,16 +31,30 @@ export interface SubjectOptions {
 /** The subjects under one prefix. */
 export interface Subjects {
   readonly prefix: string;
-  /** `<prefix>.v1.decisions.<partition>`. */
-  decisions(partition: number): string;
-  /** `<prefix>.v1.decisions.*`: every partition, for a single aggregator. */
+  /**
+   * `<prefix>.v1.decisions.<partition>.<nodeId>`. The sender's id is in the subject so NATS
+   * permissions can pin each node user to its own id, and the aggregator drops a batch whose
+   * `nodeId` differs from it: a node cannot report counts in another node's name.
+   */
+  decisions(partition: number, nodeId: string): string;
+  /** `<prefix>.v1.decisions.*.*`: every partition and node, for a single aggregator. */
   readonly allDecisions: string;
+  /** `<prefix>.v1.decisions.<partition>.*`: one partition, every node. */
+  partitionDecisions(partition: number): string;
   /** `<prefix>.v1.updates.<nodeId>`; throws for an id that is not a subject token. */
   updates(nodeId: string): string;
   /** `<prefix>.v1.updates.*`: every node's updates (monitoring). */
   readonly allUpdates: string;
+  /** `<prefix>.v1.heartbeats.<nodeId>`: where `nodeId` sends its heartbeats. */
+  heartbeat(nodeId: string): string;
+  /** `<prefix>.v1.heartbeats.*`: every sender's heartbeats. */
   readonly heartbeats: string;
   readonly defaults: string;
+}
+
+/** The id a sender put in the last token of a decisions or heartbeats subject. */
+export function senderOf(subject: string): string {
+  return subject.slice(subject.lastIndexOf(".") + 1);
 }
 
 const PREFIX = /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/;
@@ -58,25 +72,38 @@ export function createSubjects(options: SubjectOptions = {}): Subjects {
   const base = `${prefix}.${SUBJECT_VERSION}`;
   return {
     prefix,
-    decisions(partition) {
-      if (!(Number.isInteger(partition) && partition >= 0 && partition < MAX_PARTITIONS)) {
-        throw new InvalidArgumentError(
-          "partition",
-          `an integer >= 0 and < ${MAX_PARTITIONS}`,
-          partition,
-        );
-      }
-      return `${base}.decisions.${partition}`;
+    decisions(partition, nodeId) {
+      checkPartition(partition);
+      if (!isId(nodeId)) throw new InvalidArgumentError("nodeId", EXPECTED_ID, nodeId);
+      return `${base}.decisions.${partition}.${nodeId}`;
     },
-    allDecisions: `${base}.decisions.*`,
+    allDecisions: `${base}.decisions.*.*`,
+    partitionDecisions(partition) {
+      checkPartition(partition);
+      return `${base}.decisions.${partition}.*`;
+    },
     updates(nodeId) {
       if (!isId(nodeId)) throw new InvalidArgumentError("nodeId", EXPECTED_ID, nodeId);
       return `${base}.updates.${nodeId}`;
     },
     allUpdates: `${base}.updates.*`,
-    heartbeats: `${base}.heartbeats`,
+    heartbeat(nodeId) {
+      if (!isId(nodeId)) throw new InvalidArgumentError("nodeId", EXPECTED_ID, nodeId);
+      return `${base}.heartbeats.${nodeId}`;
+    },
+    heartbeats: `${base}.heartbeats.*`,
     defaults: `${base}.defaults`,
   };
+}
+
+function checkPartition(partition: number): void {
+  if (!(Number.isInteger(partition) && partition >= 0 && partition < MAX_PARTITIONS)) {
+    throw new InvalidArgumentError(
+      "partition",
+      `an integer >= 0 and < ${MAX_PARTITIONS}`,
+      partition,
+    );
+  }
 }
 
 /** True for a node or aggregator id usable as a subject token: `[A-Za-z0-9_-]{1,64}`. */

@@ -234,9 +234,9 @@ test("cluster hostile - garbage and forged messages on every subject: counted by
     const updates0 = subjects.updates(n0);
     /** Valid frames of the type each subject carries, to damage. */
     const bySubject: [string, () => Uint8Array][] = [
-      [subjects.decisions(0), () => validBatch(n0, e0 - 1)],
-      [subjects.decisions(pick([1, 2, 3])), () => validBatch(n1, e1 - 1)],
-      [subjects.heartbeats, () => heartbeat(n0, e0 - 1)],
+      [subjects.decisions(0, n0), () => validBatch(n0, e0 - 1)],
+      [subjects.decisions(pick([1, 2, 3]), n1), () => validBatch(n1, e1 - 1)],
+      [subjects.heartbeat(n0), () => heartbeat(n0, e0 - 1)],
       [updates0, () => update(n0, e0, olderAggregator, 1e15)],
       [subjects.updates(n1), () => update(n1, e1, olderAggregator, 1e15)],
       [subjects.defaults, () => defaults],
@@ -260,17 +260,20 @@ test("cluster hostile - garbage and forged messages on every subject: counted by
         publish(subject, withTrailingByte(valid()));
       }
       const batch = validBatch(n0, e0 - 1);
-      for (const subject of [subjects.decisions(0), subjects.decisions(5)]) {
+      for (const subject of [subjects.decisions(0, n0), subjects.decisions(5, n0)]) {
         publish(subject, withF64(batch, M_ADMITTED, -1)); // negative count
         publish(subject, withF64(batch, M_REJECTED, Number.NaN)); // NaN count
         publish(subject, withIllFormedString(batch, BAD_KEY)); // key not UTF-8
         publish(subject, batch); // an older run of a real node: ignored whole
         publish(subject, update(n0, e0, aggregatorEpoch, 1e15)); // wrong type here
-        publish(subject, ghostBatch());
       }
-      publish(subjects.heartbeats, heartbeat(n0, e0 - 1)); // older run: changes nothing
-      publish(subjects.heartbeats, heartbeat("ghost", Number.MAX_VALUE));
-      publish(subjects.heartbeats, defaults); // wrong type here
+      publish(subjects.decisions(0, "ghost"), ghostBatch()); // a made-up node under its own id
+      // Impersonation: node 0 reports in node 1's name (current run, inflated counts) on its own
+      // subject, the only one its credentials may use. Dropped as sender-mismatch.
+      publish(subjects.decisions(0, n0), validBatch(n1, e1));
+      publish(subjects.heartbeat(n0), heartbeat(n0, e0 - 1)); // older run: changes nothing
+      publish(subjects.heartbeat("ghost"), heartbeat("ghost", Number.MAX_VALUE));
+      publish(subjects.heartbeat(n0), defaults); // wrong type here
       // At the nodes: a forged, older aggregator's huge grant for every generation of the hot
       // key; the same with a NaN allowance; grants for the other node or another run; a
       // lone-node default share from the older aggregator; wrong types.
@@ -316,6 +319,7 @@ test("cluster hostile - garbage and forged messages on every subject: counted by
       "truncated",
       "bad-field",
       "wrong-type",
+      "sender-mismatch",
     ]) {
       assert.ok((final.invalidMessages[reason] ?? 0) > 0, `aggregator counted ${reason}`);
     }

@@ -173,8 +173,8 @@ test("cluster trust - node credentials cannot publish grants or defaults, nor re
     const readByNode2: Uint8Array[] = [];
     node2.transport.subscribe(subjects.updates("node-1"), (b) => readByNode2.push(b));
     // What nodes are for.
-    node2.transport.publish(subjects.decisions(3), batch);
-    node2.transport.publish(subjects.heartbeats, heartbeat);
+    node2.transport.publish(subjects.decisions(3, "node-2"), batch);
+    node2.transport.publish(subjects.heartbeat("node-2"), heartbeat);
     await Promise.all([node1, node2, monitor].map((x) => x.transport.flush()));
     // Every forgery has been processed (refused) by now; the aggregator's real ones come after.
     aggregator.transport.publish(subjects.updates("node-1"), grant("aggregator", 42));
@@ -213,7 +213,12 @@ test("cluster trust - node credentials cannot publish grants or defaults, nor re
     ]);
     assert.deepEqual(
       seenByMonitor.map((m) => m.subject),
-      [subjects.decisions(3), subjects.heartbeats, subjects.updates("node-1"), subjects.defaults],
+      [
+        subjects.decisions(3, "node-2"),
+        subjects.heartbeat("node-2"),
+        subjects.updates("node-1"),
+        subjects.defaults,
+      ],
     );
     assert.deepEqual(senders(seenByMonitor.map((m) => m.bytes)), [
       "decision-batch from node-2",

@@ -99,7 +99,7 @@ test("nats transport - publish and subscribe round-trip a protocol message throu
     b.subscribe(subjects.heartbeats, (d) => done(d)),
   );
   await b.flush(); // the subscription is registered on the server before anyone publishes
-  a.publish(subjects.heartbeats, encodeHeartbeat(heartbeat));
+  a.publish(subjects.heartbeat("n1"), encodeHeartbeat(heartbeat));
   await a.flush();
   const r = decode(await got);
   assert.ok(r.ok);
@@ -114,15 +114,15 @@ test("nats transport - wildcard subscriptions", async () => {
   t.subscribe(`${subjects.prefix}.>`, (_d, s) => tail.push(s));
   await t.flush();
   const sent = [
-    subjects.decisions(0),
-    subjects.decisions(7),
+    subjects.decisions(0, "n1"),
+    subjects.decisions(7, "n2"),
     subjects.updates("n1"),
     subjects.defaults,
   ];
   for (const s of sent) t.publish(s, new Uint8Array([1]));
   await t.flush();
   await waitFor(5000, "4 messages on >", () => tail.length === 4);
-  assert.deepEqual(star, [subjects.decisions(0), subjects.decisions(7)]);
+  assert.deepEqual(star, [subjects.decisions(0, "n1"), subjects.decisions(7, "n2")]);
   assert.deepEqual(tail, sent);
 });
 
@@ -143,12 +143,14 @@ test("nats transport - close() is idempotent and leaves no active handle", async
   const before = await handles();
   const t = await connectNats({ servers: NATS });
   t.subscribe(subjects.heartbeats, () => {});
-  t.publish(subjects.heartbeats, encodeHeartbeat(heartbeat));
+  t.publish(subjects.heartbeat("n1"), encodeHeartbeat(heartbeat));
   assert.notDeepEqual(await handles(), before, "the connection holds a socket");
   await t.close();
   await t.close();
   assert.deepEqual(await handles(), before);
-  assert.throws(() => t.publish(subjects.heartbeats, new Uint8Array(0)), { name: "ClosedError" });
+  assert.throws(() => t.publish(subjects.heartbeat("n1"), new Uint8Array(0)), {
+    name: "ClosedError",
+  });
 });
 
 test("nats transport - connection refused fails at once with TransportUnavailableError", async () => {
@@ -242,7 +244,7 @@ test("nats transport - survives a server restart: disconnected, reconnected, mes
     const t = await connected({ servers: `nats://127.0.0.1:${port}`, reconnectWaitMs: 100 });
     const received: number[] = [];
     t.subscribe(subjects.heartbeats, (d) => received.push(d[0]!));
-    t.publish(subjects.heartbeats, new Uint8Array([1]));
+    t.publish(subjects.heartbeat("n1"), new Uint8Array([1]));
     await t.flush();
     await waitFor(5000, "the first message", () => received.length === 1);
 
@@ -253,7 +255,7 @@ test("nats transport - survives a server restart: disconnected, reconnected, mes
     server = await startServer(port);
     await up;
 
-    t.publish(subjects.heartbeats, new Uint8Array([2]));
+    t.publish(subjects.heartbeat("n1"), new Uint8Array([2]));
     await t.flush();
     await waitFor(5000, "a message after reconnect", () => received.includes(2));
     assert.deepEqual(received, [1, 2]);

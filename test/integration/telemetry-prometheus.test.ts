@@ -147,9 +147,9 @@ test("telemetry prometheus - every instrument on the node and aggregator endpoin
 
   // Known bad input: 2 frames with a bad magic and 1 too short at the aggregator, 1 at the node.
   const garbage = new TextEncoder().encode("not a sluice frame");
-  outsider.publish(subjects.decisions(0), garbage);
-  outsider.publish(subjects.decisions(0), garbage);
-  outsider.publish(subjects.decisions(0), new Uint8Array([1, 2, 3]));
+  outsider.publish(subjects.decisions(0, "outsider"), garbage);
+  outsider.publish(subjects.decisions(0, "outsider"), garbage);
+  outsider.publish(subjects.decisions(0, "outsider"), new Uint8Array([1, 2, 3]));
   outsider.publish(subjects.updates(nodeId), garbage);
   await outsider.flush();
 

@@ -7,7 +7,7 @@ import { crc32 } from "../../src/protocol/crc32.js";
 import { fnv1a64 } from "../../src/protocol/fnv1a-64.js";
 import { jumpConsistentHash } from "../../src/protocol/jump-hash.js";
 import { decisionPartition } from "../../src/protocol/partition.js";
-import { createSubjects, isValidNodeId } from "../../src/protocol/subjects.js";
+import { createSubjects, isValidNodeId, senderOf } from "../../src/protocol/subjects.js";
 
 const utf8 = new TextEncoder();
 const M64 = (1n << 64n) - 1n;
@@ -119,10 +119,13 @@ test("partition - in range, deterministic, balanced, and rule and key do not run
 
 test("subjects - versioned, prefixed, and node ids must be subject tokens", () => {
   const s = createSubjects();
-  assert.equal(s.decisions(3), "ratelimit.v1.decisions.3");
-  assert.equal(s.allDecisions, "ratelimit.v1.decisions.*");
+  assert.equal(s.decisions(3, "node-1"), "ratelimit.v1.decisions.3.node-1");
+  assert.equal(s.partitionDecisions(3), "ratelimit.v1.decisions.3.*");
+  assert.equal(s.allDecisions, "ratelimit.v1.decisions.*.*");
   assert.equal(s.updates("node-1_a"), "ratelimit.v1.updates.node-1_a");
-  assert.equal(s.heartbeats, "ratelimit.v1.heartbeats");
+  assert.equal(s.heartbeats, "ratelimit.v1.heartbeats.*");
+  assert.equal(s.heartbeat("node-1"), "ratelimit.v1.heartbeats.node-1");
+  assert.equal(senderOf(s.decisions(0, "n-7")), "n-7");
   assert.equal(s.defaults, "ratelimit.v1.defaults");
   assert.equal(createSubjects({ prefix: "t.x-1" }).defaults, "t.x-1.v1.defaults");
   for (const bad of ["a.b", "a*", ">", "", "x".repeat(65), "é"]) {
@@ -135,5 +138,7 @@ test("subjects - versioned, prefixed, and node ids must be subject tokens", () =
   for (const prefix of ["", "a..b", "a.*", "a b", ".a"]) {
     assert.throws(() => createSubjects({ prefix }), InvalidArgumentError);
   }
-  assert.throws(() => s.decisions(-1), InvalidArgumentError);
+  assert.throws(() => s.decisions(-1, "n"), InvalidArgumentError);
+  assert.throws(() => s.decisions(0, "a.b"), InvalidArgumentError);
+  assert.throws(() => s.heartbeat("*"), InvalidArgumentError);
 });
