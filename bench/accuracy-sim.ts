@@ -19,6 +19,7 @@ import { createLimiter, type Limiter } from "../src/limiter/limiter.js";
 import type { RuleConfig } from "../src/limiter/rule.js";
 import { createMemoryBus } from "../src/transport/memory.js";
 import type { Transport } from "../src/transport/transport.js";
+import { convergence, windowSums } from "./accuracy-analysis.js";
 
 export interface SimOptions {
   readonly nodes?: number;
@@ -29,6 +30,13 @@ export interface SimOptions {
   readonly lagCompensationMs?: number;
   readonly hitsPerMsPerNode?: number;
   readonly durationMs?: number;
+  /**
+   * An event at `eventAtMs` (default 6000): `shift` (nodes 0..n/2-1 offer twice the rate until
+   * then, the others twice the rate after), `join` (the last node starts then), `leave` (the
+   * last node closes then).
+   */
+  readonly event?: "shift" | "join" | "leave";
+  readonly eventAtMs?: number;
 }
 
 export interface SimResult {
@@ -39,7 +47,18 @@ export interface SimResult {
   readonly lateMeanRatio: number;
   readonly lateLowestWindowRatio: number;
   readonly lateWorstWindowRatio: number;
+  /** With an event: settling as `bench/accuracy.ts` measures it, and the ratio around it. */
+  readonly event?: {
+    readonly convergeMs: number | null;
+    readonly firstBackInBandMs: number | null;
+    readonly minRatioAfter: number;
+    readonly maxRatioAfter: number;
+    readonly around: Record<string, number>;
+  };
 }
+
+/** Offsets from the event (ms) at which the window ratio is reported. */
+export const SIM_AROUND_MS = [-500, 0, 50, 100, 150, 200, 300, 500, 1000, 1500];
 
 const WINDOW_MS = 1000;
 
@@ -80,10 +99,9 @@ export async function runSim(o: SimOptions = {}): Promise<SimResult> {
     warmupMs: 0,
     ...(o.lagCompensationMs === undefined ? {} : { lagCompensationMs: o.lagCompensationMs }),
   });
-  const nodes: { limiter: Limiter; agent: NodeAgent; owed: number }[] = [];
-  for (let i = 0; i < nodeCount; i++) {
-    clock.advance(7);
-    await bus.settle();
+  const eventAtMs = o.eventAtMs ?? 6000;
+  const nodes: { limiter: Limiter; agent: NodeAgent; owed: number; closed: boolean }[] = [];
+  const addNode = (i: number) => {
     const limiter = createLimiter({ rules: [rule], clock, sweepIntervalMs: 0 });
     const agent = createNodeAgent({
       limiter,
@@ -93,16 +111,34 @@ export async function runSim(o: SimOptions = {}): Promise<SimResult> {
       syncIntervalMs,
       heartbeatIntervalMs: 200,
     });
-    nodes.push({ limiter, agent, owed: 0 });
+    nodes.push({ limiter, agent, owed: 0, closed: false });
+  };
+  const initial = o.event === "join" ? nodeCount - 1 : nodeCount;
+  for (let i = 0; i < initial; i++) {
+    clock.advance(7);
+    await bus.settle();
+    addNode(i);
   }
   for (let i = 0; i < 20; i++) {
     clock.advance(50);
     await bus.settle();
   }
+  const half = Math.floor(nodeCount / 2);
+  const rateOf = (i: number, t: number): number => {
+    if (o.event !== "shift") return rate;
+    return i < half === t < eventAtMs ? 2 * rate : 0;
+  };
   const admitted = new Float64Array(durationMs);
   for (let t = 0; t < durationMs; t++) {
-    for (const n of nodes) {
-      n.owed += rate;
+    if (t === eventAtMs && o.event === "join") addNode(nodeCount - 1);
+    if (t === eventAtMs && o.event === "leave") {
+      const last = nodes[nodes.length - 1]!;
+      last.closed = true;
+      await last.agent.close();
+    }
+    for (const [i, n] of nodes.entries()) {
+      if (n.closed) continue;
+      n.owed += rateOf(i, t);
       while (n.owed >= 1) {
         n.owed--;
         if (n.limiter.check("api", "hot").allowed) admitted[t]!++;
@@ -117,23 +153,46 @@ export async function runSim(o: SimOptions = {}): Promise<SimResult> {
   }
   await aggregator.close();
 
-  const ratios: number[] = [];
-  let inWindow = 0;
-  for (let t = 0; t < durationMs; t++) {
-    inWindow += admitted[t]!;
-    if (t >= WINDOW_MS) inWindow -= admitted[t - WINDOW_MS]!;
-    if (t >= 2000 && t % 25 === 24) ratios.push(inWindow / rule.limit);
-  }
+  // Per 25 ms bucket, as the process bench measures: bucket b ends at (b + 1) * 25 ms.
+  const bucketMs = 25;
+  const buckets = new Float64Array(Math.ceil(durationMs / bucketMs));
+  for (let t = 0; t < durationMs; t++) buckets[Math.floor(t / bucketMs)]! += admitted[t]!;
+  const ratioSeries = windowSums(buckets, WINDOW_MS / bucketMs).map((x) => x / rule.limit);
+  const from = 2000 / bucketMs - 1;
+  const last = buckets.length - 1;
+  const ratios = [...ratioSeries.subarray(from, last + 1)];
   const late = ratios.slice(Math.floor(ratios.length / 2));
   const mean = (a: number[]) => a.reduce((x, y) => x + y, 0) / a.length;
   const r4 = (x: number) => Math.round(x * 10_000) / 10_000;
-  return {
+  const result: SimResult = {
     meanRatio: r4(mean(ratios)),
     lowestWindowRatio: r4(Math.min(...ratios)),
     worstWindowRatio: r4(Math.max(...ratios)),
     lateMeanRatio: r4(mean(late)),
     lateLowestWindowRatio: r4(Math.min(...late)),
     lateWorstWindowRatio: r4(Math.max(...late)),
+  };
+  if (o.event === undefined) return result;
+  const endOf = (b: number) => (b + 1) * bucketMs;
+  const c = convergence([ratioSeries], endOf, eventAtMs, last, {
+    tolerance: 0.05,
+    holdMs: WINDOW_MS,
+    lookMs: 2000,
+  });
+  return {
+    ...result,
+    event: {
+      convergeMs: c.convergeMs,
+      firstBackInBandMs: c.firstBackInBandMs,
+      minRatioAfter: r4(c.minRatio),
+      maxRatioAfter: r4(c.maxRatio),
+      around: Object.fromEntries(
+        SIM_AROUND_MS.map((off) => [
+          String(off),
+          r4(ratioSeries[Math.ceil((eventAtMs + off) / bucketMs) - 1] ?? Number.NaN),
+        ]),
+      ),
+    },
   };
 }
 
@@ -146,6 +205,9 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     ["lagCompensationMs 50", { lagCompensationMs: 50 }],
     ["latency 10 ms", { latencyMs: 10 }],
     ["limit 3000 (10x the hits)", { limit: 3000, hitsPerMsPerNode: 3.5 }],
+    ["shift at 6 s", { event: "shift" }],
+    ["join at 6 s", { event: "join" }],
+    ["leave at 6 s", { event: "leave" }],
   ];
   const out: Record<string, SimResult> = {};
   for (const [name, options] of cases) {
@@ -154,6 +216,11 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     console.log(
       `${name.padEnd(28)} mean ${r.meanRatio.toFixed(3)}  lowest ${r.lowestWindowRatio.toFixed(3)}  worst ${r.worstWindowRatio.toFixed(3)}  | second half: mean ${r.lateMeanRatio.toFixed(3)}  lowest ${r.lateLowestWindowRatio.toFixed(3)}  worst ${r.lateWorstWindowRatio.toFixed(3)}`,
     );
+    if (r.event !== undefined) {
+      console.log(
+        `${"".padEnd(28)} settled ${r.event.convergeMs ?? "never"} ms (first back ${r.event.firstBackInBandMs ?? "-"} ms); around: ${JSON.stringify(r.event.around)}`,
+      );
+    }
   }
   console.log(JSON.stringify({ bench: "accuracy-sim", cases: out }));
 }

@@ -65,6 +65,8 @@ const BOOT_TIMEOUT_MS = 30_000;
 const TOLERANCE = 0.05;
 const HOLD_MS = WINDOW_MS;
 const LOOK_MS = 2000;
+/** Offsets from an event (ms) at which the window ratio is printed. */
+const AROUND_MS = [-500, 0, 50, 100, 150, 200, 300, 500, 1000, 1500];
 const GOAL_STEADY_MEAN = 0.03;
 const GOAL_WORST = 1.05;
 const GOAL_CONVERGE_MS = 2 * SYNC_INTERVAL_MS;
@@ -511,6 +513,8 @@ interface EventFigures {
   leftBand: boolean;
   minRatioAfter: number;
   maxRatioAfter: number;
+  /** Hot keys' mean window ratio at the first bucket end at or after each offset from the event. */
+  around: Record<string, number>;
 }
 
 interface Figures {
@@ -720,6 +724,13 @@ function analyze(run: RunData): Figures {
       leftBand: c.leftBand,
       minRatioAfter: round(c.minRatio),
       maxRatioAfter: round(c.maxRatio),
+      around: Object.fromEntries(
+        AROUND_MS.map((off) => {
+          const b = Math.ceil((ev.atWallMs + off - run.t0) / REPORT_MS);
+          const r = ratios.reduce((a, x) => a + (x[b] ?? Number.NaN), 0) / ratios.length;
+          return [String(off), round(r, 3)];
+        }),
+      ),
     };
   }
   return figures;
@@ -857,6 +868,27 @@ async function main(): Promise<number> {
       "p99 ms: batches / rate updates, send stamp to receipt at an observer process (machine load).",
     ].join("\n"),
   );
+  const eventRows: string[][] = [];
+  for (const sc of scenarios) {
+    for (const mode of ["global", "naive"] as const) {
+      const e = results[mode][sc.name]?.event;
+      if (e === undefined) continue;
+      eventRows.push([
+        mode === "global" ? sc.name : "",
+        mode === "global" ? "sluice global" : "naive",
+        ...AROUND_MS.map((off) => (e.around[String(off)] ?? Number.NaN).toFixed(2)),
+      ]);
+    }
+  }
+  if (eventRows.length > 0) {
+    console.log("\nHot keys' mean window ratio around each event (ms from the event):");
+    console.log(
+      table(
+        ["event", "limiter", ...AROUND_MS.map((off) => (off > 0 ? `+${off}` : String(off)))],
+        eventRows,
+      ),
+    );
+  }
   console.log(
     `\nIn-memory reference (steady, hot key only, 8 agents + aggregator in one process on a manual clock, 3 ms message latency, same rule and sync interval; no machine noise): mean ${sim.meanRatio.toFixed(3)}, lowest ${sim.lowestWindowRatio.toFixed(3)}, worst ${sim.worstWindowRatio.toFixed(3)} (windows from 2 s to 12 s).`,
   );
