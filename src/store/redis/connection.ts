@@ -73,16 +73,32 @@ export class StoreTimeoutError extends SluiceError {
   }
 }
 
-class PendingCall extends Deadline {
+/**
+ * Where a sender hands the outcome of a call it took charge of (see `run()`): `deliver` with the
+ * reply, or `fail` with the error. Either may come after the call has already timed out; it is
+ * then ignored.
+ */
+export interface CallSink {
+  deliver(reply: unknown): void;
+  fail(err: unknown): void;
+}
+
+/**
+ * Sends a call's command. Either returns the command's promise, or returns nothing and later
+ * calls `sink.deliver` / `sink.fail` itself (the batcher does, to skip a promise per hit).
+ */
+export type Sender = (sink: CallSink) => Promise<unknown> | undefined;
+
+class PendingCall extends Deadline implements CallSink {
   constructor(
     deadlineMs: number,
     readonly timeoutMs: number,
     readonly label: string,
-    readonly send: () => Promise<unknown>,
+    readonly send: Sender,
     readonly transform: ((reply: unknown) => unknown) | undefined,
     readonly resolve: (value: unknown) => void,
     readonly reject: (err: Error) => void,
-    readonly onExpire: (call: PendingCall) => void,
+    readonly hooks: LinkHooks,
     /**
      * A wait for the connection itself (`whenReady`): keeps waiting through failed attempts
      * (other calls fail on the first) and sends nothing, so it is not counted as a call.
@@ -93,8 +109,32 @@ class PendingCall extends Deadline {
   }
 
   expire(): void {
-    this.onExpire(this);
+    this.hooks.expire(this);
   }
+
+  deliver(reply: unknown): void {
+    if (this.settled) return;
+    let value: unknown;
+    try {
+      value = this.transform === undefined ? reply : this.transform(reply);
+    } catch (err) {
+      this.fail(err);
+      return;
+    }
+    this.settle();
+    this.resolve(value);
+  }
+
+  fail(err: unknown): void {
+    if (this.settle()) this.hooks.fail(this, err);
+  }
+}
+
+/** What a call reports back to its link; one object per link, shared by its calls. */
+interface LinkHooks {
+  expire(call: PendingCall): void;
+  /** The call is already settled; reject it and count the failure. */
+  fail(call: PendingCall, err: unknown): void;
 }
 
 export class RedisLink {
@@ -112,7 +152,16 @@ export class RedisLink {
   #hasBeenReady: boolean;
   #lastError: Error | undefined;
   #closed = false;
-  readonly #expire = (call: PendingCall) => this.#onExpire(call);
+  readonly #hooks: LinkHooks = {
+    expire: (call) => this.#onExpire(call),
+    fail: (call, err) => {
+      this.failures++;
+      const cause = err instanceof Error ? err : new Error(String(err));
+      call.reject(
+        new StoreUnavailableError(`Redis failed ${call.label}: ${cause.message}`, { cause }),
+      );
+    },
+  };
   readonly #onReady = () => this.#flushWaiting();
   readonly #onError = (err: Error) => {
     this.#lastError = err;
@@ -166,7 +215,7 @@ export class RedisLink {
   }
 
   /**
-   * Sends `send()` now if the connection is up, and settles with its reply passed through
+   * Sends `send` now if the connection is up, and settles with its reply passed through
    * `transform`, or with a StoreUnavailableError when the connection is down, the command fails,
    * `transform` throws, or no reply comes within `timeoutMs`. `label` says what the call was, for
    * messages. `mayWait` lets the call wait for a lost connection to come back (until its
@@ -175,7 +224,7 @@ export class RedisLink {
   run<T>(
     timeoutMs: number,
     label: string,
-    send: () => Promise<unknown>,
+    send: Sender,
     transform?: (reply: unknown) => T,
     mayWait = false,
   ): Promise<T> {
@@ -205,7 +254,7 @@ export class RedisLink {
         transform,
         resolve as (value: unknown) => void,
         reject,
-        this.#expire,
+        this.#hooks,
         mayWait,
       );
       this.#deadlines.add(call, timeoutMs);
@@ -262,35 +311,16 @@ export class RedisLink {
 
   #dispatch(call: PendingCall): void {
     if (!call.isConnectionWait) this.calls++;
-    let sent: Promise<unknown>;
+    let sent: Promise<unknown> | undefined;
     try {
-      sent = call.send();
+      sent = call.send(call);
     } catch (err) {
-      sent = Promise.reject(err);
+      call.fail(err);
+      return;
     }
-    sent.then(
-      (reply) => {
-        if (call.settled) return;
-        let value: unknown;
-        try {
-          value = call.transform === undefined ? reply : call.transform(reply);
-        } catch (err) {
-          this.#fail(call, err);
-          return;
-        }
-        call.settle();
-        call.resolve(value);
-      },
-      (err: unknown) => this.#fail(call, err),
-    );
-  }
-
-  #fail(call: PendingCall, err: unknown): void {
-    if (!call.settle()) return;
-    this.failures++;
-    const cause = err instanceof Error ? err : new Error(String(err));
-    call.reject(
-      new StoreUnavailableError(`Redis failed ${call.label}: ${cause.message}`, { cause }),
+    sent?.then(
+      (reply) => call.deliver(reply),
+      (err: unknown) => call.fail(err),
     );
   }
 
@@ -312,13 +342,7 @@ export class RedisLink {
         this.#waiting.push(call);
         continue;
       }
-      call.settle();
-      this.failures++;
-      call.reject(
-        new StoreUnavailableError(`Redis is not reachable for ${call.label}: ${cause.message}`, {
-          cause,
-        }),
-      );
+      call.fail(cause);
     }
   }
 

@@ -13,7 +13,7 @@
  * with hits on the same key there.
  */
 import type { Decision } from "../../algorithms/types.js";
-import type { RedisClient } from "./connection.js";
+import type { CallSink, RedisClient } from "./connection.js";
 import { runScript } from "./scripts.js";
 
 /**
@@ -37,8 +37,7 @@ export interface BatchPlan {
 class Batch {
   readonly keys: string[] = [];
   readonly costs: string[] = [];
-  readonly resolves: ((decision: Decision) => void)[] = [];
-  readonly rejects: ((err: unknown) => void)[] = [];
+  readonly sinks: CallSink[] = [];
 
   constructor(readonly plan: BatchPlan) {}
 }
@@ -60,8 +59,8 @@ export class DecideBatcher {
     this.#nowText = nowText;
   }
 
-  /** Queues a "consume" of `cost` on `redisKey`; resolves with its decision. */
-  consume(plan: BatchPlan, redisKey: string, cost: number): Promise<Decision> {
+  /** Queues a "consume" of `cost` on `redisKey`; its decision goes to `sink`. */
+  consume(plan: BatchPlan, redisKey: string, cost: number, sink: CallSink): undefined {
     const batchKey = this.#isCluster ? redisKey : plan;
     let batch = this.#pending.get(batchKey);
     if (batch === undefined || batch.keys.length >= MAX_BATCH) {
@@ -73,13 +72,10 @@ export class DecideBatcher {
       this.#scheduled = true;
       process.nextTick(this.#flush);
     }
-    const b = batch;
-    b.keys.push(redisKey);
-    b.costs.push(String(cost));
-    return new Promise<Decision>((resolve, reject) => {
-      b.resolves.push(resolve);
-      b.rejects.push(reject);
-    });
+    batch.keys.push(redisKey);
+    batch.costs.push(String(cost));
+    batch.sinks.push(sink);
+    return undefined;
   }
 
   /**
@@ -95,7 +91,7 @@ export class DecideBatcher {
   }
 
   #send(batch: Batch): void {
-    const { plan, keys, costs, resolves, rejects } = batch;
+    const { plan, keys, costs, sinks } = batch;
     const n = keys.length;
     const args = [String(n), ...keys, "consume", ...plan.params, this.#nowText(), ...costs];
     this.scriptCalls++;
@@ -112,14 +108,14 @@ export class DecideBatcher {
           try {
             decision = plan.parse(reply, i);
           } catch (err) {
-            rejects[i]!(err);
+            sinks[i]!.fail(err);
             continue;
           }
-          resolves[i]!(decision);
+          sinks[i]!.deliver(decision);
         }
       },
       (err: unknown) => {
-        for (const reject of rejects) reject(err);
+        for (const sink of sinks) sink.fail(err);
       },
     );
   }

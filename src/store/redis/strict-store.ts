@@ -22,7 +22,12 @@ import type { CompiledRule } from "../../limiter/rule.js";
 import type { StrictStore } from "../../limiter/strict-store.js";
 import { expectKnownKeys, expectObject, optionalNumber } from "../../validate.js";
 import { OverLimitCache } from "../over-limit-cache.js";
-import { CONNECTION_OPTION_KEYS, type RedisConnectionOptions, RedisLink } from "./connection.js";
+import {
+  CONNECTION_OPTION_KEYS,
+  type RedisConnectionOptions,
+  RedisLink,
+  type Sender,
+} from "./connection.js";
 import { type BatchPlan, DecideBatcher } from "./decide-batcher.js";
 import { expectKeyPrefix, ruleKeyParts } from "./keys.js";
 import { DECIDE_SCRIPTS, defineDecideScripts, runScript } from "./scripts.js";
@@ -208,7 +213,7 @@ class RedisStrictStoreImpl implements RedisStrictStore {
     if (!(cost > 0 && cost <= MAX_COST)) return Promise.reject(badCost(cost));
     const redisKey = plan.head + key + plan.tail;
     const batcher = this.#batcher;
-    const send = () => batcher.consume(plan, redisKey, cost);
+    const send: Sender = (sink) => batcher.consume(plan, redisKey, cost, sink);
     const cache = this.#cache;
     if (cache === undefined) {
       return this.#link.run<Decision>(rule.storeTimeoutMs, plan.labels.consume, send);
@@ -216,12 +221,11 @@ class RedisStrictStoreImpl implements RedisStrictStore {
     const sentAtMs = this.#clock.nowMs();
     const cached = cache.lookup(redisKey, cost, sentAtMs);
     if (cached !== undefined) return Promise.resolve(cached);
-    return this.#link
-      .run<Decision>(rule.storeTimeoutMs, plan.labels.consume, send)
-      .then((decision) => {
-        if (!decision.allowed) cache.remember(redisKey, cost, decision, sentAtMs);
-        return decision;
-      });
+    return this.#link.run(rule.storeTimeoutMs, plan.labels.consume, send, (reply) => {
+      const decision = reply as Decision; // the batcher delivers parsed decisions
+      if (!decision.allowed) cache.remember(redisKey, cost, decision, sentAtMs);
+      return decision;
+    });
   }
 
   peek(rule: CompiledRule, key: string, cost?: number): Promise<Decision> {
