@@ -327,6 +327,8 @@ async function runProcesses(plan: Plan, args: string[]): Promise<number> {
             String(plan.zipf),
             "--duration-ms",
             String(leave - join),
+            "--expected-nodes",
+            String(plan.nodes),
           ],
           (o) => {
             if (o["type"] === "loadgen") board.add(node, o as unknown as LoadReport);
@@ -399,7 +401,12 @@ async function runInMemory(plan: Plan): Promise<number> {
             const limiter = createLimiter({ rules });
             limiters.push(limiter);
             const transport = bus.connect();
-            const agent = createNodeAgent({ limiter, transport, nodeId: node });
+            const agent = createNodeAgent({
+              limiter,
+              transport,
+              nodeId: node,
+              initialLiveNodes: plan.nodes,
+            });
             const load = runLoad({
               limiter,
               rule: plan.rule,

@@ -24,6 +24,7 @@ const OPTIONS = {
   "sync-interval-ms": { type: "string" },
   "heartbeat-ms": { type: "string" },
   "stale-after-ms": { type: "string" },
+  "expected-nodes": { type: "string" },
   json: { type: "boolean" },
   "metrics-port": { type: "string" },
   "metrics-host": { type: "string" },
@@ -50,6 +51,7 @@ export const loadgenCommand: Command = {
     "  --report-ms N         report period, wall-clock aligned (default 100)",
     "  --sync-interval-ms N  batch period (default 50)   --heartbeat-ms N (default 500)",
     "  --stale-after-ms N    aggregator silence before the loss policy (default 2000)",
+    "  --expected-nodes N    live nodes assumed until the aggregator says (default 1)",
     "  --json                reports as JSON lines",
     "  --metrics-port N      serve Prometheus metrics on this port, 0 = any free one",
     "                        (default: none)",
@@ -91,6 +93,7 @@ export const loadgenCommand: Command = {
       syncIntervalMs: num(p, "sync-interval-ms", 50, { min: 10, max: 10_000 }),
       heartbeatIntervalMs: num(p, "heartbeat-ms", 500, { min: 50 }),
       staleAfterMs: num(p, "stale-after-ms", 2000, { min: 1 }),
+      initialLiveNodes: num(p, "expected-nodes", 1, { integer: true, min: 1, max: 65_535 }),
     });
     const telemetry =
       metricsPort === undefined && typeof otlp !== "string"
