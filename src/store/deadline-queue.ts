@@ -81,13 +81,6 @@ export class DeadlineQueue {
     if (entry.deadlineMs < this.#timerAtMs) this.#arm(entry.deadlineMs);
   }
 
-  /** Calls being watched. O(n); for tests and stats. */
-  get size(): number {
-    let n = 0;
-    for (const list of this.#lists.values()) for (let e = list.head; e; e = e.next) n++;
-    return n;
-  }
-
   /** Cancels the timer and expires every unsettled entry now. */
   close(): void {
     this.#timer?.cancel();

@@ -6,6 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { after, test } from "node:test";
+import { Redis } from "ioredis";
 import {
   type CompiledRule,
   createLimiter,
@@ -310,6 +311,30 @@ test("redis strict store - close() is idempotent, leaves no handle, and later ca
   await assert.rejects(store.decide(rule!, "k", 1), StoreUnavailableError);
   await sleep(20);
   assert.equal(count(), before, String(process.getActiveResourcesInfo()));
+});
+
+test("redis strict store - a client passed in is used, and left open by close()", async () => {
+  const client = new Redis(SHARED_REDIS_URL, {
+    protocol: 2,
+    enableOfflineQueue: false,
+    autoResendUnfulfilledCommands: false,
+  });
+  const [rule] = compile({ name: "borrowed", limit: 2, windowMs: DAY_MS });
+  const store = createRedisStrictStore({ client, keyPrefix: prefix });
+  try {
+    await store.ready();
+    assert.equal((await store.decide(rule!, "k", 1)).remaining, 1);
+    await store.close();
+    assert.equal(client.status, "ready");
+    assert.equal(await client.exists(`${prefix}{borrowed|k}:tb`), 1);
+    assert.throws(
+      () => createRedisStrictStore({ client, url: SHARED_REDIS_URL }),
+      (err: unknown) => err instanceof InvalidArgumentError && err.field === "options.client",
+    );
+  } finally {
+    await store.close();
+    await client.quit();
+  }
 });
 
 test("redis strict store - limiter.checkAsync goes through the store and accounts the hits", async () => {

@@ -209,11 +209,6 @@ export class RedisLink {
     this.client.on("error", this.#onError);
   }
 
-  /** The connection's state as ioredis reports it (`ready`, `reconnecting`, ...). */
-  get status(): string {
-    return this.client.status;
-  }
-
   /**
    * Sends `send` now if the connection is up, and settles with its reply passed through
    * `transform`, or with a StoreUnavailableError when the connection is down, the command fails,
@@ -355,7 +350,7 @@ export class RedisLink {
       );
       return;
     }
-    this.timeouts++;
+    if (!call.isConnectionWait) this.timeouts++;
     call.reject(
       new StoreUnavailableError(`Redis did not answer ${call.label} within ${call.timeoutMs} ms`, {
         cause: new StoreTimeoutError(call.timeoutMs, this.client.status),
