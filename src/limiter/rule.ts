@@ -29,7 +29,7 @@ export interface RuleConfig {
    * @example 100
    */
   readonly limit: number;
-  /** Window length in ms, > 0 and <= 1 year. @example 1000 */
+  /** Window length in ms, >= 1 and <= 1 year. @example 1000 */
   readonly windowMs: number;
   /**
    * Bucket capacity: most cost admitted at once from rest (token-bucket and gcra only).
@@ -124,7 +124,7 @@ export function compileRule(input: unknown, at: string, defaultMaxKeys: number):
           Object.keys(algorithms) as AlgorithmName[],
         );
   const limit = expectNumber(`${at}.limit`, raw["limit"], { above: 0, max: 1e15 });
-  const windowMs = expectNumber(`${at}.windowMs`, raw["windowMs"], { above: 0, max: YEAR_MS });
+  const windowMs = expectNumber(`${at}.windowMs`, raw["windowMs"], { min: 1, max: YEAR_MS });
   if (algorithmName === "sliding-window" && raw["burst"] !== undefined) {
     throw new InvalidArgumentError(
       `${at}.burst`,
