@@ -3,7 +3,8 @@
  * aggregator in one process, on the in-memory bus and a manual clock, so what it shows is the
  * algorithm's own behaviour, free of scheduling noise, and the same on every run.
  *
- * Every message is delivered `latencyMs` after it is published; the nodes' timers are started
+ * Every message is delivered `latencyMs` after it is published; agents assume all `nodes` live
+ * until the aggregator says (as `--expected-nodes` does in the process bench); timers are started
  * 7 ms apart so their sync ticks are not aligned with each other or with the aggregator's. Each
  * node offers one key (the hot key) `hitsPerMsPerNode` hits per ms from t = 0 (a step start,
  * as in the process bench), decided by a global sliding-window rule of `limit` per 1000 ms.
@@ -110,6 +111,7 @@ export async function runSim(o: SimOptions = {}): Promise<SimResult> {
       nodeId: `n${i}`,
       syncIntervalMs,
       heartbeatIntervalMs: 200,
+      initialLiveNodes: nodeCount,
     });
     nodes.push({ limiter, agent, owed: 0, closed: false });
   };

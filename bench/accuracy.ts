@@ -403,6 +403,10 @@ async function runOnce(scenario: Scenario, mode: Mode, rulesFile: string): Promi
           String(REPORT_MS),
           "--sync-interval-ms",
           String(SYNC_INTERVAL_MS),
+          // The fleet size, as a deployment would configure it: the default share before the
+          // aggregator is first heard is then limit / 8, not the whole limit.
+          "--expected-nodes",
+          String(NODES),
           "--prefix",
           prefix,
           "--nats",
