@@ -84,15 +84,14 @@ const ruleArb = fc.oneof(
   fc.record({
     algorithm: fc.constantFrom("token-bucket" as const, "gcra" as const),
     limit: positive(60),
-    windowMs: positive(5000),
+    windowMs: positive(5000, 1), // rules need windowMs >= 1
     burst: fc.option(positive(80), { nil: undefined }),
   }),
   fc.record({
     algorithm: fc.constant("sliding-window" as const),
     limit: positive(60),
-    // At least 1 ms: on an epoch-scale clock, much smaller segments leave the range of exact
-    // integers (the store refuses rules under 1 µs per segment).
-    windowMs: positive(5000, 1),
+    windowMs: positive(5000, 1), // rules need windowMs >= 1
+
     segments: fc.integer({ min: 1, max: 60 }),
   }),
 );

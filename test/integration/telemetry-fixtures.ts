@@ -110,6 +110,9 @@ export async function startSluice(o: SluiceOptions): Promise<Sluice> {
       warmupMs: 0,
     });
     opened.push(service);
+    // The aggregator's subscriptions must reach the server before the node's first heartbeat,
+    // or that heartbeat is lost and the exact counts below never match.
+    await aggregatorTransport.flush();
     const agent = createNodeAgent({
       limiter,
       transport: nodeTransport,
