@@ -120,14 +120,18 @@ test("redis failure - a paused Redis times out after storeTimeoutMs with a Store
     redis: fastReconnect,
   });
   const limiter = createLimiter({
-    rules: [{ ...strictRule("paused", "closed"), storeTimeoutMs: 50 }],
+    rules: [{ ...strictRule("paused", "closed"), storeTimeoutMs: 150 }],
     strictStore,
     sweepIntervalMs: 0,
   });
   const admin = adminClient(server.url);
   try {
+    // Connect and load the script first, so the short timeout below measures only the pause
+    // (on a busy machine a first call's connect and script load can take longer than it).
+    await strictStore.ready();
+    await strictStore.decide(limiter.rules[0]!, "warm-up", 1);
     assert.equal((await limiter.checkAsync("paused", "p")).allowed, true);
-    await admin.call("CLIENT", "PAUSE", "400", "ALL");
+    await admin.call("CLIENT", "PAUSE", "1000", "ALL");
     const err = await strictStore.decide(limiter.rules[0]!, "p", 1).then(
       () => undefined,
       (e: unknown) => e,
@@ -137,7 +141,7 @@ test("redis failure - a paused Redis times out after storeTimeoutMs with a Store
     const viaLimiter = await limiter.checkAsync("paused", "p");
     assert.equal(viaLimiter.allowed, false, "closed policy while paused");
     assert.equal(strictStore.stats().timeouts, 2);
-    await sleep(450);
+    await sleep(1100);
     const d = await limiter.checkAsync("paused", "p2");
     assert.equal(d.allowed, true, "answers again once the pause ends");
     assert.equal(d.remaining, 2);
