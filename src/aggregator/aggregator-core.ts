@@ -58,14 +58,20 @@ export interface AggregatorCoreOptions {
   readonly warmupMs?: number;
   /**
    * How much shorter than the rule's window the aggregator's window is, ms. Hits are binned at
-   * the time they were admitted (receipt minus the age the node reports), so none is needed for
-   * accuracy; a positive value trades overshoot for admission under bursty load. Measured in the
-   * in-memory simulation (4 nodes, 1.2x demand): 0 ms admits 95.8% of the limit, never above it;
-   * 25 ms admits 98.5% but bursts after an aggregator restart reached 104%. Capped at half the
-   * window.
-   * @default 0
+   * the time they were admitted, but budget a hit frees reaches the nodes only at the next tick
+   * plus transit, so each slot of the window stands empty for about that long: with no
+   * compensation the in-memory reference admits 0.94 of the limit at steady state. Half a sync
+   * interval, with pacing on, admits 0.97 and its worst window was 1.003 of the limit; a whole
+   * interval admits 0.997 with worst windows up to 1.04. Capped at half the window.
+   * @default syncIntervalMs / 2
    */
   readonly lagCompensationMs?: number;
+  /**
+   * Most new allowance handed out per key per tick, as a multiple of the rule's steady rate
+   * (limit / windowMs x syncIntervalMs), on top of what nodes hold; 0 turns pacing off.
+   * @default 1.5
+   */
+  readonly pacing?: number;
 }
 
 /** Counters, read by telemetry and tests. */
@@ -189,6 +195,7 @@ export class AggregatorCore {
   readonly #materialChange: number;
   readonly #keyIdleMs: number;
   readonly #grantsFromMs: number;
+  readonly #pacing: number;
   #dirty: [RuleState, KeyState][] = [];
   #seq = 0;
   #lastReclaimMs: number;
@@ -201,9 +208,10 @@ export class AggregatorCore {
     this.#materialChange = options.materialChange ?? 0.002;
     this.#keyIdleMs = options.keyIdleMs ?? 30_000;
     this.membership = new Membership(options.nodeTtlMs ?? 3000);
+    this.#pacing = options.pacing ?? 1.5;
     for (const rule of options.rules) {
       if (rule.mode === "global") {
-        const lag = options.lagCompensationMs ?? 0;
+        const lag = options.lagCompensationMs ?? this.#syncIntervalMs / 2;
         this.#rules.set(rule.name, new RuleState(rule, lag));
       }
     }
@@ -469,13 +477,30 @@ export class AggregatorCore {
         committed: this.#committed(nk, defaultShare),
       };
     });
-    const shares = allocate(budget, inputs);
+    // Pacing: new allowance per tick is capped at `pacing` times the rule's steady rate, on top of
+    // what nodes already hold. Without it, a burst that fills the window at once frees its
+    // budget at once a window later, and the limit is then admitted in echoing bursts whose
+    // troughs waste capacity (worst windows at 0.78 of the limit in the simulation; 0.89 with).
+    let grantable = budget;
+    if (this.#pacing > 0) {
+      let held = 0;
+      for (const x of inputs) held += x.committed;
+      const cap = held + limit * (this.#syncIntervalMs / rs.rule.windowMs) * this.#pacing;
+      if (grantable > cap) grantable = cap;
+    }
+    const shares = allocate(grantable, inputs);
     const threshold = Math.max(limit * this.#materialChange, 1e-9);
     for (let j = 0; j < ks.nodes.length; j++) {
       const nk = ks.nodes[j]!;
       if (!nk.node.alive) continue;
       const allowance = nk.admitted + shares[j]!;
-      if (nk.sentVersion > 0 && Math.abs(allowance - nk.sentAllowance) <= threshold) continue;
+      // Small changes are not worth a message, unless the node is out of room: then even a
+      // small increase is what lets it admit its next hit (a skipped one would never be sent,
+      // since a node that cannot admit reports nothing new that would change the share).
+      const starved = nk.sentAllowance - nk.admitted < 1 && allowance > nk.sentAllowance;
+      if (nk.sentVersion > 0 && !starved && Math.abs(allowance - nk.sentAllowance) <= threshold) {
+        continue;
+      }
       ks.version = (ks.version + 1) >>> 0 || 1;
       nk.sentVersion = ks.version;
       nk.sentAllowance = allowance;

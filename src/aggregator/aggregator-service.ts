@@ -39,7 +39,7 @@ export interface AggregatorServiceOptions {
    * @default the longest global window, at most 5000
    */
   readonly warmupMs?: number;
-  /** See `AggregatorCoreOptions.lagCompensationMs`. @default 0 */
+  /** See `AggregatorCoreOptions.lagCompensationMs`. @default syncIntervalMs / 2 */
   readonly lagCompensationMs?: number;
   readonly clock?: Clock;
 }
