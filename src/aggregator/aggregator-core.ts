@@ -33,6 +33,7 @@ import type {
   RuleDefaultsFields,
   RuleGroup,
 } from "../protocol/messages.js";
+import { isValidNodeId } from "../protocol/subjects.js";
 import { allocate } from "./allocator.js";
 import { Membership, type NodeRecord } from "./membership.js";
 
@@ -93,6 +94,20 @@ export interface AggregatorStats {
   nodesDropped: number;
   /** Admitted cost counted into windows since start. */
   admittedCounted: number;
+}
+
+/** A key in a checkpoint: its window by segment age, and its node streams' counts. */
+type SavedKey = [key: string, byAge: number[], streams?: SavedStream[]];
+type SavedStream = [
+  nodeId: string,
+  nodeEpoch: number,
+  generation: number,
+  admitted: number,
+  rejected: number,
+];
+
+function isCount(x: unknown): x is number {
+  return typeof x === "number" && Number.isFinite(x) && x >= 0;
 }
 
 /** The grant fields a node reports with each entry (see the protocol's DecisionEntry). */
@@ -194,7 +209,7 @@ export class AggregatorCore {
   readonly #syncIntervalMs: number;
   readonly #materialChange: number;
   readonly #keyIdleMs: number;
-  readonly #grantsFromMs: number;
+  #grantsFromMs: number;
   readonly #pacing: number;
   #dirty: [RuleState, KeyState][] = [];
   #seq = 0;
@@ -536,6 +551,104 @@ export class AggregatorCore {
       nk.pendingDemand = 0;
       nk.lastDemandMs = now;
     }
+  }
+
+  /**
+   * The global windows as bytes, for a checkpoint. Segments are stored by age (0 = the segment
+   * now in progress) with the wall-clock time of the export, since monotonic clocks of two runs
+   * share no origin; node state and grants are not saved (nodes report them again).
+   */
+  exportWindows(): Uint8Array {
+    const now = this.#clock.nowMs();
+    const rules: Record<string, { segMs: number; keys: SavedKey[] }> = {};
+    for (const rs of this.#rules.values()) {
+      const ring = rs.params.segments + 1;
+      const keys: SavedKey[] = [];
+      for (const [key, ks] of rs.keys) {
+        const k = advance(ks.window, 0, rs.params, now);
+        const byAge: number[] = [];
+        for (let age = 0; age < ring; age++) {
+          byAge.push(ks.window[1 + ((((k - age) % ring) + ring) % ring)]!);
+        }
+        if (!byAge.some((c) => c > 0) && ks.nodes.length === 0) continue;
+        // Each node stream's counts too: the first report after a restart is then a difference
+        // to these, which also counts a batch lost while no aggregator listened.
+        const streams: SavedStream[] = [];
+        for (const nk of ks.nodes) {
+          if (nk.reported && nk.node.alive) {
+            streams.push([nk.node.id, nk.node.epoch, nk.generation, nk.admitted, nk.rejected]);
+          }
+        }
+        keys.push([key, byAge, streams]);
+      }
+      rules[rs.rule.name] = { segMs: rs.params.windowMs / rs.params.segments, keys };
+    }
+    return new TextEncoder().encode(JSON.stringify({ v: 1, wallMs: wallClockMs(), rules }));
+  }
+
+  /**
+   * Restores windows exported by {@link exportWindows} (by this or an earlier run), aged by the
+   * wall-clock time since the export, and ends the warm-up: the windows already hold what was
+   * admitted before this run started. Returns the number of keys restored; a checkpoint that
+   * does not parse, or whose rules changed shape, restores nothing for them.
+   */
+  restoreWindows(bytes: Uint8Array): number {
+    let doc: {
+      v?: number;
+      wallMs?: number;
+      rules?: Record<string, { segMs: number; keys: SavedKey[] }>;
+    };
+    try {
+      doc = JSON.parse(new TextDecoder().decode(bytes)) as typeof doc;
+    } catch {
+      return 0;
+    }
+    if (
+      doc.v !== 1 ||
+      typeof doc.wallMs !== "number" ||
+      typeof doc.rules !== "object" ||
+      doc.rules === null
+    )
+      return 0;
+    const now = this.#clock.nowMs();
+    const elapsedMs = Math.max(0, wallClockMs() - doc.wallMs);
+    let restored = 0;
+    for (const [name, saved] of Object.entries(doc.rules)) {
+      const rs = this.#rules.get(name);
+      if (rs === undefined || !Array.isArray(saved.keys)) continue;
+      const segMs = rs.params.windowMs / rs.params.segments;
+      if (Math.abs(saved.segMs - segMs) > 1e-9) continue; // the rule changed: start afresh
+      const ring = rs.params.segments + 1;
+      const shift = Math.floor(elapsedMs / segMs);
+      for (const [key, byAge, streams] of saved.keys) {
+        if (typeof key !== "string" || !Array.isArray(byAge)) continue;
+        let ks = rs.keys.get(key);
+        if (ks === undefined) {
+          ks = new KeyState(key, rs.params, now);
+          rs.keys.set(key, ks);
+          this.stats.keys++;
+        }
+        const k = advance(ks.window, 0, rs.params, now);
+        for (let age = 0; age < byAge.length && age + shift < ring; age++) {
+          const c = byAge[age];
+          if (typeof c !== "number" || !(c > 0) || !Number.isFinite(c)) continue;
+          const seg = k - age - shift;
+          ks.window[1 + (((seg % ring) + ring) % ring)]! += c;
+        }
+        for (const st of Array.isArray(streams) ? streams : []) {
+          const [id, epoch, generation, admitted, rejected] = st;
+          if (!isValidNodeId(id) || ![epoch, generation, admitted, rejected].every(isCount))
+            continue;
+          if (generation === 0) continue;
+          const node = this.#touch(id, epoch);
+          if (node === undefined || ks.nodes.some((x) => x.node === node)) continue;
+          ks.nodes.push(new NodeKey(node, generation, admitted, rejected, now));
+        }
+        restored++;
+      }
+    }
+    this.#grantsFromMs = now;
+    return restored;
   }
 
   #reclaim(now: number): void {

@@ -42,6 +42,25 @@ export interface AggregatorServiceOptions {
   /** See `AggregatorCoreOptions.lagCompensationMs`. @default syncIntervalMs / 2 */
   readonly lagCompensationMs?: number;
   readonly clock?: Clock;
+  /**
+   * Saves the global windows to a store (e.g. `createRedisCheckpointStore`) every `intervalMs`,
+   * so a restarted aggregator can call `restoreCheckpoint()` and resume without a warm-up.
+   */
+  readonly checkpoint?: CheckpointOptions;
+}
+
+/** Where checkpoints go: the shape of `createRedisCheckpointStore()`. */
+export interface CheckpointPort {
+  save(name: string, bytes: Uint8Array, ttlMs: number): Promise<void>;
+  load(name: string): Promise<Uint8Array | undefined>;
+}
+
+export interface CheckpointOptions {
+  readonly store: CheckpointPort;
+  /** Stable across restarts of the same aggregator. @default "sluice-aggregator" */
+  readonly name?: string;
+  /** Save period, ms. @default 1000 */
+  readonly intervalMs?: number;
 }
 
 export interface AggregatorServiceStats extends AggregatorStats {
@@ -56,10 +75,19 @@ export interface AggregatorServiceStats extends AggregatorStats {
   ticks: number;
   /** Time the last tick took, ms. */
   lastTickMs: number;
+  checkpointsSaved: number;
+  checkpointErrors: number;
+  /** Keys restored from a checkpoint at start (-1 if none was tried). */
+  keysRestored: number;
 }
 
 export interface AggregatorService {
   readonly core: AggregatorCore;
+  /**
+   * Loads the last checkpoint (if `checkpoint` is configured and one exists) into the windows
+   * and ends the warm-up. Call once, right after creating the service. Returns keys restored.
+   */
+  restoreCheckpoint(): Promise<number>;
   stats(): AggregatorServiceStats;
   close(): Promise<void>;
 }
@@ -80,6 +108,12 @@ class Service implements AggregatorService {
   #ticks = 0;
   #lastTickMs = 0;
   #closed = false;
+  readonly #checkpoint: CheckpointOptions | undefined;
+  readonly #checkpointTimer: TimerHandle | undefined;
+  readonly #checkpointTtlMs: number;
+  #checkpointsSaved = 0;
+  #checkpointErrors = 0;
+  #keysRestored = -1;
 
   constructor(o: AggregatorServiceOptions) {
     const id =
@@ -136,6 +170,43 @@ class Service implements AggregatorService {
       ),
     );
     this.#timer = this.#clock.setRepeating(() => this.#tick(), syncIntervalMs);
+    this.#checkpoint = o.checkpoint;
+    const longest = Math.max(1000, ...o.rules.map((r) => r.windowMs));
+    this.#checkpointTtlMs = 2 * longest;
+    this.#checkpointTimer =
+      o.checkpoint === undefined
+        ? undefined
+        : this.#clock.setRepeating(
+            () => void this.#saveCheckpoint(),
+            optionalNumber("checkpoint.intervalMs", o.checkpoint.intervalMs, 1000, { min: 10 }),
+          );
+  }
+
+  async restoreCheckpoint(): Promise<number> {
+    if (this.#checkpoint === undefined) return 0;
+    try {
+      const bytes = await this.#checkpoint.store.load(this.#checkpoint.name ?? "sluice-aggregator");
+      this.#keysRestored = bytes === undefined ? 0 : this.core.restoreWindows(bytes);
+    } catch {
+      this.#checkpointErrors++;
+      this.#keysRestored = 0;
+    }
+    return this.#keysRestored;
+  }
+
+  async #saveCheckpoint(): Promise<void> {
+    const cp = this.#checkpoint;
+    if (cp === undefined) return;
+    try {
+      await cp.store.save(
+        cp.name ?? "sluice-aggregator",
+        this.core.exportWindows(),
+        this.#checkpointTtlMs,
+      );
+      this.#checkpointsSaved++;
+    } catch {
+      this.#checkpointErrors++; // the next save tries again; counted for alerting
+    }
   }
 
   #count(into: Record<string, number>, reason: string, n = 1): void {
@@ -196,6 +267,9 @@ class Service implements AggregatorService {
       })),
       ticks: this.#ticks,
       lastTickMs: this.#lastTickMs,
+      checkpointsSaved: this.#checkpointsSaved,
+      checkpointErrors: this.#checkpointErrors,
+      keysRestored: this.#keysRestored,
     };
   }
 
@@ -203,6 +277,8 @@ class Service implements AggregatorService {
     if (this.#closed) return;
     this.#closed = true;
     this.#timer.cancel();
+    this.#checkpointTimer?.cancel();
+    if (this.#checkpoint !== undefined) await this.#saveCheckpoint(); // the latest windows
     for (const s of this.#subs) s.unsubscribe();
   }
 }

@@ -1,6 +1,7 @@
 /** `sluice aggregator`: runs the aggregator against NATS until stopped. */
 import { createAggregatorService } from "../aggregator/aggregator-service.js";
 import { compileRules, loadRules } from "../config/rules-file.js";
+import { createRedisCheckpointStore } from "../store/redis/checkpoint-store.js";
 import { createTelemetry } from "../telemetry/telemetry.js";
 import { flag, num, parse, str, untilSignal } from "./args.js";
 import { connect, emit, NATS_HELP, NATS_OPTIONS, natsUrl, subjectPrefix } from "./common.js";
@@ -13,6 +14,8 @@ const OPTIONS = {
   "sync-interval-ms": { type: "string" },
   "node-ttl-ms": { type: "string" },
   "warmup-ms": { type: "string" },
+  "checkpoint-redis": { type: "string" },
+  "checkpoint-name": { type: "string" },
   "report-ms": { type: "string" },
   "duration-ms": { type: "string" },
   json: { type: "boolean" },
@@ -33,6 +36,9 @@ export const aggregatorCommand: Command = {
     "  --id ID                 aggregator id (default: agg-<host>-<pid>)",
     "  --sync-interval-ms N    grant period, 10..10000 (default 50); match the nodes",
     "  --node-ttl-ms N         a node silent this long is dropped (default 3000)",
+    "  --checkpoint-redis URL  save the global windows to Redis every second and restore them",
+    "                          at start, so a restart needs no warm-up (e.g. redis://127.0.0.1:6379)",
+    "  --checkpoint-name NAME  checkpoint key, stable across restarts (default sluice-aggregator)",
     "  --warmup-ms N           withhold grants this long after start while windows fill",
     "                          (default: the longest global window, at most 5000)",
     "  --report-ms N           progress period (default 1000)",
@@ -58,6 +64,11 @@ export const aggregatorCommand: Command = {
         : num(p, "metrics-port", 0, { integer: true, min: 0, max: 65_535 });
     const otlp = p.values["otlp"];
     const transport = await connect(p, "sluice-aggregator");
+    const checkpointUrl = p.values["checkpoint-redis"];
+    const checkpoints =
+      typeof checkpointUrl === "string"
+        ? createRedisCheckpointStore({ url: checkpointUrl })
+        : undefined;
     const id = p.values["id"];
     const service = createAggregatorService({
       rules,
@@ -69,7 +80,19 @@ export const aggregatorCommand: Command = {
       ...(p.values["warmup-ms"] === undefined
         ? {}
         : { warmupMs: num(p, "warmup-ms", 0, { min: 0 }) }),
+      ...(checkpoints === undefined
+        ? {}
+        : {
+            checkpoint: {
+              store: checkpoints,
+              name: str(p, "checkpoint-name", "sluice-aggregator"),
+            },
+          }),
     });
+    if (checkpoints !== undefined) {
+      const keys = await service.restoreCheckpoint();
+      if (!json) console.log(`sluice aggregator: restored ${keys} keys from the checkpoint`);
+    }
     const telemetry =
       metricsPort === undefined && typeof otlp !== "string"
         ? undefined
@@ -81,6 +104,7 @@ export const aggregatorCommand: Command = {
             ...(typeof otlp === "string" ? { otlp: { url: otlp } } : {}),
           }).catch(async (err: unknown) => {
             await service.close();
+            await checkpoints?.close();
             await transport.close();
             throw err;
           });
@@ -113,6 +137,7 @@ export const aggregatorCommand: Command = {
     clearInterval(timer);
     report();
     await service.close();
+    await checkpoints?.close();
     await telemetry?.close();
     await transport.close();
     return 0;
