@@ -38,6 +38,8 @@ export {
 export type { AccountingEntry, ChangeVisitor } from "./limiter/key-table.js";
 export {
   DECISION_LATENCY_BOUNDS_S,
+  EXPONENTIAL_SCALE,
+  type ExponentialSnapshot,
   type HistogramSnapshot,
   PROPAGATION_LATENCY_BOUNDS_S,
 } from "./limiter/latency-histogram.js";

@@ -15,8 +15,28 @@ export const PROPAGATION_LATENCY_BOUNDS_S: readonly number[] = [
   5,
 ];
 
+/**
+ * Scale of the base-2 exponential buckets kept beside the fixed ones (for OTLP, whose native
+ * histogram is exponential): bucket i holds values in (2^(i/8), 2^((i+1)/8)], about 9% wide.
+ */
+export const EXPONENTIAL_SCALE = 3;
+const EXP_PER_OCTAVE = 2 ** EXPONENTIAL_SCALE;
+/** Indices kept: 2^-56 s (about 14 fs) to 2^8 s; values outside are clamped into the ends. */
+const EXP_MIN_INDEX = -56 * EXP_PER_OCTAVE;
+const EXP_MAX_INDEX = 8 * EXP_PER_OCTAVE - 1;
+
+/** The exponential form of the same samples, trimmed to the buckets in use. */
+export interface ExponentialSnapshot {
+  readonly scale: number;
+  readonly zeroCount: number;
+  /** Index of the first count in `bucketCounts`. */
+  readonly offset: number;
+  readonly bucketCounts: readonly number[];
+}
+
 /** A point-in-time copy, cumulative since start. */
 export interface HistogramSnapshot {
+  readonly exponential: ExponentialSnapshot;
   /** Bucket upper bounds, seconds; the last count is the overflow bucket (+Inf). */
   readonly boundsS: readonly number[];
   /** counts.length === boundsS.length + 1 */
@@ -34,6 +54,8 @@ export class LatencyHistogram {
   #count = 0;
   #minS = Infinity;
   #maxS = 0;
+  readonly #exp = new Float64Array(EXP_MAX_INDEX - EXP_MIN_INDEX + 1);
+  #zeroCount = 0;
 
   constructor(boundsS: readonly number[]) {
     this.boundsS = boundsS;
@@ -49,6 +71,12 @@ export class LatencyHistogram {
     this.#count++;
     if (seconds < this.#minS) this.#minS = seconds;
     if (seconds > this.#maxS) this.#maxS = seconds;
+    if (seconds > 0) {
+      let i = Math.ceil(Math.log2(seconds) * EXP_PER_OCTAVE) - 1;
+      if (i < EXP_MIN_INDEX) i = EXP_MIN_INDEX;
+      else if (i > EXP_MAX_INDEX) i = EXP_MAX_INDEX;
+      this.#exp[i - EXP_MIN_INDEX]!++;
+    } else this.#zeroCount++;
   }
 
   snapshot(): HistogramSnapshot {
@@ -59,6 +87,24 @@ export class LatencyHistogram {
       count: this.#count,
       minS: this.#count > 0 ? this.#minS : 0,
       maxS: this.#maxS,
+      exponential: this.#exponential(),
+    };
+  }
+
+  #exponential(): ExponentialSnapshot {
+    let first = -1;
+    let last = -1;
+    for (let j = 0; j < this.#exp.length; j++) {
+      if (this.#exp[j]! > 0) {
+        if (first < 0) first = j;
+        last = j;
+      }
+    }
+    return {
+      scale: EXPONENTIAL_SCALE,
+      zeroCount: this.#zeroCount,
+      offset: first < 0 ? 0 : first + EXP_MIN_INDEX,
+      bucketCounts: first < 0 ? [] : [...this.#exp.subarray(first, last + 1)],
     };
   }
 }

@@ -14,6 +14,7 @@ import {
   AggregationTemporality,
   type CollectionResult,
   DataPointType,
+  type ExponentialHistogramMetricData,
   type HistogramMetricData,
   type MetricProducer,
 } from "@opentelemetry/sdk-metrics";
@@ -38,11 +39,17 @@ export class HistogramProducer implements MetricProducer {
   readonly #scope: { name: string };
   readonly #metrics = new Map<InstrumentSpec, Set<HistogramSource>>();
   readonly #nowWallMs: () => number;
+  readonly #exponential: boolean;
 
-  constructor(resource: Resource, scopeName: string, nowWallMs: () => number) {
+  /**
+   * `exponential`: emit base-2 exponential histograms (OTLP's native form, from the samples'
+   * exponential buckets) instead of the explicit buckets (Prometheus, which drops exponential).
+   */
+  constructor(resource: Resource, scopeName: string, nowWallMs: () => number, exponential = false) {
     this.#resource = resource;
     this.#scope = { name: scopeName };
     this.#nowWallMs = nowWallMs;
+    this.#exponential = exponential;
   }
 
   /** Adds a source of points for `instrument`; returns the function that removes it. */
@@ -59,6 +66,7 @@ export class HistogramProducer implements MetricProducer {
   }
 
   async collect(): Promise<CollectionResult> {
+    if (this.#exponential) return this.#collectExponential();
     const endTime = toHrTime(this.#nowWallMs());
     const metrics: HistogramMetricData[] = [];
     const errors: unknown[] = [];
@@ -92,6 +100,56 @@ export class HistogramProducer implements MetricProducer {
         },
         aggregationTemporality: AggregationTemporality.CUMULATIVE,
         dataPointType: DataPointType.HISTOGRAM,
+        dataPoints,
+      });
+    }
+    return {
+      resourceMetrics: {
+        resource: this.#resource,
+        scopeMetrics: metrics.length === 0 ? [] : [{ scope: this.#scope, metrics }],
+      },
+      errors,
+    };
+  }
+
+  async #collectExponential(): Promise<CollectionResult> {
+    const endTime = toHrTime(this.#nowWallMs());
+    const metrics: ExponentialHistogramMetricData[] = [];
+    const errors: unknown[] = [];
+    for (const [instrument, sources] of this.#metrics) {
+      if (sources.size === 0) continue;
+      const dataPoints: ExponentialHistogramMetricData["dataPoints"] = [];
+      for (const source of sources) {
+        try {
+          const s = source.snapshot();
+          const e = s.exponential;
+          dataPoints.push({
+            startTime: toHrTime(source.startWallMs),
+            endTime,
+            attributes: source.attributes,
+            value: {
+              count: s.count,
+              sum: s.sumS,
+              scale: e.scale,
+              zeroCount: e.zeroCount,
+              positive: { offset: e.offset, bucketCounts: [...e.bucketCounts] },
+              negative: { offset: 0, bucketCounts: [] },
+              ...(s.count > 0 ? { min: s.minS, max: s.maxS } : {}),
+            },
+          });
+        } catch (err) {
+          errors.push(err);
+        }
+      }
+      metrics.push({
+        descriptor: {
+          name: instrument.name,
+          description: instrument.description,
+          unit: instrument.unit,
+          valueType: ValueType.DOUBLE,
+        },
+        aggregationTemporality: AggregationTemporality.CUMULATIVE,
+        dataPointType: DataPointType.EXPONENTIAL_HISTOGRAM,
         dataPoints,
       });
     }

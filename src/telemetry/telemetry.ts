@@ -35,7 +35,7 @@ import type { Limiter } from "../limiter/limiter.js";
 import { DECODE_FAILURES, ENTRY_DROP_REASONS } from "../protocol/decode-result.js";
 import { isValidNodeId } from "../protocol/subjects.js";
 import { expectNumber, optionalNumber } from "../validate.js";
-import { HistogramProducer } from "./histogram-producer.js";
+import { HistogramProducer, type HistogramSource } from "./histogram-producer.js";
 import {
   ALLOWED_ATTRIBUTES,
   ATTR,
@@ -161,6 +161,8 @@ class TelemetryImpl implements Telemetry {
   prometheusHandler: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
   readonly #provider: MeterProvider;
   readonly #histograms: HistogramProducer;
+  /** The same sources as base-2 exponential histograms, for OTLP. */
+  readonly #exponentialHistograms: HistogramProducer;
   readonly #observables = new Map<InstrumentSpec, Observable>();
   readonly #limiters = new Set<LimiterSource>();
   readonly #agents = new Set<NodeAgent>();
@@ -183,6 +185,7 @@ class TelemetryImpl implements Telemetry {
       }),
     );
     this.#histograms = new HistogramProducer(resource, SCOPE, wallClockMs);
+    this.#exponentialHistograms = new HistogramProducer(resource, SCOPE, wallClockMs, true);
     const readers: IMetricReader[] = [];
     if (o.prometheus !== undefined) {
       this.#prometheus = new PrometheusExporter({
@@ -215,7 +218,7 @@ class TelemetryImpl implements Telemetry {
         exporter: new OTLPMetricExporter({ url, timeoutMillis: exportTimeoutMillis }),
         exportIntervalMillis,
         exportTimeoutMillis,
-        metricProducers: [this.#histograms],
+        metricProducers: [this.#exponentialHistograms],
       });
       readers.push(this.#otlp);
     }
@@ -298,7 +301,7 @@ class TelemetryImpl implements Telemetry {
       );
     const source: LimiterSource = { limiter, node };
     this.#limiters.add(source);
-    const removeHistogram = this.#histograms.add(INSTRUMENTS.decisionDuration, {
+    const removeHistogram = this.#addHistogram(INSTRUMENTS.decisionDuration, {
       attributes: { [ATTR.node]: node },
       startWallMs: wallClockMs(),
       snapshot: () => limiter.decisionLatency(),
@@ -309,10 +312,20 @@ class TelemetryImpl implements Telemetry {
     };
   }
 
+  /** Registers a pre-bucketed source with both producers (explicit and exponential). */
+  #addHistogram(instrument: InstrumentSpec, source: HistogramSource): () => void {
+    const a = this.#histograms.add(instrument, source);
+    const b = this.#exponentialHistograms.add(instrument, source);
+    return () => {
+      a();
+      b();
+    };
+  }
+
   observeAgent(agent: NodeAgent): Unobserve {
     this.#assertOpen();
     this.#agents.add(agent);
-    const removeHistogram = this.#histograms.add(INSTRUMENTS.propagationDuration, {
+    const removeHistogram = this.#addHistogram(INSTRUMENTS.propagationDuration, {
       attributes: { [ATTR.node]: agent.nodeId },
       startWallMs: wallClockMs(),
       snapshot: () => agent.stats().propagation,

@@ -9,12 +9,7 @@ import { after, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
-import {
-  DECISION_LATENCY_BOUNDS_S,
-  INSTRUMENTS,
-  type InstrumentSpec,
-  PROPAGATION_LATENCY_BOUNDS_S,
-} from "../../src/index.js";
+import { EXPONENTIAL_SCALE, INSTRUMENTS, type InstrumentSpec } from "../../src/index.js";
 import { activeHandles, type Sluice, startSluice, waitFor } from "./telemetry-fixtures.js";
 
 // The .proto file is read from the source tree: from dist/test/integration/ up to the repo root.
@@ -43,6 +38,16 @@ interface HistogramPoint {
   min?: number;
   max?: number;
 }
+interface ExponentialPoint {
+  attributes: KeyValue[];
+  count: number;
+  sum: number;
+  scale: number;
+  zeroCount: number;
+  positive: { offset: number; bucketCounts: number[] };
+  min?: number;
+  max?: number;
+}
 interface Metric {
   name: string;
   description: string;
@@ -51,6 +56,7 @@ interface Metric {
   gauge?: { dataPoints: NumberPoint[] };
   sum?: { dataPoints: NumberPoint[]; aggregationTemporality: string; isMonotonic: boolean };
   histogram?: { dataPoints: HistogramPoint[]; aggregationTemporality: string };
+  exponentialHistogram?: { dataPoints: ExponentialPoint[]; aggregationTemporality: string };
 }
 interface ExportRequest {
   resourceMetrics: {
@@ -141,9 +147,13 @@ function checkShapes(metrics: Map<string, Metric>, specs: InstrumentSpec[]): voi
       assert.equal(m.data, "gauge", `${spec.name} is a gauge`);
       points = m.gauge!.dataPoints;
     } else {
-      assert.equal(m.data, "histogram", `${spec.name} is an explicit-bucket histogram`);
-      assert.equal(m.histogram!.aggregationTemporality, "AGGREGATION_TEMPORALITY_CUMULATIVE");
-      points = m.histogram!.dataPoints;
+      // OTLP gets the exponential form (Prometheus the explicit buckets).
+      assert.equal(m.data, "exponentialHistogram", `${spec.name} is an exponential histogram`);
+      assert.equal(
+        m.exponentialHistogram!.aggregationTemporality,
+        "AGGREGATION_TEMPORALITY_CUMULATIVE",
+      );
+      points = m.exponentialHistogram!.dataPoints;
     }
     assert.ok(points.length > 0, `${spec.name} has points`);
     for (const p of points) {
@@ -220,17 +230,27 @@ test("telemetry otlp - a real gRPC receiver decodes every instrument, cumulative
     "api-strict/admitted": 2,
     "api-strict/rejected": 1,
   });
-  const [latency] = node.get("ratelimit.decision.duration")!.histogram!.dataPoints;
+  const [latency] = node.get("ratelimit.decision.duration")!.exponentialHistogram!.dataPoints;
   const expected = limiter.decisionLatency();
   assert.equal(latency!.count, 12);
-  assert.deepEqual(latency!.explicitBounds, [...DECISION_LATENCY_BOUNDS_S]);
-  assert.deepEqual(latency!.bucketCounts, expected.counts);
+  assert.equal(latency!.scale, EXPONENTIAL_SCALE);
+  assert.equal(latency!.zeroCount, expected.exponential.zeroCount);
+  assert.equal(latency!.positive.offset, expected.exponential.offset);
+  assert.deepEqual(latency!.positive.bucketCounts ?? [], [...expected.exponential.bucketCounts]);
+  const inBuckets = (latency!.positive.bucketCounts ?? []).reduce((a, b) => a + b, 0);
+  assert.equal(latency!.zeroCount + inBuckets, 12, "every sample in a bucket");
+  // Each sample lies in its bucket: (2^(i/8), 2^((i+1)/8)] seconds.
+  if (latency!.count > latency!.zeroCount) {
+    const lowest = 2 ** (latency!.positive.offset / 8);
+    assert.ok(expected.minS > 0 ? expected.minS > lowest * 0.999999 : true, "min within range");
+  }
   assert.equal(latency!.sum, expected.sumS);
   assert.equal(latency!.min, expected.minS);
   assert.equal(latency!.max, expected.maxS);
-  const [propagation] = node.get("ratelimit.propagation.duration")!.histogram!.dataPoints;
-  assert.deepEqual(propagation!.explicitBounds, [...PROPAGATION_LATENCY_BOUNDS_S]);
+  const [propagation] = node.get("ratelimit.propagation.duration")!.exponentialHistogram!
+    .dataPoints;
   assert.equal(propagation!.count, agent.stats().propagation.count);
+  assert.equal(propagation!.scale, EXPONENTIAL_SCALE);
 
   const ratio = agg.get("ratelimit.usage.ratio")!.gauge!.dataPoints;
   assert.deepEqual(

@@ -8,6 +8,10 @@ import {
   InvalidArgumentError,
   UnknownRuleError,
 } from "../../src/errors.js";
+import {
+  DECISION_LATENCY_BOUNDS_S,
+  LatencyHistogram,
+} from "../../src/limiter/latency-histogram.js";
 import { createLimiter, type LimiterOptions } from "../../src/limiter/limiter.js";
 
 function make(overrides: Partial<LimiterOptions> = {}) {
@@ -409,5 +413,33 @@ describe("limiter - decision latency sampling", () => {
       () => make({ latencySampleEvery: 3 }),
       /`latencySampleEvery` to be 0 or a power of two, got `3`/,
     );
+  });
+});
+
+describe("latency histogram - exponential buckets beside the fixed ones", () => {
+  test("latency histogram - each sample lands in (2^(i/8), 2^((i+1)/8)], zeros apart", () => {
+    const h = new LatencyHistogram(DECISION_LATENCY_BOUNDS_S);
+    for (const v of [1, 1, 2, 1.05, 0, 3e-7]) h.record(v);
+    const e = h.snapshot().exponential;
+    assert.equal(e.scale, 3);
+    assert.equal(e.zeroCount, 1);
+    const index = (v: number) => Math.ceil(Math.log2(v) * 8) - 1;
+    const counts = new Map<number, number>();
+    e.bucketCounts.forEach((c, j) => {
+      if (c > 0) counts.set(e.offset + j, c);
+    });
+    assert.deepEqual(
+      [...counts].sort((a, b) => a[0] - b[0]),
+      [
+        [index(3e-7), 1],
+        [-1, 2], // 1 second: (2^(-1/8), 2^0]
+        [index(1.05), 1],
+        [7, 1], // 2 seconds: (2^(7/8), 2^1]
+      ],
+    );
+    for (const v of [3e-7, 1.05]) {
+      const i = index(v);
+      assert.ok(2 ** (i / 8) < v && v <= 2 ** ((i + 1) / 8));
+    }
   });
 });
