@@ -66,92 +66,73 @@ export class HistogramProducer implements MetricProducer {
   }
 
   async collect(): Promise<CollectionResult> {
-    if (this.#exponential) return this.#collectExponential();
     const endTime = toHrTime(this.#nowWallMs());
-    const metrics: HistogramMetricData[] = [];
+    const metrics: (HistogramMetricData | ExponentialHistogramMetricData)[] = [];
     const errors: unknown[] = [];
     for (const [instrument, sources] of this.#metrics) {
       if (sources.size === 0) continue;
-      const dataPoints: HistogramMetricData["dataPoints"] = [];
+      const explicit: HistogramMetricData["dataPoints"] = [];
+      const exponential: ExponentialHistogramMetricData["dataPoints"] = [];
       for (const source of sources) {
         try {
           const s = source.snapshot();
-          dataPoints.push({
+          const common = {
             startTime: toHrTime(source.startWallMs),
             endTime,
             attributes: source.attributes,
-            value: {
-              buckets: { boundaries: [...s.boundsS], counts: [...s.counts] },
-              sum: s.sumS,
-              count: s.count,
-              ...(s.count > 0 ? { min: s.minS, max: s.maxS } : {}),
-            },
-          });
+          };
+          const minMax = s.count > 0 ? { min: s.minS, max: s.maxS } : {};
+          if (this.#exponential) {
+            const e = s.exponential;
+            exponential.push({
+              ...common,
+              value: {
+                count: s.count,
+                sum: s.sumS,
+                scale: e.scale,
+                zeroCount: e.zeroCount,
+                positive: { offset: e.offset, bucketCounts: [...e.bucketCounts] },
+                negative: { offset: 0, bucketCounts: [] },
+                ...minMax,
+              },
+            });
+          } else {
+            explicit.push({
+              ...common,
+              value: {
+                buckets: { boundaries: [...s.boundsS], counts: [...s.counts] },
+                sum: s.sumS,
+                count: s.count,
+                ...minMax,
+              },
+            });
+          }
         } catch (err) {
           errors.push(err);
         }
       }
-      metrics.push({
-        descriptor: {
-          name: instrument.name,
-          description: instrument.description,
-          unit: instrument.unit,
-          valueType: ValueType.DOUBLE,
-        },
-        aggregationTemporality: AggregationTemporality.CUMULATIVE,
-        dataPointType: DataPointType.HISTOGRAM,
-        dataPoints,
-      });
-    }
-    return {
-      resourceMetrics: {
-        resource: this.#resource,
-        scopeMetrics: metrics.length === 0 ? [] : [{ scope: this.#scope, metrics }],
-      },
-      errors,
-    };
-  }
-
-  async #collectExponential(): Promise<CollectionResult> {
-    const endTime = toHrTime(this.#nowWallMs());
-    const metrics: ExponentialHistogramMetricData[] = [];
-    const errors: unknown[] = [];
-    for (const [instrument, sources] of this.#metrics) {
-      if (sources.size === 0) continue;
-      const dataPoints: ExponentialHistogramMetricData["dataPoints"] = [];
-      for (const source of sources) {
-        try {
-          const s = source.snapshot();
-          const e = s.exponential;
-          dataPoints.push({
-            startTime: toHrTime(source.startWallMs),
-            endTime,
-            attributes: source.attributes,
-            value: {
-              count: s.count,
-              sum: s.sumS,
-              scale: e.scale,
-              zeroCount: e.zeroCount,
-              positive: { offset: e.offset, bucketCounts: [...e.bucketCounts] },
-              negative: { offset: 0, bucketCounts: [] },
-              ...(s.count > 0 ? { min: s.minS, max: s.maxS } : {}),
+      const descriptor = {
+        name: instrument.name,
+        description: instrument.description,
+        unit: instrument.unit,
+        valueType: ValueType.DOUBLE,
+      };
+      const aggregationTemporality = AggregationTemporality.CUMULATIVE;
+      metrics.push(
+        this.#exponential
+          ? {
+              descriptor,
+              aggregationTemporality,
+              dataPointType: DataPointType.EXPONENTIAL_HISTOGRAM,
+              dataPoints: exponential,
+            }
+          : {
+              descriptor,
+              aggregationTemporality,
+              dataPointType: DataPointType.HISTOGRAM,
+              dataPoints: explicit,
             },
-          });
-        } catch (err) {
-          errors.push(err);
-        }
-      }
-      metrics.push({
-        descriptor: {
-          name: instrument.name,
-          description: instrument.description,
-          unit: instrument.unit,
-          valueType: ValueType.DOUBLE,
-        },
-        aggregationTemporality: AggregationTemporality.CUMULATIVE,
-        dataPointType: DataPointType.EXPONENTIAL_HISTOGRAM,
-        dataPoints,
-      });
+      );
     }
     return {
       resourceMetrics: {
