@@ -20,7 +20,7 @@
  * old allowance in full until then. The sum of what all nodes may still admit therefore never
  * exceeds T, however long messages take.
  */
-import { advance, estimate } from "../algorithms/sliding-window.js";
+import { advance, estimate, segmentCell } from "../algorithms/sliding-window.js";
 import type { AlgorithmParams } from "../algorithms/types.js";
 import { type Clock, wallClockMs } from "../clock/clock.js";
 import type { CompiledRule } from "../limiter/rule.js";
@@ -105,6 +105,12 @@ type SavedStream = [
   admitted: number,
   rejected: number,
 ];
+
+/** Admitted cost in the key's global window at `now` (advancing the ring to `now`). */
+function windowUsed(rs: RuleState, ks: KeyState, now: number): number {
+  const k = advance(ks.window, 0, rs.params, now);
+  return estimate(ks.window, 0, rs.params, k, now);
+}
 
 function isCount(x: unknown): x is number {
   return typeof x === "number" && Number.isFinite(x) && x >= 0;
@@ -246,8 +252,7 @@ export class AggregatorCore {
     const ks = rs?.keys.get(key);
     if (rs === undefined || ks === undefined) return 0;
     const now = this.#clock.nowMs();
-    const k = advance(ks.window, 0, rs.params, now);
-    return estimate(ks.window, 0, rs.params, k, now);
+    return windowUsed(rs, ks, now);
   }
 
   /** Global usage per rule: the sum over keys of window admitted / limit (for telemetry). */
@@ -258,8 +263,7 @@ export class AggregatorCore {
       let maxRatio = 0;
       let sum = 0;
       for (const ks of rs.keys.values()) {
-        const k = advance(ks.window, 0, rs.params, now);
-        const w = estimate(ks.window, 0, rs.params, k, now);
+        const w = windowUsed(rs, ks, now);
         sum += w;
         if (w / rs.rule.limit > maxRatio) maxRatio = w / rs.rule.limit;
       }
@@ -366,7 +370,7 @@ export class AggregatorCore {
         (now - (e.ageMs < rs.params.windowMs ? e.ageMs : rs.params.windowMs)) / segMs,
       );
       const seg = at > k ? k : at < k - rs.params.segments ? k - rs.params.segments : at;
-      ks.window[1 + (seg % (rs.params.segments + 1))]! += dA;
+      ks.window[segmentCell(rs.params.segments + 1, seg)]! += dA;
       this.stats.admittedCounted += dA;
     }
     nk.pendingDemand += dA + dR;
@@ -467,8 +471,7 @@ export class AggregatorCore {
     out: Map<NodeRecord, Map<string, GrantEntry[]>>,
   ): void {
     const limit = rs.rule.limit;
-    const k = advance(ks.window, 0, rs.params, now);
-    const budget = limit - estimate(ks.window, 0, rs.params, k, now);
+    const budget = limit - windowUsed(rs, ks, now);
     const tauMs = this.#syncIntervalMs * DEMAND_TAU_MULTIPLE;
     const defaultShare = limit / live;
     this.#updateDemand(ks, now, tauMs);
@@ -568,7 +571,7 @@ export class AggregatorCore {
         const k = advance(ks.window, 0, rs.params, now);
         const byAge: number[] = [];
         for (let age = 0; age < ring; age++) {
-          byAge.push(ks.window[1 + ((((k - age) % ring) + ring) % ring)]!);
+          byAge.push(ks.window[segmentCell(ring, k - age)]!);
         }
         if (!byAge.some((c) => c > 0) && ks.nodes.length === 0) continue;
         // Each node stream's counts too: the first report after a restart is then a difference
@@ -633,7 +636,7 @@ export class AggregatorCore {
           const c = byAge[age];
           if (typeof c !== "number" || !(c > 0) || !Number.isFinite(c)) continue;
           const seg = k - age - shift;
-          ks.window[1 + (((seg % ring) + ring) % ring)]! += c;
+          ks.window[segmentCell(ring, seg)]! += c;
         }
         for (const st of Array.isArray(streams) ? streams : []) {
           const [id, epoch, generation, admitted, rejected] = st;
@@ -656,8 +659,7 @@ export class AggregatorCore {
     for (const rs of this.#rules.values()) {
       for (const [key, ks] of rs.keys) {
         if (ks.dirty || now - ks.lastReportMs < this.#keyIdleMs) continue;
-        const k = advance(ks.window, 0, rs.params, now);
-        if (estimate(ks.window, 0, rs.params, k, now) > 0) continue;
+        if (windowUsed(rs, ks, now) > 0) continue;
         rs.keys.delete(key);
         this.stats.keys--;
         this.stats.keysReclaimed++;

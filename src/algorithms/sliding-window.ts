@@ -51,8 +51,13 @@ export function advance(
   return k;
 }
 
+/** Cell of segment `segment` in a ring of `ring` segments (after the current-segment cell). */
+export function segmentCell(ring: number, segment: number): number {
+  return 1 + (((segment % ring) + ring) % ring);
+}
+
 function count(state: Float64Array, offset: number, ring: number, segment: number): number {
-  return state[offset + 1 + (((segment % ring) + ring) % ring)]!;
+  return state[offset + segmentCell(ring, segment)]!;
 }
 
 /** The estimated cost inside the window ending at `nowMs`, which lies in segment k. */

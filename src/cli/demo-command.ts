@@ -364,7 +364,7 @@ function passNatsArgs(args: string[]): string[] {
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!;
     const name = a.replace(/^--/, "").split("=")[0]!;
-    if (["nats", "user", "pass", "token", "creds"].includes(name)) {
+    if (name !== "prefix" && name in NATS_OPTIONS) {
       out.push(a);
       if (!a.includes("=") && i + 1 < args.length) out.push(args[++i]!);
     }

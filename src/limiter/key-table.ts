@@ -271,10 +271,7 @@ export class KeyTable {
     slots[extra + GRANT_ALLOWANCE] = allowance;
     // Report the key in the next batch even if no hit comes, confirming the grant: until the
     // aggregator sees it confirmed it must count the larger of the old and new allowances.
-    if ((slots[extra + FLAGS]! & DIRTY) === 0) {
-      this.#dirtyList[this.#dirtyCount++] = slot;
-      slots[extra + FLAGS] = (slots[extra + FLAGS]! | DIRTY) >>> 0;
-    }
+    this.#markDirty(slot, extra);
     this.grantsApplied++;
     return true;
   }
@@ -416,10 +413,18 @@ export class KeyTable {
     return freed;
   }
 
+  /** Marks the slot used and changed. */
   #mark(slot: number, extra: number): void {
-    const flags = this.#slots[extra + FLAGS]!;
-    if ((flags & DIRTY) === 0) this.#dirtyList[this.#dirtyCount++] = slot;
+    this.#markDirty(slot, extra);
     this.#slots[extra + FLAGS] = RECENT_DIRTY;
+  }
+
+  /** Puts the slot in the list of changes to report, once; leaves its RECENT bit alone. */
+  #markDirty(slot: number, extra: number): void {
+    const flags = this.#slots[extra + FLAGS]!;
+    if ((flags & DIRTY) !== 0) return;
+    this.#dirtyList[this.#dirtyCount++] = slot;
+    this.#slots[extra + FLAGS] = (flags | DIRTY) >>> 0;
   }
 
   #insert(key: string, nowMs: number): number {

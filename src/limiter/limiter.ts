@@ -183,8 +183,9 @@ class KeyedLimiter implements Limiter {
   #closed = false;
   readonly global: GlobalControl;
   readonly #latency = new LatencyHistogram(DECISION_LATENCY_BOUNDS_S);
-  /** check() calls are timed when (count & mask) === 0; -1 (all ones never matches 0 after &) when off. */
+  /** check() calls are timed when `#timing` and (count & mask) === 0. */
   readonly #sampleMask: number;
+  readonly #timing: boolean;
   #checks = 0;
   #lastRule: string | undefined;
   #lastTable: KeyTable | undefined;
@@ -213,7 +214,8 @@ class KeyedLimiter implements Limiter {
     if (sampleEvery !== 0 && (sampleEvery & (sampleEvery - 1)) !== 0) {
       throw new InvalidArgumentError("latencySampleEvery", "0 or a power of two", sampleEvery);
     }
-    this.#sampleMask = sampleEvery === 0 ? -1 : sampleEvery - 1;
+    this.#timing = sampleEvery !== 0;
+    this.#sampleMask = sampleEvery === 0 ? 0 : sampleEvery - 1;
     this.rules = options.rules.map((r, i) => compileRule(r, `rules[${i}]`, maxKeys));
     for (const [i, rule] of this.rules.entries()) {
       if (this.#tables.has(rule.name)) {
@@ -264,11 +266,9 @@ class KeyedLimiter implements Limiter {
   check(rule: string, key: string, cost?: number): Decision {
     // Most services check one or two rules in a row: a one-entry cache skips the map lookup.
     const table = rule === this.#lastRule ? this.#lastTable! : this.#table(rule);
-    if (typeof key !== "string") throw new InvalidArgumentError("key", "a string", key);
-    if (cost === undefined) cost = table.rule.defaultCost;
-    else if (typeof cost !== "number" || !(cost > 0 && cost <= MAX_COST)) throw badCost(cost);
+    cost = costOf(table, key, cost);
     if (table.rule.mode === "strict") throw strictInCheck(rule);
-    if ((++this.#checks & this.#sampleMask) !== 0 || this.#sampleMask === -1) {
+    if ((++this.#checks & this.#sampleMask) !== 0 || !this.#timing) {
       return table.decide(key, this.#clock.nowMs(), cost);
     }
     const startMs = this.#clock.nowMs();
@@ -283,9 +283,7 @@ class KeyedLimiter implements Limiter {
 
   async checkAsync(rule: string, key: string, cost?: number): Promise<Decision> {
     const table = this.#table(rule);
-    if (typeof key !== "string") throw new InvalidArgumentError("key", "a string", key);
-    if (cost === undefined) cost = table.rule.defaultCost;
-    else if (typeof cost !== "number" || !(cost > 0 && cost <= MAX_COST)) throw badCost(cost);
+    cost = costOf(table, key, cost);
     if (table.rule.mode !== "strict") return table.decide(key, this.#clock.nowMs(), cost);
     const r = table.rule;
     let decision: Decision;
@@ -304,9 +302,7 @@ class KeyedLimiter implements Limiter {
 
   peek(rule: string, key: string, cost?: number): Decision {
     const table = this.#table(rule);
-    if (typeof key !== "string") throw new InvalidArgumentError("key", "a string", key);
-    if (cost === undefined) cost = table.rule.defaultCost;
-    else if (typeof cost !== "number" || !(cost > 0 && cost <= MAX_COST)) throw badCost(cost);
+    cost = costOf(table, key, cost);
     return table.peek(key, this.#clock.nowMs(), cost);
   }
 
@@ -472,6 +468,14 @@ function strictInCheck(rule: string): InvalidArgumentError {
     "a local rule for check() (strict rules decide over the network: use checkAsync())",
     rule,
   );
+}
+
+/** Checks `key` and `cost` (the rule's default when undefined); returns the cost to decide. */
+function costOf(table: KeyTable, key: unknown, cost: unknown): number {
+  if (typeof key !== "string") throw new InvalidArgumentError("key", "a string", key);
+  if (cost === undefined) return table.rule.defaultCost;
+  if (typeof cost !== "number" || !(cost > 0 && cost <= MAX_COST)) throw badCost(cost);
+  return cost;
 }
 
 function badCost(cost: unknown): InvalidArgumentError {
