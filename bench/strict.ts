@@ -11,6 +11,10 @@
  *   (`enableOfflineQueue: false`, RESP2 like ours), same keys and limit; and once more with
  *   `enableAutoPipelining: true` on its client, to show how much of the gap is pipelining;
  * - each with 64 and with 1 call in flight;
+ * - the floor of the 1-in-flight case: ioredis `PING` with one call in flight, a round trip that
+ *   does no work. No limiter that asks Redis once per hit can go faster than this one at a time,
+ *   so `ceilingVsRlflexRedis1` (PING over `RateLimiterRedis`, 1 in flight) is the most any such
+ *   design could reach against it on this machine;
  * - a hot key over its limit (1 per hour, exhausted first), 64 in flight, with and without the
  *   over-limit cache: how much of a flood of refused hits stays off Redis.
  *
@@ -156,6 +160,7 @@ async function main(): Promise<void> {
       call: (i) => sluice.checkAsync("api", key(i)),
     },
     { name: "rlflex redis, 1 in flight", inFlight: 1, call: (i) => rlflex.consume(key(i)) },
+    { name: "ioredis PING (floor), 1 in flight", inFlight: 1, call: () => rlflexClient.ping() },
     {
       name: "sluice hot refused key, cache on, 64 in flight",
       inFlight: 64,
@@ -184,6 +189,7 @@ async function main(): Promise<void> {
     rlflexRedisAutopipelining64: "rlflex redis + autopipelining, 64 in flight",
     sluiceStrict1: "sluice strict, 1 in flight",
     rlflexRedis1: "rlflex redis, 1 in flight",
+    redisPing1: "ioredis PING (floor), 1 in flight",
     sluiceHotCacheOn64: "sluice hot refused key, cache on, 64 in flight",
     sluiceHotCacheOff64: "sluice hot refused key, cache off, 64 in flight",
   };
@@ -215,6 +221,7 @@ async function main(): Promise<void> {
       ratio: {
         vsRlflexRedis64: ratio("sluiceStrict64", "rlflexRedis64"),
         vsRlflexRedis1: ratio("sluiceStrict1", "rlflexRedis1"),
+        ceilingVsRlflexRedis1: ratio("redisPing1", "rlflexRedis1"),
         vsRlflexRedisAutopipelining64: ratio("sluiceStrict64", "rlflexRedisAutopipelining64"),
         hotCacheOnVsOff: ratio("sluiceHotCacheOn64", "sluiceHotCacheOff64"),
       },
