@@ -107,6 +107,9 @@ class Service implements AggregatorService {
   readonly #invalidEntries: Record<string, number> = {};
   #ticks = 0;
   #lastTickMs = 0;
+  #lastTickAtMs = Number.NEGATIVE_INFINITY;
+  #earlyTimer: TimerHandle | undefined;
+  readonly #syncIntervalMs: number;
   #closed = false;
   readonly #checkpoint: CheckpointOptions | undefined;
   readonly #checkpointTimer: TimerHandle | undefined;
@@ -169,6 +172,7 @@ class Service implements AggregatorService {
         this.#onMessage(bytes, subject),
       ),
     );
+    this.#syncIntervalMs = syncIntervalMs;
     this.#timer = this.#clock.setRepeating(() => this.#tick(), syncIntervalMs);
     this.#checkpoint = o.checkpoint;
     const longest = Math.max(1000, ...o.rules.map((r) => r.windowMs));
@@ -235,11 +239,31 @@ class Service implements AggregatorService {
     }
     if (m.type === "decision-batch") this.core.ingestBatch(m);
     else this.core.ingestHeartbeat(m, wallClockMs());
+    if (this.core.wantsEarlyTick) this.#earlyTick();
+  }
+
+  /**
+   * A node joined: grant it the hot keys now, not up to a sync interval later. At most one extra
+   * tick per tenth of an interval, however many nodes join at once; within that gap of the last
+   * tick, it runs when the gap ends.
+   */
+  #earlyTick(): void {
+    if (this.#earlyTimer !== undefined) return;
+    const waitMs = this.#lastTickAtMs + this.#syncIntervalMs / 10 - this.#clock.nowMs();
+    if (waitMs <= 0) {
+      this.#tick();
+      return;
+    }
+    this.#earlyTimer = this.#clock.setTimer(() => {
+      this.#earlyTimer = undefined;
+      if (this.core.wantsEarlyTick) this.#tick();
+    }, waitMs);
   }
 
   #tick(): void {
     if (this.#closed) return;
     const started = this.#clock.nowMs();
+    this.#lastTickAtMs = started;
     const { updates, defaults } = this.core.tick();
     for (const u of updates) {
       const subject = this.#subjects.updates(u.targetNodeId);
@@ -277,6 +301,7 @@ class Service implements AggregatorService {
     if (this.#closed) return;
     this.#closed = true;
     this.#timer.cancel();
+    this.#earlyTimer?.cancel();
     this.#checkpointTimer?.cancel();
     if (this.#checkpoint !== undefined) await this.#saveCheckpoint(); // the latest windows
     for (const s of this.#subs) s.unsubscribe();

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import fc from "fast-check";
-import { allocate } from "../../src/aggregator/allocator.js";
+import { allocate, roundToUnits } from "../../src/aggregator/allocator.js";
 
 const close = (a: number, b: number) => Math.abs(a - b) < 1e-9;
 
@@ -86,6 +86,47 @@ test("allocator - with nothing committed the whole budget is handed out", () => 
       const total = allocate(budget, free).reduce((s, x) => s + x, 0);
       return Math.abs(total - budget) < 1e-6 * Math.max(1, budget);
     }),
+    { numRuns: 500 },
+  );
+});
+
+test("roundToUnits - allowances become whole units; the fractions freed go to who wants more", () => {
+  // Three nodes reported 10, 20.5 and 7 admitted; shares 3.4, 2.8, 3.9 (sum 10.1).
+  const nodes = [
+    { demand: 100, committed: 0 },
+    { demand: 100, committed: 0 },
+    { demand: 0, committed: 0 },
+  ];
+  const shares = [3.4, 2.8, 3.9];
+  roundToUnits(shares, nodes, [10, 20.5, 7], 1);
+  // Allowances 13.4 -> 13, 23.3 -> 23, 10.9 -> 10: 1.6 freed. The idle node lost the most
+  // (0.9) but wants nothing; node 0 lost 0.4 and node 1 0.3: one unit goes to node 0.
+  assert.deepEqual(shares, [4, 2.5, 3]);
+  assert.ok(shares.reduce((a, b) => a + b, 0) <= 3.4 + 2.8 + 3.9);
+});
+
+test("roundToUnits - the safety sum of max(committed, share) never grows", () => {
+  fc.assert(
+    fc.property(
+      fc.double({ min: 0, max: 2000, noNaN: true }),
+      inputs,
+      fc.array(fc.integer({ min: 0, max: 10_000 }), { minLength: 12, maxLength: 12 }),
+      fc.constantFrom(1, 2, 0.5),
+      (budget, nodes, admitted, unit) => {
+        const base = nodes.map((_, j) => admitted[j]! * unit);
+        const shares = allocate(budget, nodes);
+        const exposure = (s: number[]) =>
+          nodes.reduce((sum, x, j) => sum + Math.max(x.committed, s[j]!), 0);
+        const before = exposure(shares);
+        const rounded = [...shares];
+        roundToUnits(rounded, nodes, base, unit);
+        const whole = rounded.every((s, j) => {
+          const allowance = base[j]! + s;
+          return Math.abs(allowance / unit - Math.round(allowance / unit)) < 1e-6;
+        });
+        return whole && exposure(rounded) <= before + 1e-6 && rounded.every((s) => s >= 0);
+      },
+    ),
     { numRuns: 500 },
   );
 });
