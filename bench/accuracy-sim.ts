@@ -29,6 +29,8 @@ export interface SimOptions {
   readonly latencyMs?: number;
   /** Passed to the aggregator when set (its own default otherwise). */
   readonly lagCompensationMs?: number;
+  /** Passed to the agents when set (their own default otherwise). */
+  readonly grantRampMs?: number;
   readonly hitsPerMsPerNode?: number;
   readonly durationMs?: number;
   /**
@@ -112,6 +114,7 @@ export async function runSim(o: SimOptions = {}): Promise<SimResult> {
       syncIntervalMs,
       heartbeatIntervalMs: 200,
       initialLiveNodes: nodeCount,
+      ...(o.grantRampMs === undefined ? {} : { grantRampMs: o.grantRampMs }),
     });
     nodes.push({ limiter, agent, owed: 0, closed: false });
   };

@@ -62,6 +62,15 @@ export interface NodeAgentOptions {
   readonly maxBatchKeys?: number;
   /** Nodes assumed live before the aggregator says, for the default share. @default 1 */
   readonly initialLiveNodes?: number;
+  /**
+   * How long an increase of a grant takes to become fully usable, ms (0..60000; 0: at once).
+   * Spreads an overloaded key's admissions over the interval instead of a spike at each grant.
+   * Pair it with a longer `lagCompensationMs` on the aggregator (about 1.5 sync intervals for
+   * a ramp of one), and read docs/architecture.md, "Grant ramp", first: measured better on the
+   * 8-process bench, it overshoots when nodes and aggregator tick in phase with no latency.
+   * @default 0
+   */
+  readonly grantRampMs?: number;
   readonly clock?: Clock;
 }
 
@@ -187,6 +196,10 @@ class Agent implements NodeAgent {
       integer: true,
       min: 1,
     });
+    const grantRampMs = optionalNumber("grantRampMs", o.grantRampMs, 0, {
+      min: 0,
+      max: 60_000,
+    });
     const initialLiveNodes = optionalNumber("initialLiveNodes", o.initialLiveNodes, 1, {
       integer: true,
       min: 1,
@@ -216,6 +229,7 @@ class Agent implements NodeAgent {
     const g = this.#limiter.global;
     g.setLiveNodes(initialLiveNodes);
     g.setGrantRetryMs(this.#syncIntervalMs * 2);
+    g.setGrantRampMs(grantRampMs);
     this.#setLost(true); // until the aggregator speaks, the loss policy decides
 
     this.#subs.push(

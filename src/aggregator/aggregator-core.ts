@@ -62,8 +62,10 @@ export interface AggregatorCoreOptions {
    * the time they were admitted, but budget a hit frees reaches the nodes only at the next tick
    * plus transit, so each slot of the window stands empty for about that long: with no
    * compensation the in-memory reference admits 0.94 of the limit at steady state. Half a sync
-   * interval, with pacing on, admits 0.97 and its worst window was 1.003 of the limit; a whole
-   * interval admits 0.997 with worst windows up to 1.04. Capped at half the window.
+   * interval admits 0.98-0.99 there and on the 8-process NATS bench, with worst windows of
+   * 1.03-1.06. Nodes with a grant ramp (`grantRampMs` on the agents) re-use freed budget later
+   * and want more: see docs/architecture.md, "Grant ramp", for why that is not the default.
+   * Capped at half the window.
    * @default syncIntervalMs / 2
    */
   readonly lagCompensationMs?: number;

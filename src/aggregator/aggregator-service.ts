@@ -39,7 +39,11 @@ export interface AggregatorServiceOptions {
    * @default the longest global window, at most 5000
    */
   readonly warmupMs?: number;
-  /** See `AggregatorCoreOptions.lagCompensationMs`. @default syncIntervalMs / 2 */
+  /**
+   * See `AggregatorCoreOptions.lagCompensationMs` (0..windowMs / 2). Nodes with a grant ramp of
+   * one sync interval want about 1.5 intervals (docs/architecture.md, "Grant ramp").
+   * @default syncIntervalMs / 2
+   */
   readonly lagCompensationMs?: number;
   readonly clock?: Clock;
   /**

@@ -14,6 +14,7 @@ const OPTIONS = {
   "sync-interval-ms": { type: "string" },
   "node-ttl-ms": { type: "string" },
   "warmup-ms": { type: "string" },
+  "lag-compensation-ms": { type: "string" },
   "checkpoint-redis": { type: "string" },
   "checkpoint-name": { type: "string" },
   "report-ms": { type: "string" },
@@ -41,6 +42,9 @@ export const aggregatorCommand: Command = {
     "  --checkpoint-name NAME  checkpoint key, stable across restarts (default sluice-aggregator)",
     "  --warmup-ms N           withhold grants this long after start while windows fill",
     "                          (default: the longest global window, at most 5000)",
+    "  --lag-compensation-ms N how much earlier than the rule's window budget is re-granted",
+    "                          (default: half the sync interval; about 1.5 intervals when the",
+    "                          nodes use --grant-ramp-ms; see docs/architecture.md)",
     "  --report-ms N           progress period (default 1000)",
     "  --duration-ms N         stop by itself after N ms (default: run until stopped)",
     "  --json                  progress as JSON lines",
@@ -63,16 +67,9 @@ export const aggregatorCommand: Command = {
         ? undefined
         : num(p, "metrics-port", 0, { integer: true, min: 0, max: 65_535 });
     const otlp = p.values["otlp"];
-    const transport = await connect(p, "sluice-aggregator");
-    const checkpointUrl = p.values["checkpoint-redis"];
-    const checkpoints =
-      typeof checkpointUrl === "string"
-        ? createRedisCheckpointStore({ url: checkpointUrl })
-        : undefined;
+    // Every option is read before connecting, so a bad one fails with nothing left open.
     const id = p.values["id"];
-    const service = createAggregatorService({
-      rules,
-      transport,
+    const tuning = {
       ...(typeof id === "string" ? { aggregatorId: id } : {}),
       ...subjectPrefix(p),
       syncIntervalMs: num(p, "sync-interval-ms", 50, { min: 10, max: 10_000 }),
@@ -80,14 +77,24 @@ export const aggregatorCommand: Command = {
       ...(p.values["warmup-ms"] === undefined
         ? {}
         : { warmupMs: num(p, "warmup-ms", 0, { min: 0 }) }),
+      ...(p.values["lag-compensation-ms"] === undefined
+        ? {}
+        : { lagCompensationMs: num(p, "lag-compensation-ms", 0, { min: 0 }) }),
+    };
+    const checkpointName = str(p, "checkpoint-name", "sluice-aggregator");
+    const transport = await connect(p, "sluice-aggregator");
+    const checkpointUrl = p.values["checkpoint-redis"];
+    const checkpoints =
+      typeof checkpointUrl === "string"
+        ? createRedisCheckpointStore({ url: checkpointUrl })
+        : undefined;
+    const service = createAggregatorService({
+      rules,
+      transport,
+      ...tuning,
       ...(checkpoints === undefined
         ? {}
-        : {
-            checkpoint: {
-              store: checkpoints,
-              name: str(p, "checkpoint-name", "sluice-aggregator"),
-            },
-          }),
+        : { checkpoint: { store: checkpoints, name: checkpointName } }),
     });
     if (checkpoints !== undefined) {
       const keys = await service.restoreCheckpoint();

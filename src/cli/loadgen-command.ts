@@ -25,6 +25,7 @@ const OPTIONS = {
   "heartbeat-ms": { type: "string" },
   "stale-after-ms": { type: "string" },
   "expected-nodes": { type: "string" },
+  "grant-ramp-ms": { type: "string" },
   json: { type: "boolean" },
   "metrics-port": { type: "string" },
   "metrics-host": { type: "string" },
@@ -52,6 +53,7 @@ export const loadgenCommand: Command = {
     "  --sync-interval-ms N  batch period (default 50)   --heartbeat-ms N (default 500)",
     "  --stale-after-ms N    aggregator silence before the loss policy (default 2000)",
     "  --expected-nodes N    live nodes assumed until the aggregator says (default 1)",
+    "  --grant-ramp-ms N     spread each grant increase over N ms (default 0: at once)",
     "  --json                reports as JSON lines",
     "  --metrics-port N      serve Prometheus metrics on this port, 0 = any free one",
     "                        (default: none)",
@@ -82,19 +84,20 @@ export const loadgenCommand: Command = {
         ? undefined
         : num(p, "metrics-port", 0, { integer: true, min: 0, max: 65_535 });
     const otlp = p.values["otlp"];
-    const transport = await connect(p, "sluice-loadgen");
-    const limiter = createLimiter({ rules });
+    // Every option is read before connecting, so a bad one fails with nothing left open.
     const nodeId = p.values["node-id"];
-    const agent = createNodeAgent({
-      limiter,
-      transport,
+    const tuning = {
       ...(typeof nodeId === "string" ? { nodeId } : {}),
       ...subjectPrefix(p),
       syncIntervalMs: num(p, "sync-interval-ms", 50, { min: 10, max: 10_000 }),
       heartbeatIntervalMs: num(p, "heartbeat-ms", 500, { min: 50 }),
       staleAfterMs: num(p, "stale-after-ms", 2000, { min: 1 }),
       initialLiveNodes: num(p, "expected-nodes", 1, { integer: true, min: 1, max: 65_535 }),
-    });
+      grantRampMs: num(p, "grant-ramp-ms", 0, { min: 0, max: 60_000 }),
+    };
+    const transport = await connect(p, "sluice-loadgen");
+    const limiter = createLimiter({ rules });
+    const agent = createNodeAgent({ limiter, transport, ...tuning });
     const telemetry =
       metricsPort === undefined && typeof otlp !== "string"
         ? undefined

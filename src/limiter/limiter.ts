@@ -150,6 +150,11 @@ export interface GlobalControl {
   setAggregatorLost(lost: boolean): void;
   /** `retryAfterMs` reported when a hit is refused for lack of grant; about a sync interval. */
   setGrantRetryMs(ms: number): void;
+  /**
+   * How long a grant's increase takes to become fully usable, ms (0: at once). The node agent
+   * sets its sync interval, so admissions under overload spread over the interval.
+   */
+  setGrantRampMs(ms: number): void;
   /** Marks every held key changed, so the next drain reports all (after a reconnect). */
   markAllDirty(): void;
   /** Keys changed since the last drain, over every rule (for an early flush). */
@@ -247,6 +252,9 @@ class KeyedLimiter implements Limiter {
       },
       setGrantRetryMs: (ms) => {
         for (const t of tables) t.setGrantRetryMs(ms);
+      },
+      setGrantRampMs: (ms) => {
+        for (const t of tables) t.setGrantRampMs(ms);
       },
       markAllDirty: () => {
         for (const t of tables) t.markAllDirty();

@@ -443,3 +443,53 @@ describe("latency histogram - exponential buckets beside the fixed ones", () => 
     }
   });
 });
+
+describe("global rules - grant ramp", () => {
+  function globalLimiter(rampMs: number) {
+    const clock = new ManualClock(0);
+    const limiter = createLimiter({
+      rules: [{ name: "g", mode: "global", limit: 100, windowMs: 1000 }],
+      clock,
+      sweepIntervalMs: 0,
+    });
+    limiter.global.setAggregatorLost(false);
+    limiter.global.setGrantRampMs(rampMs);
+    return { clock, limiter };
+  }
+  const admitAll = (limiter: ReturnType<typeof globalLimiter>["limiter"]) => {
+    let n = 0;
+    while (limiter.check("g", "k").allowed) n++;
+    return n;
+  };
+
+  test("grant ramp - an increase becomes usable linearly over the ramp; decreases at once", () => {
+    const { clock, limiter } = globalLimiter(50);
+    limiter.check("g", "k"); // creates the key (default share), admitted 1
+    assert.ok(limiter.global.applyGrant("g", "k", 0, 7, 1, 10)); // first grant: whole at once
+    assert.equal(admitAll(limiter), 9);
+    assert.ok(limiter.global.applyGrant("g", "k", 0, 7, 2, 30)); // +20, ramped from 10
+    assert.equal(admitAll(limiter), 0);
+    clock.advance(25);
+    assert.equal(admitAll(limiter), 10); // half of the 20
+    clock.advance(25);
+    assert.equal(admitAll(limiter), 10); // the rest
+    clock.advance(100);
+    assert.equal(admitAll(limiter), 0); // no more than granted, however long
+    // A lower grant applies at once, even during a ramp.
+    assert.ok(limiter.global.applyGrant("g", "k", 0, 7, 3, 60));
+    clock.advance(10);
+    assert.ok(limiter.global.applyGrant("g", "k", 0, 7, 4, 32));
+    assert.equal(admitAll(limiter), 2);
+    // A grant of a new aggregator run is not ramped (nothing to spread it from).
+    assert.ok(limiter.global.applyGrant("g", "k", 0, 8, 1, 40));
+    assert.equal(admitAll(limiter), 8);
+  });
+
+  test("grant ramp - off (0, the default): an increase is usable at once", () => {
+    const { limiter } = globalLimiter(0);
+    limiter.check("g", "k");
+    limiter.global.applyGrant("g", "k", 0, 7, 1, 10);
+    limiter.global.applyGrant("g", "k", 0, 7, 2, 30);
+    assert.equal(admitAll(limiter), 29);
+  });
+});
