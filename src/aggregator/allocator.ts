@@ -21,7 +21,7 @@
  */
 
 export interface AllocationInput {
-  /** Expected demand until the next allocation (the aggregator: one sync interval), cost units; >= 0. */
+  /** Expected demand over the allocation's horizon (the aggregator: 4 sync intervals); >= 0. */
   readonly demand: number;
   /** Allowance already committed to the node beyond its reported admissions; >= 0. */
   readonly committed: number;

@@ -330,3 +330,31 @@ test("distributed - a node joining a key at its limit is granted ahead, so it do
   for (const n of c.nodes) await n.agent.close();
   await c.aggregator.close();
 });
+
+test("distributed - light nodes get what they use, the heavy node the rest (skewed load)", async (t) => {
+  const c = await cluster(windowRule, 4);
+  const admitted: number[] = [];
+  const byNode = [0, 0, 0, 0];
+  const start = c.clock.nowMs();
+  // Node 0 offers 2 hits per ms, nodes 1-3 one hit every 20 ms (50 per s each, 150 in all).
+  for (let t = 0; t < 6000; t++) {
+    for (const [i, n] of c.nodes.entries()) {
+      if (i > 0 && t % 20 !== i) continue;
+      for (let h = 0; h < (i === 0 ? 2 : 1); h++) {
+        if (n.limiter.check("api", "k").allowed) {
+          admitted.push(c.clock.nowMs());
+          if (t >= 3000) byNode[i]!++;
+        }
+      }
+    }
+    await c.step(1);
+  }
+  const after = windows(admitted, 1000, start + 3000, start + 6000);
+  t.diagnostic(`skewed: mean ${after.mean}, worst ${after.worst}, per node (3 s) ${byNode}`);
+  assert.ok(after.worst <= 1050, `worst window ${after.worst}`);
+  // Max-min fair: the light nodes get all they ask for, the heavy one what is left.
+  for (const i of [1, 2, 3]) assert.ok(byNode[i]! >= 145, `light node ${i}: ${byNode[i]} of 150`);
+  assert.ok(after.mean >= 970, `mean per window ${after.mean} < 97% of 1000`);
+  for (const n of c.nodes) await n.agent.close();
+  await c.aggregator.close();
+});
