@@ -88,6 +88,11 @@ export interface NodeAgentStats {
   /** Entries dropped from otherwise valid messages, by reason. */
   invalidEntries: Record<string, number>;
   liveNodes: number;
+  /**
+   * Broadcasts of fewer live nodes not yet believed (from an aggregator run heard for less than
+   * two heartbeat intervals, as after an aggregator restart).
+   */
+  liveNodesHeldBack: number;
   aggregatorLost: boolean;
   /** ms since the aggregator last spoke, on this node's clock; Infinity if never. */
   aggregatorSilentMs: number;
@@ -139,6 +144,9 @@ class Agent implements NodeAgent {
   readonly #subs: Subscription[] = [];
   #seq = 0;
   #heartbeatSeq = 0;
+  readonly #heartbeatIntervalMs: number;
+  /** When the aggregator run now heard (its epoch) was first heard, on this node's clock. */
+  #epochHeardSinceMs = Number.NEGATIVE_INFINITY;
   #lastAggregatorMs = -Infinity;
   #aggregatorEpoch = 0;
   #lost = false;
@@ -186,6 +194,7 @@ class Agent implements NodeAgent {
       min: 50,
       max: 60_000,
     });
+    this.#heartbeatIntervalMs = heartbeatIntervalMs;
     this.#staleAfterMs = optionalNumber("staleAfterMs", o.staleAfterMs, 2000, { above: 0 });
     this.#partitions = optionalNumber("partitions", o.partitions, 1, {
       integer: true,
@@ -225,6 +234,7 @@ class Agent implements NodeAgent {
       invalidEntries: {},
       liveNodes: initialLiveNodes,
       resyncs: 0,
+      liveNodesHeldBack: 0,
     };
     const g = this.#limiter.global;
     g.setLiveNodes(initialLiveNodes);
@@ -413,6 +423,7 @@ class Agent implements NodeAgent {
       this.#invalid("older-aggregator");
       return false;
     }
+    if (aggregatorEpoch > this.#aggregatorEpoch) this.#epochHeardSinceMs = this.#clock.nowMs();
     this.#aggregatorEpoch = aggregatorEpoch;
     this.#lastAggregatorMs = this.#clock.nowMs();
     if (this.#lost) this.#setLost(false);
@@ -471,10 +482,21 @@ class Agent implements NodeAgent {
     }
     if (!this.#heardFrom(m.aggregatorEpoch)) return;
     this.#stats.defaultsReceived++;
-    if (m.liveNodes >= 1 && m.liveNodes !== this.#stats.liveNodes) {
-      this.#stats.liveNodes = m.liveNodes;
-      this.#limiter.global.setLiveNodes(m.liveNodes);
+    if (!(m.liveNodes >= 1) || m.liveNodes === this.#stats.liveNodes) return;
+    // A fewer-nodes count from an aggregator run heard for less than two heartbeat intervals is
+    // not believed yet: a restarted aggregator counts the nodes as their heartbeats arrive (0,
+    // 1, 2, ...), and believing it would raise every ungranted key's default share to the whole
+    // limit on every node at once. Two intervals is every node's next heartbeat, with margin; a
+    // real departure is followed then, from the next broadcast.
+    if (
+      m.liveNodes < this.#stats.liveNodes &&
+      this.#clock.nowMs() - this.#epochHeardSinceMs < this.#heartbeatIntervalMs * 2
+    ) {
+      this.#stats.liveNodesHeldBack++;
+      return;
     }
+    this.#stats.liveNodes = m.liveNodes;
+    this.#limiter.global.setLiveNodes(m.liveNodes);
   }
 
   async close(): Promise<void> {

@@ -358,3 +358,35 @@ test("distributed - light nodes get what they use, the heavy node the rest (skew
   for (const n of c.nodes) await n.agent.close();
   await c.aggregator.close();
 });
+
+test("distributed - a restarted aggregator's first live counts do not hand out the whole limit", async (t) => {
+  const c = await cluster(windowRule, 4);
+  assert.equal(c.nodes[0]!.agent.stats().liveNodes, 4);
+  await c.aggregator.close();
+  // A new run starts between two heartbeats of the nodes and counts them as they arrive.
+  await c.step(250);
+  const second = createAggregatorService({
+    rules: createLimiter({ rules: [windowRule], sweepIntervalMs: 0 }).rules,
+    transport: c.bus.connect(),
+    clock: c.clock,
+    aggregatorId: "agg2",
+    nodeTtlMs: 1000,
+  });
+  // Its first tick (50 ms) comes before the nodes' next heartbeats: it counts 1 live node.
+  await c.step(50);
+  const beliefs = c.nodes.map((n) => n.agent.stats().liveNodes);
+  // Now a burst on a key no aggregator has granted: decided at limit / believed live nodes.
+  let admitted = 0;
+  for (const n of c.nodes) {
+    for (let h = 0; h < 600; h++) if (n.limiter.check("api", "fresh").allowed) admitted++;
+  }
+  const heldBack = c.nodes.reduce((sum, n) => sum + n.agent.stats().liveNodesHeldBack, 0);
+  t.diagnostic(`restart, fresh key: ${admitted} admitted, beliefs ${beliefs}`);
+  // Believing that first count, each node took up to the whole limit: 2400 of 1000 here. The
+  // nodes now wait two heartbeat intervals before believing fewer nodes from a new run.
+  assert.ok(admitted <= 1000, `admitted ${admitted} of a limit of 1000`);
+  assert.deepEqual(beliefs, [4, 4, 4, 4]);
+  assert.ok(heldBack > 0, "the new run's first, lower count was held back");
+  for (const n of c.nodes) await n.agent.close();
+  await second.close();
+});
