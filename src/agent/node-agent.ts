@@ -37,6 +37,12 @@ import { optionalNumber } from "../validate.js";
 
 /** How far back, at least, first reports count as possibly lost when the link breaks, ms. */
 const FIRST_REPORT_LOOK_BACK_MS = 1000;
+/**
+ * How far ahead of this node's wall clock an aggregator epoch may be (hosts' clocks disagree by
+ * far less than this when they are synchronised at all).
+ */
+const MAX_EPOCH_AHEAD_MS = 10 * 60_000;
+
 /** Bound on the key generations remembered while the link is down (beyond: counts may be lost). */
 const MAX_DOUBTFUL_FIRST_REPORTS = 100_000;
 
@@ -407,7 +413,14 @@ class Agent implements NodeAgent {
     this.#stats.heartbeatsSent++;
   }
 
-  #invalid(reason: DecodeFailure | "wrong-type" | "other-node-run" | "older-aggregator"): void {
+  #invalid(
+    reason:
+      | DecodeFailure
+      | "wrong-type"
+      | "other-node-run"
+      | "older-aggregator"
+      | "future-aggregator",
+  ): void {
     this.#stats.invalidMessages[reason] = (this.#stats.invalidMessages[reason] ?? 0) + 1;
   }
 
@@ -421,6 +434,13 @@ class Agent implements NodeAgent {
   #heardFrom(aggregatorEpoch: number): boolean {
     if (aggregatorEpoch < this.#aggregatorEpoch) {
       this.#invalid("older-aggregator");
+      return false;
+    }
+    // An epoch is its run's start on the wall clock: one far ahead of ours is forged (or from a
+    // host whose clock is badly wrong). Taken, it would make this node ignore every real
+    // aggregator run until one started later than it claims.
+    if (aggregatorEpoch > wallClockMs() + MAX_EPOCH_AHEAD_MS) {
+      this.#invalid("future-aggregator");
       return false;
     }
     if (aggregatorEpoch > this.#aggregatorEpoch) this.#epochHeardSinceMs = this.#clock.nowMs();

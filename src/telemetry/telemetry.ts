@@ -141,8 +141,9 @@ const NODE_MESSAGE_REASONS = [
   "wrong-type",
   "other-node-run",
   "older-aggregator",
+  "future-aggregator",
 ];
-const AGGREGATOR_MESSAGE_REASONS = [...DECODE_FAILURES, "wrong-type"];
+const AGGREGATOR_MESSAGE_REASONS = [...DECODE_FAILURES, "wrong-type", "sender-mismatch"];
 
 /** Builds the MeterProvider, readers and endpoint described by `options`. */
 export async function createTelemetry(options: TelemetryOptions = {}): Promise<Telemetry> {

@@ -7,9 +7,11 @@ import { test } from "node:test";
 import { createNodeAgent, type NodeAgent } from "../../src/agent/node-agent.js";
 import { AggregatorCore } from "../../src/aggregator/aggregator-core.js";
 import { createAggregatorService } from "../../src/aggregator/aggregator-service.js";
-import { ManualClock } from "../../src/clock/clock.js";
+import { ManualClock, wallClockMs } from "../../src/clock/clock.js";
 import { createLimiter, type Limiter } from "../../src/limiter/limiter.js";
 import type { RuleConfig } from "../../src/limiter/rule.js";
+import { encode } from "../../src/protocol/encode.js";
+import { createSubjects } from "../../src/protocol/subjects.js";
 import { createMemoryBus } from "../../src/transport/memory.js";
 
 interface Node {
@@ -389,4 +391,36 @@ test("distributed - a restarted aggregator's first live counts do not hand out t
   assert.ok(heldBack > 0, "the new run's first, lower count was held back");
   for (const n of c.nodes) await n.agent.close();
   await second.close();
+});
+
+test("distributed - a forged aggregator run from the far future is dropped, the real one followed", async () => {
+  const c = await cluster(windowRule, 2);
+  const forger = c.bus.connect();
+  const subjects = createSubjects();
+  const epoch = wallClockMs() + 365 * 24 * 3_600_000; // a year ahead
+  for (const frame of encode({
+    type: "rule-defaults",
+    aggregatorId: "forged",
+    aggregatorEpoch: epoch,
+    seq: 1,
+    sentAtWallMs: 0,
+    liveNodes: 1,
+    rules: [{ rule: "api", defaultShare: 1000 }],
+  }))
+    forger.publish(subjects.defaults, frame);
+  await c.step(200);
+  for (const n of c.nodes) {
+    const s = n.agent.stats();
+    assert.equal(s.invalidMessages["future-aggregator"], 1);
+    assert.equal(s.liveNodes, 2, "the forged count was not taken");
+  }
+  // The real aggregator's grants still apply: the nodes keep hearing it.
+  const before = c.nodes.map((n) => n.agent.stats().updatesReceived);
+  for (let ms = 0; ms < 300; ms++) {
+    for (const n of c.nodes) n.limiter.check("api", "k");
+    await c.step(1);
+  }
+  c.nodes.forEach((n, i) => assert.ok(n.agent.stats().updatesReceived > before[i]!));
+  for (const n of c.nodes) await n.agent.close();
+  await c.aggregator.close();
 });
