@@ -575,6 +575,7 @@ export class AggregatorCore {
       return {
         demand: nk.demandRatePerMs * horizonMs,
         committed: this.#committed(nk, defaultShare),
+        base: nk.admitted,
       };
     });
     // Pacing: new allowance per tick is capped at `pacing` times the rule's steady rate, on top of
@@ -589,12 +590,7 @@ export class AggregatorCore {
       if (grantable > cap) grantable = cap;
     }
     const shares = allocate(grantable, inputs);
-    roundToUnits(
-      shares,
-      inputs,
-      ks.nodes.map((nk) => nk.admitted),
-      rs.rule.defaultCost,
-    );
+    roundToUnits(shares, inputs, rs.rule.defaultCost);
     const threshold = Math.max(limit * this.#materialChange, 1e-9);
     for (let j = 0; j < ks.nodes.length; j++) {
       const nk = ks.nodes[j]!;

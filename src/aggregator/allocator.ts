@@ -84,40 +84,48 @@ export function allocate(
   return shares;
 }
 
+/** A node's allocation input with what it has reported admitted (the base of its allowance). */
+export interface RoundingInput extends AllocationInput {
+  readonly base: number;
+}
+
 /**
- * Rounds each node's new allowance (`base_j + shares_j`, `base` being what it has reported
- * admitted) down to a whole number of `unit`s, in place, then hands the units that rounding freed
- * back out, one at a time, to the nodes that want more and lost the largest fractions. A node admits whole hits
- * only, so a fraction left in each node's allowance sits idle: with 8 nodes on one hot key, about
- * 4 units of every window (1.3% of a limit of 300). Only what rounding freed from the safety sum
- * of {@link allocate} (`sum of max(committed_j, s_j)`) is handed out, so that bound still holds.
+ * Rounds each node's new allowance (`base_j + shares_j`) down to a whole number of `unit`s, in
+ * place, then hands the units that rounding freed back out, one at a time, to the nodes that want
+ * more and lost the largest fractions. A node admits whole hits only, so a fraction left in each
+ * node's allowance sits idle: with 8 nodes on one hot key, about 4 units of every window (1.3% of
+ * a limit of 300). Only what rounding freed from the safety sum of {@link allocate}
+ * (`sum of max(committed_j, s_j)`) is handed out, so that bound still holds. Allocates nothing
+ * unless there is a unit to hand out (it runs for every key with news at every tick).
  */
 export function roundToUnits(
   shares: number[],
-  nodes: readonly AllocationInput[],
-  base: readonly number[],
+  nodes: readonly RoundingInput[],
   unit: number,
 ): void {
   const n = shares.length;
   if (!(unit > 0)) return;
   let pool = 0;
-  const lost: number[] = new Array<number>(n).fill(0);
+  let lost: number[] | undefined;
   for (let j = 0; j < n; j++) {
     const s = shares[j]!;
-    const c = nodes[j]!.committed;
-    const total = base[j]! + s;
-    const floored = Math.floor(total / unit + 1e-9) * unit;
-    const rounded = floored > base[j]! ? floored - base[j]! : 0;
+    const { committed: c, base } = nodes[j]!;
+    const floored = Math.floor((base + s) / unit + 1e-9) * unit;
+    const rounded = floored > base ? floored - base : 0;
     if (rounded >= s) continue;
     pool += (s > c ? s : c) - (rounded > c ? rounded : c);
-    lost[j] = s - rounded;
+    if (n > 1) {
+      lost ??= new Array<number>(n).fill(0);
+      lost[j] = s - rounded;
+    }
     shares[j] = rounded;
   }
-  if (pool < unit) return;
+  if (pool < unit || lost === undefined) return;
+  const l = lost;
   // Only to nodes that want more than they have now: an idle node would hold the unit unused.
   const order = [...shares.keys()]
-    .filter((j) => lost[j]! > 0 && nodes[j]!.demand > shares[j]!)
-    .sort((a, b) => lost[b]! - lost[a]!);
+    .filter((j) => l[j]! > 0 && nodes[j]!.demand > shares[j]!)
+    .sort((a, b) => l[b]! - l[a]!);
   for (const j of order) {
     const s = shares[j]!;
     const c = nodes[j]!.committed;

@@ -93,12 +93,12 @@ test("allocator - with nothing committed the whole budget is handed out", () => 
 test("roundToUnits - allowances become whole units; the fractions freed go to who wants more", () => {
   // Three nodes reported 10, 20.5 and 7 admitted; shares 3.4, 2.8, 3.9 (sum 10.1).
   const nodes = [
-    { demand: 100, committed: 0 },
-    { demand: 100, committed: 0 },
-    { demand: 0, committed: 0 },
+    { demand: 100, committed: 0, base: 10 },
+    { demand: 100, committed: 0, base: 20.5 },
+    { demand: 0, committed: 0, base: 7 },
   ];
   const shares = [3.4, 2.8, 3.9];
-  roundToUnits(shares, nodes, [10, 20.5, 7], 1);
+  roundToUnits(shares, nodes, 1);
   // Allowances 13.4 -> 13, 23.3 -> 23, 10.9 -> 10: 1.6 freed. The idle node lost the most
   // (0.9) but wants nothing; node 0 lost 0.4 and node 1 0.3: one unit goes to node 0.
   assert.deepEqual(shares, [4, 2.5, 3]);
@@ -119,7 +119,11 @@ test("roundToUnits - the safety sum of max(committed, share) never grows", () =>
           nodes.reduce((sum, x, j) => sum + Math.max(x.committed, s[j]!), 0);
         const before = exposure(shares);
         const rounded = [...shares];
-        roundToUnits(rounded, nodes, base, unit);
+        roundToUnits(
+          rounded,
+          nodes.map((x, j) => ({ ...x, base: base[j]! })),
+          unit,
+        );
         const whole = rounded.every((s, j) => {
           const allowance = base[j]! + s;
           return Math.abs(allowance / unit - Math.round(allowance / unit)) < 1e-6;
