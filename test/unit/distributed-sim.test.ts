@@ -420,7 +420,9 @@ test("distributed - a forged aggregator run from the far future is dropped, the 
     for (const n of c.nodes) n.limiter.check("api", "k");
     await c.step(1);
   }
-  c.nodes.forEach((n, i) => assert.ok(n.agent.stats().updatesReceived > before[i]!));
+  for (const [i, n] of c.nodes.entries()) {
+    assert.ok(n.agent.stats().updatesReceived > before[i]!);
+  }
   for (const n of c.nodes) await n.agent.close();
   await c.aggregator.close();
 });
