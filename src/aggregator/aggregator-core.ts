@@ -354,7 +354,8 @@ export class AggregatorCore {
     if (r === undefined) return undefined;
     if (r.joined) {
       this.stats.nodesJoined++;
-      this.#markHotKeysDirty();
+      // Once per tick: keys marked stay marked until the tick, whoever else joins meanwhile.
+      if (!this.#joinedSinceTick) this.#markHotKeysDirty();
     }
     if (r.replaced !== undefined) this.#forgetNode(r.replaced);
     return r.node;
