@@ -3,6 +3,8 @@
  * like `user:12345`), in entries per second, plus the CRC-32 alone in MB/s.
  * Run: `npm run build && node dist/bench/protocol.js`.
  */
+
+import { wallClockMs } from "../src/clock/clock.js";
 import { crc32 } from "../src/protocol/crc32.js";
 import { encodeDecisionBatch } from "../src/protocol/decision-batch.js";
 import { decode } from "../src/protocol/decode.js";
@@ -29,7 +31,13 @@ const groups = Array.from({ length: RULES }, (_, r) => ({
     }),
   ),
 }));
-const batch = { nodeId: "node-1", nodeEpoch: Date.now(), seq: 1, sentAtWallMs: Date.now(), groups };
+const batch = {
+  nodeId: "node-1",
+  nodeEpoch: wallClockMs(),
+  seq: 1,
+  sentAtWallMs: wallClockMs(),
+  groups,
+};
 const frame = encodeDecisionBatch(batch)[0]!;
 
 const results = await runInterleaved(

@@ -17,6 +17,7 @@
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { wallClockMs } from "../../src/clock/clock.js";
 import {
   aggregatorArgs,
   assertCleanExit,
@@ -100,7 +101,7 @@ async function restartRun(
       `every node holds grants before the crash: ${grantsBefore}`,
     );
     assert.ok(nodes.every((n) => !n.reports.at(-1)!.aggregatorLost));
-    const killWallMs = Date.now();
+    const killWallMs = wallClockMs();
     first.kill("SIGKILL");
     await first.exited;
     const lost = await Promise.all(
@@ -122,9 +123,9 @@ async function restartRun(
       );
     }
     const lostWallMs = Math.max(...lost.map((l) => l.atWallMs));
-    await sleep(killWallMs + 4500 - Date.now());
+    await sleep(killWallMs + 4500 - wallClockMs());
 
-    const restartWallMs = Date.now();
+    const restartWallMs = wallClockMs();
     const second = aggregator("aggregator-2");
     await started(second);
     const recovered = await Promise.all(

@@ -14,6 +14,7 @@
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { wallClockMs } from "../../src/clock/clock.js";
 import { decode } from "../../src/protocol/decode.js";
 import { encode } from "../../src/protocol/encode.js";
 import type { Message } from "../../src/protocol/messages.js";
@@ -123,11 +124,11 @@ test("cluster hostile - garbage and forged messages on every subject: counted by
     }
     await sleep(1500);
 
-    const seed = Date.now() % 2 ** 31;
+    const seed = wallClockMs() % 2 ** 31;
     t.diagnostic(`attack seed ${seed}`);
     const random = seededRandom(seed);
     const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)]!;
-    const now = Date.now();
+    const now = wallClockMs();
     const olderAggregator = aggregatorEpoch - 1000;
     const validBatch = (nodeId: string, nodeEpoch: number) =>
       frame({
@@ -246,9 +247,9 @@ test("cluster hostile - garbage and forged messages on every subject: counted by
       attacker!.publish(subject, bytes);
       sent++;
     };
-    const attackStartMs = Date.now();
+    const attackStartMs = wallClockMs();
     const attackEndMs = attackStartMs + 4000;
-    while (Date.now() < attackEndMs) {
+    while (wallClockMs() < attackEndMs) {
       for (const [subject, valid] of bySubject) {
         publish(subject, randomBytes(random, 300));
         publish(subject, truncated(valid(), random));
@@ -292,7 +293,7 @@ test("cluster hostile - garbage and forged messages on every subject: counted by
       await sleep(50);
     }
     await attacker.flush();
-    t.diagnostic(`published ${sent} hostile messages in ${Date.now() - attackStartMs} ms`);
+    t.diagnostic(`published ${sent} hostile messages in ${wallClockMs() - attackStartMs} ms`);
     const aggReportsAtEnd = agg.aggregatorReports.length;
     const nodeReportsAtEnd = nodes.map((n) => n.reports.length);
 

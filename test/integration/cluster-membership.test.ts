@@ -6,6 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { wallClockMs } from "../../src/clock/clock.js";
 import {
   aggregatorArgs,
   assertCleanExit,
@@ -68,7 +69,7 @@ test("cluster membership - a node joins and one crashes: live nodes 3 -> 4 -> 3,
     );
     await sleep(3000);
 
-    const joinWallMs = Date.now();
+    const joinWallMs = wallClockMs();
     const joiner = node(3);
     await started(joiner);
     await agg.waitForLine(

@@ -11,6 +11,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
+import { wallClockMs } from "../../src/clock/clock.js";
 import { decode } from "../../src/protocol/decode.js";
 import { encode } from "../../src/protocol/encode.js";
 import type { Message } from "../../src/protocol/messages.js";
@@ -102,7 +103,7 @@ test("cluster trust - node credentials cannot publish grants or defaults, nor re
     node1.transport.subscribe(subjects.defaults, (b) => seenByNode1.push(b));
     await Promise.all([monitor.transport.flush(), node1.transport.flush()]);
 
-    const now = Date.now();
+    const now = wallClockMs();
     const grant = (aggregatorId: string, allowance: number) =>
       frame({
         type: "rate-update",

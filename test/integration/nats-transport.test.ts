@@ -3,6 +3,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { createServer, type Server, type Socket, connect as tcpConnect } from "node:net";
 import { afterEach, test } from "node:test";
+import { wallClockMs } from "../../src/clock/clock.js";
 import { decode } from "../../src/protocol/decode.js";
 import { encodeHeartbeat } from "../../src/protocol/heartbeat.js";
 import { createSubjects } from "../../src/protocol/subjects.js";
@@ -88,7 +89,7 @@ const heartbeat = {
   nodeId: "node-1",
   nodeEpoch: 1,
   seq: 1,
-  sentAtWallMs: Date.now(),
+  sentAtWallMs: wallClockMs(),
   role: 1 as const,
 };
 

@@ -4,6 +4,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { Redis } from "ioredis";
+import { wallClockMs } from "../../../src/clock/clock.js";
 
 /** The machine's shared Redis. Never stopped, paused or flushed by these tests. */
 export const SHARED_REDIS_URL = "redis://127.0.0.1:6379";
@@ -48,10 +49,10 @@ export async function waitFor(
   withinMs: number,
   everyMs = 25,
 ): Promise<boolean> {
-  const until = Date.now() + withinMs;
+  const until = wallClockMs() + withinMs;
   for (;;) {
     if (await probe()) return true;
-    if (Date.now() >= until) return false;
+    if (wallClockMs() >= until) return false;
     await sleep(everyMs);
   }
 }
