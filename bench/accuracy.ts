@@ -231,6 +231,8 @@ interface RunData {
   readonly t0: number;
   readonly buckets: number;
   readonly series: Map<string, KeySeries>;
+  /** The hot keys' series per node: node id -> key -> counts. */
+  readonly nodeSeries: Map<string, Map<string, KeySeries>>;
   /** Wall ms at which each node's load started (its first heartbeat). */
   readonly starts: Map<string, number>;
   readonly launchLateMs: number[];
@@ -283,6 +285,7 @@ async function runOnce(scenario: Scenario, mode: Mode, rulesFile: string): Promi
       { admitted: new Float64Array(buckets), offered: new Float64Array(buckets) },
     ]),
   );
+  const nodeSeries = new Map<string, Map<string, KeySeries>>();
   let aggregator: Record<string, unknown> | undefined;
   const children: ChildProcess[] = [];
   const ready: Promise<void>[] = [];
@@ -419,11 +422,26 @@ async function runOnce(scenario: Scenario, mode: Mode, rulesFile: string): Promi
             const b = Math.round((Number(o["atWallMs"]) - t0) / REPORT_MS);
             if (!(b >= 0 && b < buckets)) return;
             const tracked = o["tracked"] as Record<string, [number, number]>;
+            let own = nodeSeries.get(n.id);
+            if (own === undefined) {
+              own = new Map(
+                HOT_KEYS.map((k) => [
+                  k,
+                  { admitted: new Float64Array(buckets), offered: new Float64Array(buckets) },
+                ]),
+              );
+              nodeSeries.set(n.id, own);
+            }
             for (const [key, [a, r]] of Object.entries(tracked)) {
               const s = series.get(key);
               if (s === undefined) continue;
               s.admitted[b]! += a;
               s.offered[b]! += a + r;
+              const mine = own.get(key);
+              if (mine !== undefined) {
+                mine.admitted[b]! += a;
+                mine.offered[b]! += a + r;
+              }
             }
           }
         },
@@ -456,6 +474,7 @@ async function runOnce(scenario: Scenario, mode: Mode, rulesFile: string): Promi
     loadavg1m: runLoad,
     buckets,
     series,
+    nodeSeries,
     starts,
     launchLateMs,
     aggregator,
@@ -542,6 +561,14 @@ interface Figures {
     offered: number;
     hotDecisionsDiffer: number;
   };
+  /**
+   * Per node, over the measured span and the hot keys: offered and admitted per second, and the
+   * max-min fair share of the limit given what every node offered (water-filling per key).
+   * `fairnessGap`: half the sum of |admitted - fair| over the sum of admitted, i.e. the fraction
+   * of what was admitted that went to the wrong node.
+   */
+  perNode: Record<string, { offeredPerSec: number; admittedPerSec: number; fairPerSec: number }>;
+  fairnessGap: number;
   nodeStartSpreadMs: number;
   maxLaunchLateMs: number;
   loadavg1m: number;
@@ -668,7 +695,10 @@ function analyze(run: RunData): Figures {
   const starts = [...run.starts]
     .filter(([id]) => run.scenario.nodes.find((p) => p.id === id)?.startMs === 0)
     .map(([, t]) => t);
+  const fair = fairness(run, from, to);
   const figures: Figures = {
+    perNode: fair.perNode,
+    fairnessGap: fair.gap,
     meanRatio: round(meanSum / HOT_KEYS.length),
     lowestWindowRatio: round(lowest),
     worstWindowRatio: round(worst),
@@ -740,6 +770,57 @@ function analyze(run: RunData): Figures {
   return figures;
 }
 
+/** Max-min fair split of `capacity` among `demands` (water-filling). */
+function waterFill(capacity: number, demands: readonly number[]): number[] {
+  const out = new Array<number>(demands.length).fill(0);
+  const order = [...demands.keys()].sort((a, b) => demands[a]! - demands[b]!);
+  let left = capacity;
+  for (let i = 0; i < order.length; i++) {
+    const j = order[i]!;
+    const give = Math.min(demands[j]!, left / (order.length - i));
+    out[j] = give;
+    left -= give;
+  }
+  return out;
+}
+
+/** Per-node offered, admitted and fair shares of the hot keys over buckets [from, to]. */
+function fairness(
+  run: RunData,
+  from: number,
+  to: number,
+): { perNode: Figures["perNode"]; gap: number } {
+  const ids = [...run.nodeSeries.keys()].sort();
+  const seconds = ((to - from + 1) * REPORT_MS) / 1000;
+  const capacity = (LIMIT * (to - from + 1) * REPORT_MS) / WINDOW_MS;
+  const offered = new Map(ids.map((id) => [id, 0]));
+  const admitted = new Map(ids.map((id) => [id, 0]));
+  const fairTotal = new Map(ids.map((id) => [id, 0]));
+  for (const key of HOT_KEYS) {
+    const o = ids.map((id) => sumRange(run.nodeSeries.get(id)!.get(key)!.offered, from, to));
+    const a = ids.map((id) => sumRange(run.nodeSeries.get(id)!.get(key)!.admitted, from, to));
+    const f = waterFill(capacity, o);
+    ids.forEach((id, j) => {
+      offered.set(id, offered.get(id)! + o[j]!);
+      admitted.set(id, admitted.get(id)! + a[j]!);
+      fairTotal.set(id, fairTotal.get(id)! + f[j]!);
+    });
+  }
+  const perNode: Figures["perNode"] = {};
+  let off = 0;
+  let sum = 0;
+  for (const id of ids) {
+    perNode[id] = {
+      offeredPerSec: round(offered.get(id)! / seconds, 1),
+      admittedPerSec: round(admitted.get(id)! / seconds, 1),
+      fairPerSec: round(fairTotal.get(id)! / seconds, 1),
+    };
+    off += Math.abs(admitted.get(id)! - fairTotal.get(id)!);
+    sum += admitted.get(id)!;
+  }
+  return { perNode, gap: sum > 0 ? round(off / 2 / sum) : Number.NaN };
+}
+
 // ---------------------------------------------------------------- output
 
 function pct(x: number, digits = 1): string {
@@ -800,7 +881,7 @@ async function main(): Promise<number> {
         const f = analyze(run);
         results[mode][sc.name] = f;
         log(
-          `  mean ${f.meanRatio}, lowest ${f.lowestWindowRatio}, worst ${f.worstWindowRatio}, converge ${convergeText(f.event)}, differ ${pct(f.exact.decisionsDiffer, 2)}; batches p50/p99 ${f.latency.batchP50Ms}/${f.latency.batchP99Ms} ms, updates ${f.latency.updateP50Ms}/${f.latency.updateP99Ms} ms, propagation mean ${f.latency.propagationMeanMs} max ${f.latency.propagationMaxMs} ms${f.errors.length > 0 ? `, ${f.errors.length} error lines` : ""}`,
+          `  mean ${f.meanRatio}, lowest ${f.lowestWindowRatio}, worst ${f.worstWindowRatio}, converge ${convergeText(f.event)}, differ ${pct(f.exact.decisionsDiffer, 2)}, unfair ${pct(f.fairnessGap, 1)}; batches p50/p99 ${f.latency.batchP50Ms}/${f.latency.batchP99Ms} ms, updates ${f.latency.updateP50Ms}/${f.latency.updateP99Ms} ms, propagation mean ${f.latency.propagationMeanMs} max ${f.latency.propagationMaxMs} ms${f.errors.length > 0 ? `, ${f.errors.length} error lines` : ""}`,
         );
       }
     }
