@@ -20,7 +20,7 @@
  * old allowance in full until then. The sum of what all nodes may still admit therefore never
  * exceeds T, however long messages take.
  */
-import { advance, segmentCell } from "../algorithms/sliding-window.js";
+import { advance, estimate, segmentCell } from "../algorithms/sliding-window.js";
 import type { AlgorithmParams } from "../algorithms/types.js";
 import { type Clock, wallClockMs } from "../clock/clock.js";
 import type { CompiledRule } from "../limiter/rule.js";
@@ -108,31 +108,29 @@ type SavedStream = [
   rejected: number,
 ];
 
+/** Admitted cost in the key's global window at `now` (advancing the ring to `now`). */
+function windowUsed(rs: RuleState, ks: KeyState, now: number): number {
+  const k = advance(ks.window, 0, rs.params, now);
+  return estimate(ks.window, 0, rs.params, k, now);
+}
+
 /**
- * Admitted cost of the key in the last `lookbackMs` (at most the rule's window) at `now`,
- * advancing the ring to `now`. Segments are windowMs / S long; the oldest one the range cuts
- * counts in proportion to its part inside, the one in progress whole (its hits are all past).
- * Budget is read over the window minus the lag compensation: a cut at the true time, where the
- * first version divided the shortened window into S segments instead and so released a
- * slightly different amount; on the in-memory tests (nodes and aggregator ticking in phase, no
- * latency) the worst window went from 1029-1050 to 1000 of a limit of 1000.
+ * Admitted cost in the oldest `bandMs` of the key's window at `now`, each segment counted in
+ * proportion to its part inside the band: what the window will have freed `bandMs` from now.
  */
-function windowUsed(
-  rs: RuleState,
-  ks: KeyState,
-  now: number,
-  lookbackMs = rs.rule.windowMs,
-): number {
+function oldestBand(rs: RuleState, ks: KeyState, now: number, bandMs: number): number {
   const p = rs.params;
   const k = advance(ks.window, 0, p, now);
   const segMs = p.windowMs / p.segments;
-  const from = now - lookbackMs;
+  const from = now - p.windowMs;
+  const to = from + bandMs;
   let sum = 0;
   for (let j = k - p.segments; j <= k; j++) {
     const start = j * segMs;
     const end = start + segMs;
+    if (start >= to) break;
     if (end <= from) continue;
-    const part = start >= from || j === k ? 1 : (end - from) / segMs;
+    const part = ((end < to ? end : to) - (start > from ? start : from)) / segMs;
     sum += ks.window[segmentCell(p.segments + 1, j)]! * part;
   }
   return sum;
@@ -202,7 +200,7 @@ class RuleState {
   /** The global window's shape: the rule's limit per window, in `segments` segments. */
   readonly params: AlgorithmParams;
   readonly keys = new Map<string, KeyState>();
-  /** Budget is read over the rule's window minus this (see `lagCompensationMs`). */
+  /** Budget of the window's oldest this-many ms is released early (see `lagCompensationMs`). */
   readonly lagMs: number;
 
   constructor(rule: CompiledRule, lagMs: number) {
@@ -559,13 +557,12 @@ export class AggregatorCore {
     // let windows reach 1.07 of the limit on the 8-process bench. Capped, the compensation can
     // add at most 1.5 x lagMs / windowMs of the limit (3.75% with the defaults).
     const used = windowUsed(rs, ks, now);
-    const early = used - windowUsed(rs, ks, now, rs.rule.windowMs - rs.lagMs);
+    const early = oldestBand(rs, ks, now, rs.lagMs);
     const earlyCap = (EARLY_RELEASE_CAP * limit * rs.lagMs) / rs.rule.windowMs;
     const budget = limit - used + (early < earlyCap ? early : earlyCap);
 
-    const tauMs = this.#syncIntervalMs * DEMAND_TAU_MULTIPLE;
     const defaultShare = limit / live;
-    this.#updateDemand(ks, now, tauMs);
+    this.#updateDemand(ks, now);
     if (ks.nodes.length < live) {
       // A key near its limit: a node that has not seen it could take its default share at any
       // moment and overshoot. Grant every live node ahead instead (placeholders).
@@ -651,7 +648,8 @@ export class AggregatorCore {
    * intervals late (then it counts as no demand): reports and ticks are not aligned, and a
    * report that lands just after a tick must not read as a tick without demand.
    */
-  #updateDemand(ks: KeyState, now: number, tauMs: number): void {
+  #updateDemand(ks: KeyState, now: number): void {
+    const tauMs = this.#syncIntervalMs * DEMAND_TAU_MULTIPLE;
     const lateMs = this.#syncIntervalMs * 1.5;
     for (const nk of ks.nodes) {
       const dt = now - nk.lastDemandMs;
