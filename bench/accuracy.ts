@@ -28,6 +28,7 @@ import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
+import { maxMinFair } from "../src/aggregator/allocator.js";
 import { wallClockMs } from "../src/clock/clock.js";
 import { decode } from "../src/protocol/decode.js";
 import { createSubjects } from "../src/protocol/subjects.js";
@@ -279,12 +280,14 @@ async function runOnce(scenario: Scenario, mode: Mode, rulesFile: string): Promi
   const updateLatencyMs: number[] = [];
   const trace: unknown[][] = [];
   const buckets = Math.ceil(scenario.durationMs / REPORT_MS) + 8;
-  const series = new Map<string, KeySeries>(
-    ALL_KEYS.map((k) => [
-      k,
-      { admitted: new Float64Array(buckets), offered: new Float64Array(buckets) },
-    ]),
-  );
+  const emptySeries = (keys: readonly string[]) =>
+    new Map<string, KeySeries>(
+      keys.map((k) => [
+        k,
+        { admitted: new Float64Array(buckets), offered: new Float64Array(buckets) },
+      ]),
+    );
+  const series = emptySeries(ALL_KEYS);
   const nodeSeries = new Map<string, Map<string, KeySeries>>();
   let aggregator: Record<string, unknown> | undefined;
   const children: ChildProcess[] = [];
@@ -424,12 +427,7 @@ async function runOnce(scenario: Scenario, mode: Mode, rulesFile: string): Promi
             const tracked = o["tracked"] as Record<string, [number, number]>;
             let own = nodeSeries.get(n.id);
             if (own === undefined) {
-              own = new Map(
-                HOT_KEYS.map((k) => [
-                  k,
-                  { admitted: new Float64Array(buckets), offered: new Float64Array(buckets) },
-                ]),
-              );
+              own = emptySeries(HOT_KEYS);
               nodeSeries.set(n.id, own);
             }
             for (const [key, [a, r]] of Object.entries(tracked)) {
@@ -770,20 +768,6 @@ function analyze(run: RunData): Figures {
   return figures;
 }
 
-/** Max-min fair split of `capacity` among `demands` (water-filling). */
-function waterFill(capacity: number, demands: readonly number[]): number[] {
-  const out = new Array<number>(demands.length).fill(0);
-  const order = [...demands.keys()].sort((a, b) => demands[a]! - demands[b]!);
-  let left = capacity;
-  for (let i = 0; i < order.length; i++) {
-    const j = order[i]!;
-    const give = Math.min(demands[j]!, left / (order.length - i));
-    out[j] = give;
-    left -= give;
-  }
-  return out;
-}
-
 /** Per-node offered, admitted and fair shares of the hot keys over buckets [from, to]. */
 function fairness(
   run: RunData,
@@ -799,7 +783,7 @@ function fairness(
   for (const key of HOT_KEYS) {
     const o = ids.map((id) => sumRange(run.nodeSeries.get(id)!.get(key)!.offered, from, to));
     const a = ids.map((id) => sumRange(run.nodeSeries.get(id)!.get(key)!.admitted, from, to));
-    const f = waterFill(capacity, o);
+    const f = maxMinFair(capacity, o);
     ids.forEach((id, j) => {
       offered.set(id, offered.get(id)! + o[j]!);
       admitted.set(id, admitted.get(id)! + a[j]!);

@@ -28,6 +28,27 @@ export interface AllocationInput {
 }
 
 /**
+ * Max-min fair split of `budget` among `demands` ("water filling"): every demand that fits under
+ * an equal split of what is left is met, the rest share what remains equally. Nothing beyond a
+ * demand is given, so the shares sum to less than `budget` when the demands do.
+ */
+export function maxMinFair(budget: number, demands: readonly number[]): number[] {
+  const n = demands.length;
+  const shares = new Array<number>(n).fill(0);
+  const order = [...demands.keys()].sort((a, b) => demands[a]! - demands[b]!);
+  let left = budget;
+  for (let i = 0; i < n; i++) {
+    const j = order[i]!;
+    const fair = left / (n - i);
+    const want = demands[j]!;
+    const give = want < fair ? want : fair;
+    shares[j] = give;
+    left -= give;
+  }
+  return shares;
+}
+
+/**
  * Returns the share of each node (same order as `nodes`). `spareEqualFraction` of the spare
  * capacity (budget left after every demand is met) goes equally to all nodes, the rest by demand.
  */
@@ -37,21 +58,18 @@ export function allocate(
   spareEqualFraction = 0.5,
 ): number[] {
   const n = nodes.length;
-  const shares = new Array<number>(n).fill(0);
-  if (n === 0 || !(budget > 0)) return shares;
+  if (n === 0 || !(budget > 0)) return new Array<number>(n).fill(0);
 
   // 1. Max-min fair targets.
-  const order = [...nodes.keys()].sort((a, b) => nodes[a]!.demand - nodes[b]!.demand);
+  const shares = maxMinFair(
+    budget,
+    nodes.map((x) => x.demand),
+  );
   let left = budget;
   let demandTotal = 0;
-  for (let i = 0; i < n; i++) {
-    const j = order[i]!;
-    const fair = left / (n - i);
-    const want = nodes[j]!.demand;
-    const give = want < fair ? want : fair;
-    shares[j] = give;
-    left -= give;
-    demandTotal += want;
+  for (let j = 0; j < n; j++) {
+    left -= shares[j]!;
+    demandTotal += nodes[j]!.demand;
   }
   if (left > 0) {
     const equal = demandTotal > 0 ? left * spareEqualFraction : left;
