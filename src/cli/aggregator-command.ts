@@ -2,9 +2,19 @@
 import { createAggregatorService } from "../aggregator/aggregator-service.js";
 import { compileRules, loadRules } from "../config/rules-file.js";
 import { createRedisCheckpointStore } from "../store/redis/checkpoint-store.js";
-import { createTelemetry } from "../telemetry/telemetry.js";
 import { flag, num, parse, str, untilSignal } from "./args.js";
-import { connect, emit, NATS_HELP, NATS_OPTIONS, natsUrl, subjectPrefix } from "./common.js";
+import {
+  connect,
+  emit,
+  NATS_HELP,
+  NATS_OPTIONS,
+  natsUrl,
+  startTelemetry,
+  subjectPrefix,
+  TELEMETRY_OPTIONS,
+  telemetryHelp,
+  telemetrySpec,
+} from "./common.js";
 import type { Command } from "./main.js";
 
 const OPTIONS = {
@@ -20,9 +30,7 @@ const OPTIONS = {
   "report-ms": { type: "string" },
   "duration-ms": { type: "string" },
   json: { type: "boolean" },
-  "metrics-port": { type: "string" },
-  "metrics-host": { type: "string" },
-  otlp: { type: "string" },
+  ...TELEMETRY_OPTIONS,
 } as const;
 
 export const aggregatorCommand: Command = {
@@ -48,10 +56,7 @@ export const aggregatorCommand: Command = {
     "  --report-ms N           progress period (default 1000)",
     "  --duration-ms N         stop by itself after N ms (default: run until stopped)",
     "  --json                  progress as JSON lines",
-    "  --metrics-port N        serve Prometheus metrics on this port, 0 = any free one",
-    "                          (default: none)",
-    "  --metrics-host H        address the metrics port listens on (default 127.0.0.1)",
-    "  --otlp URL              push OTLP gRPC metrics, e.g. http://127.0.0.1:4317",
+    ...telemetryHelp(26),
     "",
     NATS_HELP,
   ].join("\n"),
@@ -62,11 +67,7 @@ export const aggregatorCommand: Command = {
     const durationMs =
       p.values["duration-ms"] === undefined ? undefined : num(p, "duration-ms", 0, { min: 1 });
     const json = flag(p, "json");
-    const metricsPort =
-      p.values["metrics-port"] === undefined
-        ? undefined
-        : num(p, "metrics-port", 0, { integer: true, min: 0, max: 65_535 });
-    const otlp = p.values["otlp"];
+    const telemetryOptions = telemetrySpec(p);
     // Every option is read before connecting, so a bad one fails with nothing left open.
     const id = p.values["id"];
     const tuning = {
@@ -100,21 +101,14 @@ export const aggregatorCommand: Command = {
       const keys = await service.restoreCheckpoint();
       if (!json) console.log(`sluice aggregator: restored ${keys} keys from the checkpoint`);
     }
-    const telemetry =
-      metricsPort === undefined && typeof otlp !== "string"
-        ? undefined
-        : await createTelemetry({
-            serviceName: "sluice-aggregator",
-            ...(metricsPort === undefined
-              ? {}
-              : { prometheus: { port: metricsPort, host: str(p, "metrics-host", "127.0.0.1") } }),
-            ...(typeof otlp === "string" ? { otlp: { url: otlp } } : {}),
-          }).catch(async (err: unknown) => {
-            await service.close();
-            await checkpoints?.close();
-            await transport.close();
-            throw err;
-          });
+    const telemetry = await startTelemetry(telemetryOptions, "sluice-aggregator").catch(
+      async (err: unknown) => {
+        await service.close();
+        await checkpoints?.close();
+        await transport.close();
+        throw err;
+      },
+    );
     telemetry?.observeAggregator(service);
     if (telemetry?.prometheusUrl !== undefined) {
       if (json) emit({ type: "metrics", url: telemetry.prometheusUrl });

@@ -3,9 +3,18 @@ import { createNodeAgent } from "../agent/node-agent.js";
 import { loadRules } from "../config/rules-file.js";
 import { InvalidArgumentError } from "../errors.js";
 import { createLimiter } from "../limiter/limiter.js";
-import { createTelemetry } from "../telemetry/telemetry.js";
 import { flag, num, parse, str, untilSignal } from "./args.js";
-import { connect, emit, NATS_HELP, NATS_OPTIONS, subjectPrefix } from "./common.js";
+import {
+  connect,
+  emit,
+  NATS_HELP,
+  NATS_OPTIONS,
+  startTelemetry,
+  subjectPrefix,
+  TELEMETRY_OPTIONS,
+  telemetryHelp,
+  telemetrySpec,
+} from "./common.js";
 import { parseSchedule, runLoad } from "./load.js";
 import type { Command } from "./main.js";
 
@@ -27,9 +36,7 @@ const OPTIONS = {
   "expected-nodes": { type: "string" },
   "grant-ramp-ms": { type: "string" },
   json: { type: "boolean" },
-  "metrics-port": { type: "string" },
-  "metrics-host": { type: "string" },
-  otlp: { type: "string" },
+  ...TELEMETRY_OPTIONS,
 } as const;
 
 export const loadgenCommand: Command = {
@@ -55,10 +62,7 @@ export const loadgenCommand: Command = {
     "  --expected-nodes N    live nodes assumed until the aggregator says (default 1)",
     "  --grant-ramp-ms N     spread each grant increase over N ms (default 0: at once)",
     "  --json                reports as JSON lines",
-    "  --metrics-port N      serve Prometheus metrics on this port, 0 = any free one",
-    "                        (default: none)",
-    "  --metrics-host H      address the metrics port listens on (default 127.0.0.1)",
-    "  --otlp URL            push OTLP gRPC metrics, e.g. http://127.0.0.1:4317",
+    ...telemetryHelp(24),
     "",
     NATS_HELP,
   ].join("\n"),
@@ -79,11 +83,7 @@ export const loadgenCommand: Command = {
         : ([[0, num(p, "rate", 500, { min: 0 })]] as const);
     const durationMs = num(p, "duration-ms", 10_000, { min: 1 });
     const json = flag(p, "json");
-    const metricsPort =
-      p.values["metrics-port"] === undefined
-        ? undefined
-        : num(p, "metrics-port", 0, { integer: true, min: 0, max: 65_535 });
-    const otlp = p.values["otlp"];
+    const telemetryOptions = telemetrySpec(p);
     // Every option is read before connecting, so a bad one fails with nothing left open.
     const nodeId = p.values["node-id"];
     const tuning = {
@@ -98,21 +98,14 @@ export const loadgenCommand: Command = {
     const transport = await connect(p, "sluice-loadgen");
     const limiter = createLimiter({ rules });
     const agent = createNodeAgent({ limiter, transport, ...tuning });
-    const telemetry =
-      metricsPort === undefined && typeof otlp !== "string"
-        ? undefined
-        : await createTelemetry({
-            serviceName: "sluice-node",
-            ...(metricsPort === undefined
-              ? {}
-              : { prometheus: { port: metricsPort, host: str(p, "metrics-host", "127.0.0.1") } }),
-            ...(typeof otlp === "string" ? { otlp: { url: otlp } } : {}),
-          }).catch(async (err: unknown) => {
-            await agent.close();
-            await transport.close();
-            await limiter.close();
-            throw err;
-          });
+    const telemetry = await startTelemetry(telemetryOptions, "sluice-node").catch(
+      async (err: unknown) => {
+        await agent.close();
+        await transport.close();
+        await limiter.close();
+        throw err;
+      },
+    );
     telemetry?.observeLimiter(limiter, { node: agent.nodeId });
     telemetry?.observeAgent(agent);
     if (telemetry?.prometheusUrl !== undefined) {
