@@ -277,8 +277,10 @@ export class KeyTable {
     // later, a tick passes before it is granted again, and the window dips by a spike's size
     // every tick (measured on the 8-node bench: 0.94-0.95 of the limit for 25 ms of every 50).
     // Spread over the interval, admissions are as even as the hits. Decreases apply at once.
-    const before = heldEpoch > 0 ? this.#allowanceAt(slots, extra, nowMs) : allowance;
-    if (epoch === heldEpoch && allowance > before && this.#grantRampMs > 0) {
+    // Opt-in: the ramp is 0 unless the agent sets one (see docs/architecture.md, "Grant ramp").
+    const ramped = this.#grantRampMs > 0 && heldEpoch > 0 && epoch === heldEpoch;
+    const before = ramped ? this.#allowanceAt(slots, extra, nowMs) : allowance;
+    if (allowance > before) {
       slots[extra + GRANT_BASE] = before;
       slots[extra + GRANT_AT] = nowMs;
     } else {
