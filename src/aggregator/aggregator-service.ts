@@ -110,8 +110,8 @@ class Service implements AggregatorService {
   readonly #invalidMessages: Record<string, number> = {};
   readonly #invalidEntries: Record<string, number> = {};
   #ticks = 0;
-  #lastTickMs = 0;
-  #lastTickAtMs = Number.NEGATIVE_INFINITY;
+  #lastTickDurationMs = 0;
+  #lastTickStartMs = Number.NEGATIVE_INFINITY;
   #earlyTimer: TimerHandle | undefined;
   readonly #syncIntervalMs: number;
   #closed = false;
@@ -253,7 +253,7 @@ class Service implements AggregatorService {
    */
   #earlyTick(): void {
     if (this.#earlyTimer !== undefined) return;
-    const waitMs = this.#lastTickAtMs + this.#syncIntervalMs / 10 - this.#clock.nowMs();
+    const waitMs = this.#lastTickStartMs + this.#syncIntervalMs / 10 - this.#clock.nowMs();
     if (waitMs <= 0) {
       this.#tick();
       return;
@@ -267,7 +267,7 @@ class Service implements AggregatorService {
   #tick(): void {
     if (this.#closed) return;
     const started = this.#clock.nowMs();
-    this.#lastTickAtMs = started;
+    this.#lastTickStartMs = started;
     const { updates, defaults } = this.core.tick();
     for (const u of updates) {
       const subject = this.#subjects.updates(u.targetNodeId);
@@ -278,7 +278,7 @@ class Service implements AggregatorService {
       this.#transport.publish(this.#subjects.defaults, frame);
     }
     this.#ticks++;
-    this.#lastTickMs = this.#clock.nowMs() - started;
+    this.#lastTickDurationMs = this.#clock.nowMs() - started;
   }
 
   stats(): AggregatorServiceStats {
@@ -294,7 +294,7 @@ class Service implements AggregatorService {
         clockOffsetMs: n.clockOffsetMs,
       })),
       ticks: this.#ticks,
-      lastTickMs: this.#lastTickMs,
+      lastTickMs: this.#lastTickDurationMs,
       checkpointsSaved: this.#checkpointsSaved,
       checkpointErrors: this.#checkpointErrors,
       keysRestored: this.#keysRestored,
