@@ -783,7 +783,10 @@ function fairness(
   for (const key of HOT_KEYS) {
     const o = ids.map((id) => sumRange(run.nodeSeries.get(id)!.get(key)!.offered, from, to));
     const a = ids.map((id) => sumRange(run.nodeSeries.get(id)!.get(key)!.admitted, from, to));
-    const f = maxMinFair(capacity, o);
+    const f = maxMinFair(
+      capacity,
+      o.map((demand) => ({ demand })),
+    );
     ids.forEach((id, j) => {
       offered.set(id, offered.get(id)! + o[j]!);
       admitted.set(id, admitted.get(id)! + a[j]!);

@@ -28,19 +28,22 @@ export interface AllocationInput {
 }
 
 /**
- * Max-min fair split of `budget` among `demands` ("water filling"): every demand that fits under
- * an equal split of what is left is met, the rest share what remains equally. Nothing beyond a
- * demand is given, so the shares sum to less than `budget` when the demands do.
+ * Max-min fair split of `budget` among the nodes' demands ("water filling"): every demand that
+ * fits under an equal split of what is left is met, the rest share what remains equally. Nothing
+ * beyond a demand is given, so the shares sum to less than `budget` when the demands do.
  */
-export function maxMinFair(budget: number, demands: readonly number[]): number[] {
-  const n = demands.length;
+export function maxMinFair(
+  budget: number,
+  nodes: readonly { readonly demand: number }[],
+): number[] {
+  const n = nodes.length;
   const shares = new Array<number>(n).fill(0);
-  const order = [...demands.keys()].sort((a, b) => demands[a]! - demands[b]!);
+  const order = [...nodes.keys()].sort((a, b) => nodes[a]!.demand - nodes[b]!.demand);
   let left = budget;
   for (let i = 0; i < n; i++) {
     const j = order[i]!;
     const fair = left / (n - i);
-    const want = demands[j]!;
+    const want = nodes[j]!.demand;
     const give = want < fair ? want : fair;
     shares[j] = give;
     left -= give;
@@ -61,10 +64,7 @@ export function allocate(
   if (n === 0 || !(budget > 0)) return new Array<number>(n).fill(0);
 
   // 1. Max-min fair targets.
-  const shares = maxMinFair(
-    budget,
-    nodes.map((x) => x.demand),
-  );
+  const shares = maxMinFair(budget, nodes);
   let left = budget;
   let demandTotal = 0;
   for (let j = 0; j < n; j++) {
