@@ -8,7 +8,11 @@
  * that instant plus its own offset, and then calls the very same `main()` that `bin/sluice.js`
  * calls. Schedules of different processes then line up to within a (warm) NATS connect.
  *
- * Usage: node dist/bench/accuracy-launch.js <offsetMs> <sluice command> [options...]
+ * With `start-at:<offsetMs>` in place of the offset (for `loadgen`), it does not wait: it runs the
+ * command at once with `--start-at-ms <start + offset>`, so the process connects first and its
+ * load starts at that instant exactly, not a connect later (its `loadgen-start` line says when).
+ *
+ * Usage: node dist/bench/accuracy-launch.js [start-at:]<offsetMs> <sluice command> [options...]
  * Prints `{"type":"launch","lateMs":n}` (how late the wait ended) before the command's output.
  * Ends without running anything if stdin closes before a start instant arrives.
  */
@@ -16,10 +20,12 @@ import { createInterface } from "node:readline";
 import { main } from "../src/cli/main.js";
 import { wallClockMs } from "../src/clock/clock.js";
 
-const offsetMs = Number(process.argv[2]);
+const when = process.argv[2] ?? "";
+const startAt = when.startsWith("start-at:");
+const offsetMs = Number(startAt ? when.slice("start-at:".length) : when);
 const args = process.argv.slice(3);
 if (!Number.isFinite(offsetMs) || args.length === 0) {
-  console.error("usage: accuracy-launch.js <offsetMs> <sluice command> [options...]");
+  console.error("usage: accuracy-launch.js [start-at:]<offsetMs> <sluice command> [options...]");
   process.exit(2);
 }
 // Load what the command will load, so nothing is left to compile after the wait.
@@ -42,7 +48,9 @@ const startAtWallMs = await new Promise<number | undefined>((resolve) => {
 });
 input.close();
 process.stdin.destroy();
-if (startAtWallMs !== undefined && Number.isFinite(startAtWallMs)) {
+if (startAt && startAtWallMs !== undefined && Number.isFinite(startAtWallMs)) {
+  process.exitCode = await main([...args, "--start-at-ms", String(startAtWallMs + offsetMs)]);
+} else if (startAtWallMs !== undefined && Number.isFinite(startAtWallMs)) {
   const waitMs = startAtWallMs + offsetMs - wallClockMs();
   if (waitMs > 0) await new Promise((resolve) => setTimeout(resolve, waitMs));
   process.stdout.write(

@@ -27,8 +27,17 @@ export interface SimOptions {
   readonly limit?: number;
   readonly syncIntervalMs?: number;
   readonly latencyMs?: number;
+  /**
+   * Each message is delayed by a further 0..jitterMs (uniform, seeded; order per sender kept, as
+   * NATS keeps it), as a busy machine delays them. @default 0
+   */
+  readonly jitterMs?: number;
+  /** Seed of the jitter's generator. @default 1 */
+  readonly seed?: number;
   /** Passed to the aggregator when set (its own default otherwise). */
   readonly lagCompensationMs?: number;
+  /** Passed to the aggregator when set (its own default otherwise). */
+  readonly pacing?: number;
   /** Passed to the agents when set (their own default otherwise). */
   readonly grantRampMs?: number;
   readonly hitsPerMsPerNode?: number;
@@ -65,10 +74,34 @@ export const SIM_AROUND_MS = [-500, 0, 50, 100, 150, 200, 300, 500, 1000, 1500];
 
 const WINDOW_MS = 1000;
 
-function withLatency(inner: Transport, clock: ManualClock, latencyMs: number): Transport {
+/** A small seeded generator (mulberry32), so a jittered run is the same every time. */
+function seeded(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
+  };
+}
+
+function withLatency(
+  inner: Transport,
+  clock: ManualClock,
+  latencyMs: number,
+  jitter: { ms: number; random: () => number } = { ms: 0, random: Math.random },
+): Transport {
+  let lastDeliveryMs = Number.NEGATIVE_INFINITY;
   return {
     publish: (subject, bytes) => {
-      clock.setTimer(() => inner.publish(subject, bytes), latencyMs);
+      const now = clock.nowMs();
+      const at = Math.max(
+        lastDeliveryMs,
+        now + latencyMs + Math.round(jitter.random() * jitter.ms),
+      );
+      lastDeliveryMs = at;
+      clock.setTimer(() => inner.publish(subject, bytes), at - now);
     },
     subscribe: (subject, handler) => inner.subscribe(subject, handler),
     flush: () => inner.flush(),
@@ -92,15 +125,17 @@ export async function runSim(o: SimOptions = {}): Promise<SimResult> {
   };
   const clock = new ManualClock(1_000_000);
   const bus = createMemoryBus();
+  const jitter = { ms: o.jitterMs ?? 0, random: seeded(o.seed ?? 1) };
   const compiled = createLimiter({ rules: [rule], clock, sweepIntervalMs: 0 }).rules;
   const aggregator = createAggregatorService({
     rules: compiled,
-    transport: withLatency(bus.connect(), clock, latencyMs),
+    transport: withLatency(bus.connect(), clock, latencyMs, jitter),
     clock,
     syncIntervalMs,
     aggregatorId: "agg",
     warmupMs: 0,
     ...(o.lagCompensationMs === undefined ? {} : { lagCompensationMs: o.lagCompensationMs }),
+    ...(o.pacing === undefined ? {} : { pacing: o.pacing }),
   });
   const eventAtMs = o.eventAtMs ?? 6000;
   const nodes: { limiter: Limiter; agent: NodeAgent; owed: number; closed: boolean }[] = [];
@@ -108,7 +143,7 @@ export async function runSim(o: SimOptions = {}): Promise<SimResult> {
     const limiter = createLimiter({ rules: [rule], clock, sweepIntervalMs: 0 });
     const agent = createNodeAgent({
       limiter,
-      transport: withLatency(bus.connect(), clock, latencyMs),
+      transport: withLatency(bus.connect(), clock, latencyMs, jitter),
       clock,
       nodeId: `n${i}`,
       syncIntervalMs,
@@ -209,6 +244,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     ["lagCompensationMs 25", { lagCompensationMs: 25 }],
     ["lagCompensationMs 50", { lagCompensationMs: 50 }],
     ["latency 10 ms", { latencyMs: 10 }],
+    ["jitter 0..10 ms", { jitterMs: 10 }],
     ["limit 3000 (10x the hits)", { limit: 3000, hitsPerMsPerNode: 3.5 }],
     ["shift at 6 s", { event: "shift" }],
     ["join at 6 s", { event: "join" }],

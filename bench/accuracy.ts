@@ -19,11 +19,15 @@
  * killed when the run ends or this process exits.
  *
  * Environment: NATS_URL (default nats://127.0.0.1:4222); ACC_SCENARIOS=steady,shift,... to run a
- * subset; ACC_REPORT_MS (default 25); ACC_DUMP=<dir> to write each run's per-bucket counts there.
+ * subset; ACC_REPORT_MS (default 25); ACC_DUMP=<dir> to write each run's per-bucket counts there;
+ * ACC_MODES=global to skip the naive runs. For experiments with the shipped opt-in settings:
+ * ACC_GRANT_RAMP_MS (nodes' `--grant-ramp-ms`) and ACC_LAG_MS (aggregator's
+ * `--lag-compensation-ms`) and ACC_PACING (its `--pacing`); unset, the defaults apply. The
+ * settings used are printed.
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -55,6 +59,20 @@ const ZIPF = 1.1;
 const HOT = 3;
 const REPORT_MS = Number(process.env["ACC_REPORT_MS"] ?? 25);
 const SYNC_INTERVAL_MS = 50;
+const MODES = (process.env["ACC_MODES"] ?? "global,naive")
+  .split(",")
+  .map((m) => m.trim())
+  .filter((m): m is Mode => m === "global" || m === "naive");
+/** Extra CLI options from the environment (see the header); empty when unset. */
+function envOption(name: string, option: string): string[] {
+  const v = process.env[name];
+  if (v === undefined || v.trim() === "") return [];
+  if (!(Number(v) >= 0)) throw new Error(`${name} must be a number >= 0, got "${v}"`);
+  return [option, v.trim()];
+}
+const RAMP_OPTION = envOption("ACC_GRANT_RAMP_MS", "--grant-ramp-ms");
+const LAG_OPTION = envOption("ACC_LAG_MS", "--lag-compensation-ms");
+const PACING_OPTION = envOption("ACC_PACING", "--pacing");
 /** Windows ending before this (ms after the nodes start) are the cold start, measured apart. */
 const WARMUP_MS = 2000;
 /** The last ms of a run are left out: nodes stop a few ms apart. */
@@ -297,13 +315,22 @@ async function runOnce(scenario: Scenario, mode: Mode, rulesFile: string): Promi
     servers: NATS_URL.split(","),
     name: "sluice-bench-accuracy",
   });
-  /** Starts `sluice <argv>` through the launcher, `offsetMs` after the common start. */
-  const launch = (name: string, offsetMs: number, argv: string[], onLine: LineHandler) => {
+  /**
+   * Starts `sluice <argv>` through the launcher, `offsetMs` after the common start; with `startAt`
+   * (loadgen only) the process connects at once and its load starts at that instant exactly.
+   */
+  const launch = (
+    name: string,
+    offsetMs: number,
+    argv: string[],
+    onLine: LineHandler,
+    startAt = false,
+  ) => {
     let isReady: () => void = () => {};
     ready.push(new Promise<void>((resolve) => (isReady = resolve)));
     const child = start(
       name,
-      [LAUNCH, String(offsetMs), ...argv],
+      [LAUNCH, `${startAt ? "start-at:" : ""}${offsetMs}`, ...argv],
       (o) => {
         if (o["type"] === "ready") isReady();
         else if (o["type"] === "launch") launchLateMs.push(Number(o["lateMs"]));
@@ -316,11 +343,6 @@ async function runOnce(scenario: Scenario, mode: Mode, rulesFile: string): Promi
     return child;
   };
   try {
-    transport.subscribe(subjects.heartbeats, (bytes) => {
-      const r = decode(bytes);
-      if (!r.ok || r.message.type !== "heartbeat" || r.message.role !== 1) return;
-      if (!starts.has(r.message.nodeId)) starts.set(r.message.nodeId, r.message.sentAtWallMs);
-    });
     // An observer of the control loop: how long batches and updates take to reach a third
     // process (send stamp to receipt, same host clock), and a trace of the hottest key.
     const observe = (bytes: Uint8Array) => {
@@ -376,6 +398,8 @@ async function runOnce(scenario: Scenario, mode: Mode, rulesFile: string): Promi
           "1000",
           "--duration-ms",
           String(AGGREGATOR_LEAD_MS + scenario.durationMs + 6000),
+          ...LAG_OPTION,
+          ...PACING_OPTION,
           "--json",
         ],
         (o) => {
@@ -417,11 +441,16 @@ async function runOnce(scenario: Scenario, mode: Mode, rulesFile: string): Promi
           prefix,
           "--nats",
           NATS_URL,
+          ...RAMP_OPTION,
           "--json",
         ],
         (o) => {
           if (o["type"] === "loadgen-summary") nodeSummaries.push(o);
-          else if (o["type"] === "loadgen") {
+          else if (o["type"] === "loadgen-start") {
+            const at = Number(o["atWallMs"]);
+            starts.set(n.id, at);
+            if (n.startMs === 0) launchLateMs.push(at - t0);
+          } else if (o["type"] === "loadgen") {
             const b = Math.round((Number(o["atWallMs"]) - t0) / REPORT_MS);
             if (!(b >= 0 && b < buckets)) return;
             const tracked = o["tracked"] as Record<string, [number, number]>;
@@ -443,6 +472,7 @@ async function runOnce(scenario: Scenario, mode: Mode, rulesFile: string): Promi
             }
           }
         },
+        n.startMs === 0,
       ),
     );
     // Every process has loaded its code: agree on the start.
@@ -486,6 +516,7 @@ async function runOnce(scenario: Scenario, mode: Mode, rulesFile: string): Promi
 
 /** Writes a run's per-bucket counts (hot keys, and all keys summed) for inspection. */
 function dump(run: RunData): void {
+  mkdirSync(DUMP_DIR!, { recursive: true });
   const all = {
     admitted: new Array<number>(run.buckets).fill(0),
     offered: new Array<number>(run.buckets).fill(0),
@@ -858,10 +889,10 @@ async function main(): Promise<number> {
     writeFileSync(files.global, rulesFor("global"));
     writeFileSync(files.naive, rulesFor("naive"));
     log(
-      `NATS ${NATS_URL}; rule sliding-window ${LIMIT} per ${WINDOW_MS} ms per key; ${KEYS} keys, Zipf ${ZIPF}; buckets ${REPORT_MS} ms; sync ${SYNC_INTERVAL_MS} ms; load ${before["loadavg1m"]}`,
+      `NATS ${NATS_URL}; rule sliding-window ${LIMIT} per ${WINDOW_MS} ms per key; ${KEYS} keys, Zipf ${ZIPF}; buckets ${REPORT_MS} ms; sync ${SYNC_INTERVAL_MS} ms${[...RAMP_OPTION, ...LAG_OPTION, ...PACING_OPTION].length > 0 ? `; ${[...RAMP_OPTION, ...LAG_OPTION, ...PACING_OPTION].join(" ")}` : ""}; load ${before["loadavg1m"]}`,
     );
     for (const sc of scenarios) {
-      for (const mode of ["global", "naive"] as const) {
+      for (const mode of MODES) {
         log(`${sc.name} / ${mode}: ${sc.what} (${sc.durationMs / 1000} s)...`);
         const run = await runOnce(sc, mode, files[mode]);
         if (DUMP_DIR !== undefined) dump(run);
@@ -1023,6 +1054,9 @@ async function main(): Promise<number> {
         warmupMs: WARMUP_MS,
         tolerance: TOLERANCE,
         holdMs: HOLD_MS,
+        grantRampMs: RAMP_OPTION[1] === undefined ? 0 : Number(RAMP_OPTION[1]),
+        lagCompensationMs: LAG_OPTION[1] === undefined ? "default" : Number(LAG_OPTION[1]),
+        pacing: PACING_OPTION[1] === undefined ? "default" : Number(PACING_OPTION[1]),
       },
       scenarios: results.global,
       naive: results.naive,

@@ -45,6 +45,8 @@ export interface AggregatorServiceOptions {
    * @default syncIntervalMs / 2
    */
   readonly lagCompensationMs?: number;
+  /** See `AggregatorCoreOptions.pacing` (0 turns pacing off). @default 1.5 */
+  readonly pacing?: number;
   readonly clock?: Clock;
   /**
    * Saves the global windows to a store (e.g. `createRedisCheckpointStore`) every `intervalMs`,
@@ -167,6 +169,9 @@ class Service implements AggregatorService {
               min: 0,
             }),
           }),
+      ...(o.pacing === undefined
+        ? {}
+        : { pacing: optionalNumber("pacing", o.pacing, 0, { min: 0, max: 1000 }) }),
     });
     this.#subs.push(
       this.#transport.subscribe(this.#subjects.allDecisions, (bytes, subject) =>

@@ -25,6 +25,7 @@ const OPTIONS = {
   "node-ttl-ms": { type: "string" },
   "warmup-ms": { type: "string" },
   "lag-compensation-ms": { type: "string" },
+  pacing: { type: "string" },
   "checkpoint-redis": { type: "string" },
   "checkpoint-name": { type: "string" },
   "report-ms": { type: "string" },
@@ -53,6 +54,8 @@ export const aggregatorCommand: Command = {
     "  --lag-compensation-ms N how much earlier than the rule's window budget is re-granted",
     "                          (default: half the sync interval; about 1.5 intervals when the",
     "                          nodes use --grant-ramp-ms; see docs/architecture.md)",
+    "  --pacing X              most new allowance per key per tick, in multiples of the rule's",
+    "                          steady rate per tick; 0 = unpaced (default 1.5)",
     "  --report-ms N           progress period (default 1000)",
     "  --duration-ms N         stop by itself after N ms (default: run until stopped)",
     "  --json                  progress as JSON lines",
@@ -81,6 +84,9 @@ export const aggregatorCommand: Command = {
       ...(p.values["lag-compensation-ms"] === undefined
         ? {}
         : { lagCompensationMs: num(p, "lag-compensation-ms", 0, { min: 0 }) }),
+      ...(p.values["pacing"] === undefined
+        ? {}
+        : { pacing: num(p, "pacing", 0, { min: 0, max: 1000 }) }),
     };
     const checkpointName = str(p, "checkpoint-name", "sluice-aggregator");
     const transport = await connect(p, "sluice-aggregator");

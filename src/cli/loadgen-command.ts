@@ -1,5 +1,6 @@
 /** `sluice loadgen`: one service node (limiter + agent) under generated load, for demos and tests. */
 import { createNodeAgent } from "../agent/node-agent.js";
+import { wallClockMs } from "../clock/clock.js";
 import { loadRules } from "../config/rules-file.js";
 import { InvalidArgumentError } from "../errors.js";
 import { createLimiter } from "../limiter/limiter.js";
@@ -18,6 +19,9 @@ import {
 import { parseSchedule, runLoad } from "./load.js";
 import type { Command } from "./main.js";
 
+/** Longest `--start-at-ms` wait accepted: further ahead is taken for a unit mistake. */
+const MAX_START_WAIT_MS = 10 * 60_000;
+
 const OPTIONS = {
   ...NATS_OPTIONS,
   rules: { type: "string" },
@@ -35,6 +39,7 @@ const OPTIONS = {
   "stale-after-ms": { type: "string" },
   "expected-nodes": { type: "string" },
   "grant-ramp-ms": { type: "string" },
+  "start-at-ms": { type: "string" },
   json: { type: "boolean" },
   ...TELEMETRY_OPTIONS,
 } as const;
@@ -61,6 +66,8 @@ export const loadgenCommand: Command = {
     "  --stale-after-ms N    aggregator silence before the loss policy (default 2000)",
     "  --expected-nodes N    live nodes assumed until the aggregator says (default 1)",
     "  --grant-ramp-ms N     spread each grant increase over N ms (default 0: at once)",
+    "  --start-at-ms T       connect now, start the load at wall-clock time T (Unix ms), so",
+    "                        several processes' schedules line up (default: once connected)",
     "  --json                reports as JSON lines",
     ...telemetryHelp(24),
     "",
@@ -84,6 +91,15 @@ export const loadgenCommand: Command = {
     const durationMs = num(p, "duration-ms", 10_000, { min: 1 });
     const json = flag(p, "json");
     const telemetryOptions = telemetrySpec(p);
+    const startAtMs = num(p, "start-at-ms", Number.NaN, { min: 0 });
+    // A start instant already past starts at once; one far ahead is taken for a unit mistake.
+    if (startAtMs - wallClockMs() > MAX_START_WAIT_MS) {
+      throw new InvalidArgumentError(
+        "--start-at-ms",
+        `a wall-clock time (Unix ms) at most ${MAX_START_WAIT_MS / 60_000} min ahead`,
+        p.values["start-at-ms"],
+      );
+    }
     // Every option is read before connecting, so a bad one fails with nothing left open.
     const nodeId = p.values["node-id"];
     const tuning = {
@@ -114,6 +130,16 @@ export const loadgenCommand: Command = {
     }
     let admitted = 0;
     let rejected = 0;
+    const waitMs = Number.isNaN(startAtMs) ? 0 : startAtMs - wallClockMs();
+    if (waitMs > 0 && (await untilSignal(waitMs)) !== "duration") {
+      // Stopped before the load began: nothing was offered, nothing to report.
+      await agent.close();
+      await telemetry?.close();
+      await transport.close();
+      await limiter.close();
+      return 0;
+    }
+    if (json) emit({ type: "loadgen-start", node: agent.nodeId, atWallMs: wallClockMs() });
     const load = runLoad({
       limiter,
       rule: ruleName,

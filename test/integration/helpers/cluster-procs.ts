@@ -68,6 +68,13 @@ export interface LoadgenSummary {
   };
 }
 
+/** The line `sluice loadgen --json` prints when its load starts. */
+export interface LoadgenStart {
+  type: "loadgen-start";
+  node: string;
+  atWallMs: number;
+}
+
 /** One line of `sluice aggregator --json`. */
 export interface AggregatorReport {
   type: "aggregator";
@@ -90,7 +97,7 @@ export interface AggregatorReport {
   usage: { rule: string; keys: number; maxRatio: number; admittedInWindow: number }[];
 }
 
-export type SluiceLine = LoadgenReport | LoadgenSummary | AggregatorReport;
+export type SluiceLine = LoadgenReport | LoadgenSummary | LoadgenStart | AggregatorReport;
 
 /** A running `sluice` command, its JSON lines collected as they arrive. */
 export class SluiceProcess {
