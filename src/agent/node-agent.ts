@@ -29,7 +29,7 @@ import { encodeDecisionBatch } from "../protocol/decision-batch.js";
 import { decode } from "../protocol/decode.js";
 import type { DecodeFailure, EntryDropReason } from "../protocol/decode-result.js";
 import { encodeHeartbeat } from "../protocol/heartbeat.js";
-import type { DecisionEntry, RuleGroup } from "../protocol/messages.js";
+import { type DecisionEntry, Role, type RuleGroup } from "../protocol/messages.js";
 import { decisionPartition } from "../protocol/partition.js";
 import { createSubjects, isValidNodeId, type Subjects } from "../protocol/subjects.js";
 import type { Subscription, Transport } from "../transport/transport.js";
@@ -117,7 +117,12 @@ export interface NodeAgent {
   stats(): NodeAgentStats;
   /** Publishes the pending counts now (also done on every sync tick). */
   flush(): void;
-  /** Publishes a last batch, stops every timer and subscription. Does not close the transport. */
+  /**
+   * Publishes a last batch and a leaving notice (the aggregator then drops this node at once and
+   * hands its grants to the others), stops every timer and subscription. The limiter's global
+   * rules then follow their `onAggregatorLoss` policy (`stats().aggregatorLost` still says what
+   * was last heard of the aggregator). Does not close the transport.
+   */
   close(): Promise<void>;
 }
 
@@ -399,6 +404,10 @@ class Agent implements NodeAgent {
 
   #heartbeat(): void {
     if (this.#closed) return;
+    this.#sendHeartbeat(Role.node);
+  }
+
+  #sendHeartbeat(role: typeof Role.node | typeof Role.nodeLeaving): void {
     this.#heartbeatSeq = (this.#heartbeatSeq + 1) >>> 0;
     this.#transport.publish(
       this.#subjects.heartbeat(this.nodeId),
@@ -407,7 +416,7 @@ class Agent implements NodeAgent {
         nodeEpoch: this.nodeEpoch,
         seq: this.#heartbeatSeq,
         sentAtWallMs: wallClockMs(),
-        role: 1,
+        role,
       }),
     );
     this.#stats.heartbeatsSent++;
@@ -522,6 +531,11 @@ class Agent implements NodeAgent {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.flush();
+    // The last word: this node decides nothing more with its grants, so the aggregator can hand
+    // what it held to the others now, not after the heartbeat TTL. From here on the limiter's
+    // global rules follow their `onAggregatorLoss` policy, as with a silent aggregator.
+    this.#sendHeartbeat(Role.nodeLeaving);
+    this.#limiter.global.setAggregatorLost(true);
     this.#closed = true;
     for (const t of this.#timers) t.cancel();
     for (const s of this.#subs) s.unsubscribe();

@@ -24,14 +24,15 @@ import { advance, estimate, segmentCell } from "../algorithms/sliding-window.js"
 import type { AlgorithmParams } from "../algorithms/types.js";
 import { type Clock, wallClockMs } from "../clock/clock.js";
 import type { CompiledRule } from "../limiter/rule.js";
-import type {
-  DecisionBatch,
-  DecisionEntry,
-  GrantEntry,
-  Heartbeat,
-  RateUpdateFields,
-  RuleDefaultsFields,
-  RuleGroup,
+import {
+  type DecisionBatch,
+  type DecisionEntry,
+  type GrantEntry,
+  type Heartbeat,
+  type RateUpdateFields,
+  Role,
+  type RuleDefaultsFields,
+  type RuleGroup,
 } from "../protocol/messages.js";
 import { isValidNodeId } from "../protocol/subjects.js";
 import { allocate, roundToUnits } from "./allocator.js";
@@ -94,6 +95,8 @@ export interface AggregatorStats {
   keysReclaimed: number;
   nodesJoined: number;
   nodesDropped: number;
+  /** Nodes that said they were leaving, dropped at once (not counted in `nodesDropped`). */
+  nodesLeft: number;
   /** Admitted cost counted into windows since start. */
   admittedCounted: number;
 }
@@ -254,6 +257,7 @@ export class AggregatorCore {
     keysReclaimed: 0,
     nodesJoined: 0,
     nodesDropped: 0,
+    nodesLeft: 0,
     admittedCounted: 0,
   };
   readonly #rules = new Map<string, RuleState>();
@@ -323,7 +327,18 @@ export class AggregatorCore {
 
   ingestHeartbeat(hb: Heartbeat, receivedWallMs: number): void {
     this.stats.heartbeats++;
-    if (hb.role !== 1) return; // other aggregators' heartbeats carry nothing for us
+    if (hb.role === Role.nodeLeaving) {
+      // The node's agent closed: its grants are no longer used, so what it held goes back to
+      // the others now rather than after the TTL. Its last batch came before this notice on the
+      // same connection, so its counts are already in the windows.
+      const left = this.membership.leave(hb.nodeId, hb.nodeEpoch);
+      if (left !== undefined) {
+        this.stats.nodesLeft++;
+        this.#forgetNode(left);
+      }
+      return;
+    }
+    if (hb.role !== Role.node) return; // other aggregators' heartbeats carry nothing for us
     const touched = this.#touch(hb.nodeId, hb.nodeEpoch);
     if (touched !== undefined)
       this.membership.observeClock(touched, hb.sentAtWallMs, receivedWallMs);
@@ -355,7 +370,10 @@ export class AggregatorCore {
       // Once per tick: keys marked stay marked until the tick, whoever else joins meanwhile.
       if (!this.#joinedSinceTick) this.#markHotKeysDirty();
     }
-    if (r.replaced !== undefined) this.#forgetNode(r.replaced);
+    if (r.replaced !== undefined) {
+      this.stats.nodesDropped++;
+      this.#forgetNode(r.replaced);
+    }
     return r.node;
   }
 
@@ -468,7 +486,6 @@ export class AggregatorCore {
 
   /** Forgets a node run: its grants ended with it, so its hold on every budget goes too. */
   #forgetNode(node: NodeRecord): void {
-    this.stats.nodesDropped++;
     for (const rs of this.#rules.values()) {
       for (const ks of rs.keys.values()) {
         const before = ks.nodes.length;
@@ -498,7 +515,10 @@ export class AggregatorCore {
   tick(): { updates: RateUpdateFields[]; defaults: RuleDefaultsFields } {
     const now = this.#clock.nowMs();
     this.#joinedSinceTick = false;
-    for (const node of this.membership.expire(now)) this.#forgetNode(node);
+    for (const node of this.membership.expire(now)) {
+      this.stats.nodesDropped++;
+      this.#forgetNode(node);
+    }
     const live = Math.max(1, this.membership.liveCount);
     const out = new Map<NodeRecord, Map<string, GrantEntry[]>>();
     const dirty = this.#dirty;

@@ -82,6 +82,18 @@ export class Membership {
     node.clockOffsetMs = Math.max(...node.offsetSamples);
   }
 
+  /**
+   * Drops node `id` in run `epoch` at its own word (its last heartbeat); returns it, or undefined
+   * when that run is not the one known (a late notice from an older run changes nothing).
+   */
+  leave(id: string, epoch: number): NodeRecord | undefined {
+    const known = this.#nodes.get(id);
+    if (known === undefined || known.epoch !== epoch) return undefined;
+    known.alive = false;
+    this.#nodes.delete(id);
+    return known;
+  }
+
   /** Drops every node silent for longer than the TTL; returns them. */
   expire(nowMs: number): NodeRecord[] {
     const dropped: NodeRecord[] = [];

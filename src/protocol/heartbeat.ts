@@ -1,7 +1,8 @@
 /**
  * Heartbeat (type 3), node or aggregator → everyone on `<prefix>.v1.heartbeats`.
  *
- * Body: nodeId str, nodeEpoch f64, seq u32, sentAtWallMs f64, role u8 (1 node, 2 aggregator).
+ * Body: nodeId str, nodeEpoch f64, seq u32, sentAtWallMs f64, role u8 (1 node, 2 aggregator,
+ * 3 node leaving).
  * Always one frame.
  */
 import { InvalidArgumentError } from "../errors.js";
@@ -13,7 +14,7 @@ import { MAX_ID_BYTES, MessageTypeCode } from "./limits.js";
 import { type Heartbeat, type HeartbeatFields, Role } from "./messages.js";
 
 function isRole(value: unknown): value is Role {
-  return value === Role.node || value === Role.aggregator;
+  return value === Role.node || value === Role.aggregator || value === Role.nodeLeaving;
 }
 
 /** Encodes a heartbeat (one frame). Throws {@link InvalidArgumentError} on a bad field. */
@@ -23,7 +24,11 @@ export function encodeHeartbeat(heartbeat: HeartbeatFields): Uint8Array {
   expectU32("seq", heartbeat.seq);
   expectNonNegative("sentAtWallMs", heartbeat.sentAtWallMs);
   if (!isRole(heartbeat.role)) {
-    throw new InvalidArgumentError("role", "1 (node) or 2 (aggregator)", heartbeat.role);
+    throw new InvalidArgumentError(
+      "role",
+      "1 (node), 2 (aggregator) or 3 (node leaving)",
+      heartbeat.role,
+    );
   }
   return encodeSingle(MessageTypeCode.heartbeat, (w) => {
     w.str(heartbeat.nodeId, MAX_ID_BYTES);

@@ -7,8 +7,12 @@
  * units.
  */
 
-/** Which side sent a heartbeat. */
-export const Role = { node: 1, aggregator: 2 } as const;
+/**
+ * Which side sent a heartbeat. `nodeLeaving` is a node's last heartbeat, sent when its agent
+ * closes: it decides no more hits with its grants, so the aggregator drops it at once instead
+ * of after the heartbeat TTL.
+ */
+export const Role = { node: 1, aggregator: 2, nodeLeaving: 3 } as const;
 export type Role = (typeof Role)[keyof typeof Role];
 
 /** One key's cumulative counters in a {@link DecisionBatch}. */

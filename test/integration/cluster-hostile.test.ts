@@ -298,6 +298,7 @@ test("cluster hostile - garbage and forged messages on every subject: counted by
     const nodeReportsAtEnd = nodes.map((n) => n.reports.length);
 
     await sleep(4000);
+    const beforeStop = agg.aggregatorReports.at(-1)!;
     await terminate(nodes);
     await terminate([agg]);
     for (const p of [...nodes, agg]) assertCleanExit(p);
@@ -328,7 +329,9 @@ test("cluster hostile - garbage and forged messages on every subject: counted by
       assert.ok((final.invalidEntries[reason] ?? 0) > 0, `aggregator counted entries ${reason}`);
     }
     assert.ok(final.staleBatches > 0, "batches of an older node run are ignored and counted");
-    assert.equal(final.liveNodes, 2, "the made-up node expired");
+    assert.equal(beforeStop.liveNodes, 2, "the made-up node expired");
+    assert.equal(final.liveNodes, 0, "the real nodes said they were leaving");
+    assert.equal(final.nodesLeft, 2);
 
     for (const n of nodes) {
       const s = n.summary!.agent;

@@ -110,19 +110,28 @@ function promName(spec: { name: string; kind: string }): string {
   return spec.kind === "counter" ? `${base}_total` : base;
 }
 
-function checkFamilies(families: Map<string, Family>, expected: Record<string, Expected>): void {
-  const shown = [...families.keys()].filter((n) => n !== "target_info").sort();
+function checkFamilies(
+  families: Map<string, Family>,
+  expected: Record<string, Expected>,
+  ignore: readonly string[] = [],
+): void {
+  const shown = [...families.keys()]
+    .filter((n) => n !== "target_info" && !ignore.includes(n))
+    .sort();
   assert.deepEqual(shown, Object.keys(expected).sort(), "metric families on the endpoint");
-  for (const [name, e] of Object.entries(expected)) {
-    const f = families.get(name)!;
-    assert.equal(f.type, e.type, `# TYPE of ${name}`);
-    assert.equal(f.unit, e.unit, `# UNIT of ${name}`);
-    assert.ok(f.help !== undefined && f.help.length > 10, `# HELP of ${name}`);
-    assert.ok(f.samples.length > 0, `${name} has samples`);
-    for (const s of f.samples) {
-      const want = s.name.endsWith("_bucket") ? [...e.labels, "le"].sort() : e.labels;
-      assert.deepEqual(Object.keys(s.labels).sort(), want, `labels of ${s.name}`);
-    }
+  for (const name of Object.keys(expected)) checkFamily(families, name, expected[name]!);
+}
+
+function checkFamily(families: Map<string, Family>, name: string, e: Expected): void {
+  const f = families.get(name);
+  assert.ok(f !== undefined, `${name} on the endpoint`);
+  assert.equal(f.type, e.type, `# TYPE of ${name}`);
+  assert.equal(f.unit, e.unit, `# UNIT of ${name}`);
+  assert.ok(f.help !== undefined && f.help.length > 10, `# HELP of ${name}`);
+  assert.ok(f.samples.length > 0, `${name} has samples`);
+  for (const s of f.samples) {
+    const want = s.name.endsWith("_bucket") ? [...e.labels, "le"].sort() : e.labels;
+    assert.deepEqual(Object.keys(s.labels).sort(), want, `labels of ${s.name}`);
   }
 }
 
@@ -171,8 +180,20 @@ test("telemetry prometheus - every instrument on the node and aggregator endpoin
       );
     },
   );
-  // Freeze every counter: stop the agent (its last batch goes out), let the aggregator take
-  // everything that was sent, then stop it. Telemetry keeps reading the stopped objects.
+  // While the node is live: its clock offset, as estimated from its heartbeats.
+  const aggUrl = sluice.aggregatorTelemetry.prometheusUrl!;
+  const live = parsePrometheusText((await httpGet(aggUrl)).body);
+  checkFamily(live, "ratelimit_clock_offset", AGGREGATOR_FAMILIES["ratelimit_clock_offset"]!);
+  const liveOffset = sampleOf(live, "ratelimit_clock_offset", {
+    aggregator: aggregatorId,
+    node: nodeId,
+  });
+  assert.ok(Math.abs(liveOffset.value) < 1, "same host: offset well under a second");
+  assert.equal(sampleOf(live, "ratelimit_nodes_live", { aggregator: aggregatorId }).value, 1);
+
+  // Freeze every counter: stop the agent (its last batch and its leaving notice go out), let
+  // the aggregator take everything that was sent, then stop it. Telemetry keeps reading the
+  // stopped objects. The node said it left, so it is no longer live and has no clock offset.
   await agent.close();
   await waitFor("the aggregator to take the node's last messages", 5000, () => {
     const a = service.stats();
@@ -182,7 +203,6 @@ test("telemetry prometheus - every instrument on the node and aggregator endpoin
   await service.close();
 
   const nodeUrl = sluice.nodeTelemetry.prometheusUrl!;
-  const aggUrl = sluice.aggregatorTelemetry.prometheusUrl!;
   assert.match(nodeUrl, /^http:\/\/127\.0\.0\.1:\d+\/metrics$/);
   const nodeReply = await httpGet(nodeUrl);
   const aggReply = await httpGet(aggUrl);
@@ -197,11 +217,18 @@ test("telemetry prometheus - every instrument on the node and aggregator endpoin
   const node = parsePrometheusText(nodeReply.body);
   const agg = parsePrometheusText(aggReply.body);
   checkFamilies(node, NODE_FAMILIES);
-  checkFamilies(agg, AGGREGATOR_FAMILIES);
+  // The node said it left, so the aggregator no longer observes its clock offset; the OTel JS
+  // SDK (2.x, cumulative) may still export the last value it saw for that series (seen in the
+  // live scrape above), so that family is left out of the frozen check.
+  const { ratelimit_clock_offset: _, ...afterLeave } = AGGREGATOR_FAMILIES;
+  checkFamilies(agg, afterLeave, ["ratelimit_clock_offset"]);
   // Every instrument of the table is on one of the two endpoints, under the name asserted above.
   for (const spec of Object.values(INSTRUMENTS)) {
     const name = promName(spec);
-    assert.ok(node.has(name) || agg.has(name), `instrument ${spec.name} scraped as ${name}`);
+    assert.ok(
+      node.has(name) || agg.has(name) || live.has(name),
+      `instrument ${spec.name} scraped as ${name}`,
+    );
   }
   assert.equal(sampleOf(node, "target_info", {}).labels["service_name"], "sluice-node", "resource");
 
@@ -314,15 +341,11 @@ test("telemetry prometheus - every instrument on the node and aggregator endpoin
     agg.get("ratelimit_invalid_messages_total")!.samples.reduce((sum, s) => sum + s.value, 0),
     3,
   );
-  assert.equal(sampleOf(agg, "ratelimit_nodes_live", a).value, 1);
+  assert.equal(sampleOf(agg, "ratelimit_nodes_live", a).value, 0, "the node said it left");
+  assert.equal(as.nodesLeft, 1);
   assert.equal(sampleOf(agg, "ratelimit_aggregator_ticks_total", a).value, as.ticks);
   assert.equal(sampleOf(agg, "ratelimit_aggregator_tick_duration", a).value, as.lastTickMs / 1000);
-  const offsetMs = as.nodes.find((x) => x.id === nodeId)!.clockOffsetMs;
-  assert.equal(
-    sampleOf(agg, "ratelimit_clock_offset", { ...a, node: nodeId }).value,
-    offsetMs / 1000,
-  );
-  assert.ok(Math.abs(offsetMs) < 1000, "same host: offset well under a second");
+  assert.equal(as.nodes.length, 0);
   const g = { ...a, rule: "api-global" };
   assert.equal(sampleOf(agg, "ratelimit_usage_ratio", g).value, 1, "5 admitted of 5");
   assert.equal(sampleOf(agg, "ratelimit_window_admitted", g).value, 5);

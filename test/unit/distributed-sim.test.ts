@@ -148,6 +148,38 @@ test("distributed - a node that stops is dropped and its share goes to the other
   await c.aggregator.close();
 });
 
+test("distributed - a node that closes says so: dropped at once, not after the TTL", async () => {
+  const c = await cluster(windowRule, 3); // node TTL 1000 ms
+  const admitted: number[] = [];
+  const start = c.clock.nowMs();
+  for (let t = 0; t < 4000; t++) {
+    if (t === 2000) {
+      await c.nodes[2]!.agent.close();
+      await c.step(1); // the last batch and the leaving notice arrive
+      // Only the notice can do this: node 2's last heartbeat is < 200 ms old, the TTL 1000 ms.
+      assert.equal(c.aggregator.stats().liveNodes, 2);
+      assert.equal(c.aggregator.stats().nodesLeft, 1);
+    }
+    const live = t < 2000 ? c.nodes : c.nodes.slice(0, 2);
+    for (const n of live) if (n.limiter.check("api", "k").allowed) admitted.push(c.clock.nowMs());
+    await c.step(1);
+  }
+  // The nodes learn the new count from the next defaults broadcast.
+  assert.equal(c.nodes[0]!.agent.stats().liveNodes, 2);
+  assert.ok(windows(admitted, 1000, start, c.clock.nowMs()).worst <= 1050);
+  // A late notice from an older run of node 0 changes nothing.
+  const before = c.aggregator.stats();
+  const bus = c.bus.connect();
+  const subjects = createSubjects();
+  const old = { nodeId: "n0", nodeEpoch: 1, seq: 1, sentAtWallMs: wallClockMs(), role: 3 as const };
+  for (const f of encode({ type: "heartbeat", ...old })) bus.publish(subjects.heartbeat("n0"), f);
+  await c.step(1);
+  assert.equal(c.aggregator.stats().liveNodes, 2);
+  assert.equal(c.aggregator.stats().nodesLeft, before.nodesLeft);
+  for (const n of c.nodes.slice(0, 2)) await n.agent.close();
+  await c.aggregator.close();
+});
+
 test("distributed - the aggregator lost: static policy falls back to the default share", async () => {
   const c = await cluster({ ...windowRule, onAggregatorLoss: "static" }, 2);
   await c.aggregator.close();

@@ -232,6 +232,14 @@ test("protocol - bad header fields drop the whole message as bad-field", () => {
   assert.deepEqual(decode(role9), { ok: false, reason: "bad-field" });
 });
 
+test("protocol - a node's leaving notice is a heartbeat with role 3, and round-trips", () => {
+  const leaving = { ...heartbeat, role: 3 as const };
+  const r = decode(encodeHeartbeat(leaving));
+  assert.ok(r.ok);
+  assert.deepEqual(r.message, leaving);
+  assert.equal(encodeHeartbeat(leaving).length, 32);
+});
+
 test("protocol - framing failures report their reason", () => {
   const good = encodeHeartbeat(heartbeat);
   const with_ = (i: number, v: number) => {
@@ -370,6 +378,6 @@ test("protocol - encoders reject what the wire cannot carry, naming the field", 
     () => encode({ ...defaults, rules: [{ rule: "r", defaultShare: Number.NaN }] }),
     "rules[0].defaultShare",
   );
-  bad(() => encode({ ...heartbeat, role: 3 as 1 }), "role");
+  bad(() => encode({ ...heartbeat, role: 4 as 1 }), "role");
   bad(() => encode(batch, { maxMessageBytes: 100 }), "maxMessageBytes");
 });

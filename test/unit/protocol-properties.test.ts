@@ -81,7 +81,7 @@ const message: fc.Arbitrary<Message> = fc.oneof(
     nodeEpoch: wallMs,
     seq: u32,
     sentAtWallMs: wallMs,
-    role: fc.constantFrom(1 as const, 2 as const),
+    role: fc.constantFrom(1 as const, 2 as const, 3 as const),
   }),
   rec({
     type: fc.constant("rule-defaults" as const),

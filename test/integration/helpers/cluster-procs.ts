@@ -91,6 +91,7 @@ export interface AggregatorReport {
   grantsSent: number;
   nodesJoined: number;
   nodesDropped: number;
+  nodesLeft: number;
   admittedCounted: number;
   invalidMessages: Record<string, number>;
   invalidEntries: Record<string, number>;
