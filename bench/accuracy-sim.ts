@@ -38,7 +38,7 @@ export interface SimOptions {
   readonly lagCompensationMs?: number;
   /** Passed to the aggregator when set (its own default otherwise). */
   readonly pacing?: number;
-  /** Passed to the agents when set (their own default otherwise). */
+  /** Passed to the aggregator when set (its own default otherwise). */
   readonly grantRampMs?: number;
   readonly hitsPerMsPerNode?: number;
   readonly durationMs?: number;
@@ -136,6 +136,7 @@ export async function runSim(o: SimOptions = {}): Promise<SimResult> {
     warmupMs: 0,
     ...(o.lagCompensationMs === undefined ? {} : { lagCompensationMs: o.lagCompensationMs }),
     ...(o.pacing === undefined ? {} : { pacing: o.pacing }),
+    ...(o.grantRampMs === undefined ? {} : { grantRampMs: o.grantRampMs }),
   });
   const eventAtMs = o.eventAtMs ?? 6000;
   const nodes: { limiter: Limiter; agent: NodeAgent; owed: number; closed: boolean }[] = [];
@@ -149,7 +150,6 @@ export async function runSim(o: SimOptions = {}): Promise<SimResult> {
       syncIntervalMs,
       heartbeatIntervalMs: 200,
       initialLiveNodes: nodeCount,
-      ...(o.grantRampMs === undefined ? {} : { grantRampMs: o.grantRampMs }),
     });
     nodes.push({ limiter, agent, owed: 0, closed: false });
   };
@@ -241,8 +241,10 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     ["defaults (sync 50 ms)", {}],
     ["sync 25 ms", { syncIntervalMs: 25 }],
     ["sync 10 ms", { syncIntervalMs: 10 }],
-    ["lagCompensationMs 25", { lagCompensationMs: 25 }],
     ["lagCompensationMs 50", { lagCompensationMs: 50 }],
+    ["grantRampMs 50 (lag 15)", { grantRampMs: 50 }],
+    ["grantRampMs 50, lag 0", { grantRampMs: 50, lagCompensationMs: 0 }],
+    ["grantRampMs 50, jitter 0..10 ms", { grantRampMs: 50, jitterMs: 10 }],
     ["latency 10 ms", { latencyMs: 10 }],
     ["jitter 0..10 ms", { jitterMs: 10 }],
     ["limit 3000 (10x the hits)", { limit: 3000, hitsPerMsPerNode: 3.5 }],

@@ -20,10 +20,9 @@
  *
  * Environment: NATS_URL (default nats://127.0.0.1:4222); ACC_SCENARIOS=steady,shift,... to run a
  * subset; ACC_REPORT_MS (default 25); ACC_DUMP=<dir> to write each run's per-bucket counts there;
- * ACC_MODES=global to skip the naive runs. For experiments with the shipped opt-in settings:
- * ACC_GRANT_RAMP_MS (nodes' `--grant-ramp-ms`) and ACC_LAG_MS (aggregator's
- * `--lag-compensation-ms`) and ACC_PACING (its `--pacing`); unset, the defaults apply. The
- * settings used are printed.
+ * ACC_MODES=global to skip the naive runs. For experiments with the aggregator's tuning:
+ * ACC_GRANT_RAMP_MS (`--grant-ramp-ms`), ACC_LAG_MS (`--lag-compensation-ms`) and ACC_PACING
+ * (`--pacing`); unset, the defaults apply. The settings used are printed.
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -398,6 +397,7 @@ async function runOnce(scenario: Scenario, mode: Mode, rulesFile: string): Promi
           "1000",
           "--duration-ms",
           String(AGGREGATOR_LEAD_MS + scenario.durationMs + 6000),
+          ...RAMP_OPTION,
           ...LAG_OPTION,
           ...PACING_OPTION,
           "--json",
@@ -441,7 +441,6 @@ async function runOnce(scenario: Scenario, mode: Mode, rulesFile: string): Promi
           prefix,
           "--nats",
           NATS_URL,
-          ...RAMP_OPTION,
           "--json",
         ],
         (o) => {
@@ -1054,7 +1053,7 @@ async function main(): Promise<number> {
         warmupMs: WARMUP_MS,
         tolerance: TOLERANCE,
         holdMs: HOLD_MS,
-        grantRampMs: RAMP_OPTION[1] === undefined ? 0 : Number(RAMP_OPTION[1]),
+        grantRampMs: RAMP_OPTION[1] === undefined ? "default" : Number(RAMP_OPTION[1]),
         lagCompensationMs: LAG_OPTION[1] === undefined ? "default" : Number(LAG_OPTION[1]),
         pacing: PACING_OPTION[1] === undefined ? "default" : Number(PACING_OPTION[1]),
       },

@@ -68,15 +68,6 @@ export interface NodeAgentOptions {
   readonly maxBatchKeys?: number;
   /** Nodes assumed live before the aggregator says, for the default share. @default 1 */
   readonly initialLiveNodes?: number;
-  /**
-   * How long an increase of a grant takes to become fully usable, ms (0..60000; 0: at once).
-   * Spreads an overloaded key's admissions over the interval instead of a spike at each grant.
-   * Pair it with a longer `lagCompensationMs` on the aggregator (about 1.5 sync intervals for
-   * a ramp of one), and read docs/architecture.md, "Grant ramp", first: measured better on the
-   * 8-process bench, it overshoots when nodes and aggregator tick in phase with no latency.
-   * @default 0
-   */
-  readonly grantRampMs?: number;
   readonly clock?: Clock;
 }
 
@@ -216,10 +207,6 @@ class Agent implements NodeAgent {
       integer: true,
       min: 1,
     });
-    const grantRampMs = optionalNumber("grantRampMs", o.grantRampMs, 0, {
-      min: 0,
-      max: 60_000,
-    });
     const initialLiveNodes = optionalNumber("initialLiveNodes", o.initialLiveNodes, 1, {
       integer: true,
       min: 1,
@@ -250,7 +237,6 @@ class Agent implements NodeAgent {
     const g = this.#limiter.global;
     g.setLiveNodes(initialLiveNodes);
     g.setGrantRetryMs(this.#syncIntervalMs * 2);
-    g.setGrantRampMs(grantRampMs);
     this.#setLost(true); // until the aggregator speaks, the loss policy decides
 
     this.#subs.push(
@@ -493,7 +479,16 @@ class Agent implements NodeAgent {
     for (const group of m.groups) {
       for (const e of group.entries) {
         this.#stats.grantsReceived++;
-        g.applyGrant(group.rule, e.key, e.generation, m.aggregatorEpoch, e.version, e.allowance);
+        g.applyGrant(
+          group.rule,
+          e.key,
+          e.generation,
+          m.aggregatorEpoch,
+          e.version,
+          e.allowance,
+          e.rampFrom,
+          e.rampMs,
+        );
       }
     }
   }

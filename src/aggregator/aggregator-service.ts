@@ -40,9 +40,13 @@ export interface AggregatorServiceOptions {
    */
   readonly warmupMs?: number;
   /**
-   * See `AggregatorCoreOptions.lagCompensationMs` (0..windowMs / 2). Nodes with a grant ramp of
-   * one sync interval want about 1.5 intervals (docs/architecture.md, "Grant ramp").
-   * @default syncIntervalMs / 2
+   * See `AggregatorCoreOptions.grantRampMs` (scheduled grants, opt-in; 0 = off).
+   * @default 0
+   */
+  readonly grantRampMs?: number;
+  /**
+   * See `AggregatorCoreOptions.lagCompensationMs` (0..windowMs / 2).
+   * @default syncIntervalMs / 2; 0.3 x syncIntervalMs with a ramp
    */
   readonly lagCompensationMs?: number;
   /** See `AggregatorCoreOptions.pacing` (0 turns pacing off). @default 1.5 */
@@ -169,6 +173,9 @@ class Service implements AggregatorService {
               min: 0,
             }),
           }),
+      ...(o.grantRampMs === undefined
+        ? {}
+        : { grantRampMs: optionalNumber("grantRampMs", o.grantRampMs, 0, { min: 0 }) }),
       ...(o.pacing === undefined
         ? {}
         : { pacing: optionalNumber("pacing", o.pacing, 0, { min: 0, max: 1000 }) }),

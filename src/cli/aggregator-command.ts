@@ -26,6 +26,7 @@ const OPTIONS = {
   "warmup-ms": { type: "string" },
   "lag-compensation-ms": { type: "string" },
   pacing: { type: "string" },
+  "grant-ramp-ms": { type: "string" },
   "checkpoint-redis": { type: "string" },
   "checkpoint-name": { type: "string" },
   "report-ms": { type: "string" },
@@ -51,9 +52,11 @@ export const aggregatorCommand: Command = {
     "  --checkpoint-name NAME  checkpoint key, stable across restarts (default sluice-aggregator)",
     "  --warmup-ms N           withhold grants this long after start while windows fill",
     "                          (default: the longest global window, at most 5000)",
-    "  --lag-compensation-ms N how much earlier than the rule's window budget is re-granted",
-    "                          (default: half the sync interval; about 1.5 intervals when the",
-    "                          nodes use --grant-ramp-ms; see docs/architecture.md)",
+    "  --grant-ramp-ms N       hand out with each grant the budget the window frees over the",
+    "                          next N ms, usable on the node as it frees (opt-in; try the sync",
+    "                          interval; default 0: grants usable at once)",
+    "  --lag-compensation-ms N budget freed within N ms is granted now, usable at once",
+    "                          (default: half the sync interval; 0.3 of it with a ramp)",
     "  --pacing X              most new allowance per key per tick, in multiples of the rule's",
     "                          steady rate per tick; 0 = unpaced (default 1.5)",
     "  --report-ms N           progress period (default 1000)",
@@ -84,6 +87,9 @@ export const aggregatorCommand: Command = {
       ...(p.values["lag-compensation-ms"] === undefined
         ? {}
         : { lagCompensationMs: num(p, "lag-compensation-ms", 0, { min: 0 }) }),
+      ...(p.values["grant-ramp-ms"] === undefined
+        ? {}
+        : { grantRampMs: num(p, "grant-ramp-ms", 0, { min: 0, max: 60_000 }) }),
       ...(p.values["pacing"] === undefined
         ? {}
         : { pacing: num(p, "pacing", 0, { min: 0, max: 1000 }) }),

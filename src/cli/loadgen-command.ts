@@ -38,7 +38,6 @@ const OPTIONS = {
   "heartbeat-ms": { type: "string" },
   "stale-after-ms": { type: "string" },
   "expected-nodes": { type: "string" },
-  "grant-ramp-ms": { type: "string" },
   "start-at-ms": { type: "string" },
   json: { type: "boolean" },
   ...TELEMETRY_OPTIONS,
@@ -65,7 +64,6 @@ export const loadgenCommand: Command = {
     "  --sync-interval-ms N  batch period (default 50)   --heartbeat-ms N (default 500)",
     "  --stale-after-ms N    aggregator silence before the loss policy (default 2000)",
     "  --expected-nodes N    live nodes assumed until the aggregator says (default 1)",
-    "  --grant-ramp-ms N     spread each grant increase over N ms (default 0: at once)",
     "  --start-at-ms T       connect now, start the load at wall-clock time T (Unix ms), so",
     "                        several processes' schedules line up (default: once connected)",
     "  --json                reports as JSON lines",
@@ -109,7 +107,6 @@ export const loadgenCommand: Command = {
       heartbeatIntervalMs: num(p, "heartbeat-ms", 500, { min: 50 }),
       staleAfterMs: num(p, "stale-after-ms", 2000, { min: 1 }),
       initialLiveNodes: num(p, "expected-nodes", 1, { integer: true, min: 1, max: 65_535 }),
-      grantRampMs: num(p, "grant-ramp-ms", 0, { min: 0, max: 60_000 }),
     };
     const transport = await connect(p, "sluice-loadgen");
     const limiter = createLimiter({ rules });

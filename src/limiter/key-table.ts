@@ -103,10 +103,14 @@ const GRANT_VERSION = 8;
 const GRANT_ALLOWANCE = 9;
 /** Sum of (admission time - table start) x cost of the pending admitted hits. */
 const PENDING_TIME = 10;
-/** The allowance a ramp starts from, and when it started (-Infinity: no ramp); see applyGrant. */
+/**
+ * A grant's ramp (see applyGrant): the allowance usable at GRANT_AT, growing linearly to
+ * GRANT_ALLOWANCE at GRANT_END; GRANT_END = -Infinity when the whole allowance is usable.
+ */
 const GRANT_BASE = 11;
 const GRANT_AT = 12;
-const GLOBAL_EXTRA_CELLS = 13;
+const GRANT_END = 13;
+const GLOBAL_EXTRA_CELLS = 14;
 const RECENT = 1;
 const DIRTY = 2;
 const RECENT_DIRTY = 3;
@@ -132,7 +136,6 @@ export class KeyTable {
   #params: AlgorithmParams;
   #aggregatorLost = false;
   #grantRetryMs = 100;
-  #grantRampMs = 0;
   readonly #algoStride: number;
   readonly #stride: number;
   readonly #map = new Map<string, number>();
@@ -238,7 +241,9 @@ export class KeyTable {
    * than the grant in force ((epoch, version) compared in that order). Generation 0 is a grant
    * the aggregator sends ahead, for a key this node has not reported (a key near its limit): it
    * applies to whatever generation is held, creating the key if need be. Its allowance counts
-   * from the start of that generation, so hits already taken are charged to it. Returns whether
+   * from the start of that generation, so hits already taken are charged to it. Of `allowance`,
+   * `rampFrom` is usable now and the rest becomes usable linearly over `rampMs` (the budget the
+   * aggregator's window frees over its next interval, handed out as it frees). Returns whether
    * it applied.
    */
   applyGrant(
@@ -248,6 +253,8 @@ export class KeyTable {
     version: number,
     allowance: number,
     nowMs: number,
+    rampFrom = allowance,
+    rampMs = 0,
   ): boolean {
     if (!this.#global) {
       this.grantsIgnored++;
@@ -270,21 +277,16 @@ export class KeyTable {
       this.grantsIgnored++;
       return false;
     }
-    // An increase over a grant of the same aggregator run becomes usable gradually, over
-    // `grantRampMs`, from the allowance in force now. A node under overload would otherwise
-    // spend each increase the moment it lands, all nodes right after each aggregator tick, and
-    // the global window would fill in spikes: each spike frees its budget at once a window
-    // later, a tick passes before it is granted again, and the window dips by a spike's size
-    // every tick (measured on the 8-node bench: 0.94-0.95 of the limit for 25 ms of every 50).
-    // Spread over the interval, admissions are as even as the hits. Decreases apply at once.
-    // Opt-in: the ramp is 0 unless the agent sets one (see docs/architecture.md, "Grant ramp").
-    const ramped = this.#grantRampMs > 0 && heldEpoch > 0 && epoch === heldEpoch;
-    const before = ramped ? this.#allowanceAt(slots, extra, nowMs) : allowance;
-    if (allowance > before) {
-      slots[extra + GRANT_BASE] = before;
+    // Usable now: what the aggregator says. It counted the grant in force as wholly usable, so
+    // a grant landing before that one's ramp is over starts at least at its allowance (unless
+    // it is a decrease, which applies at once); a ramp never lets the node use budget before
+    // the aggregator's window frees it, since receipt is never earlier than the sending tick.
+    if (rampMs > 0 && rampFrom < allowance) {
+      slots[extra + GRANT_BASE] = rampFrom;
       slots[extra + GRANT_AT] = nowMs;
+      slots[extra + GRANT_END] = nowMs + rampMs;
     } else {
-      slots[extra + GRANT_AT] = Number.NEGATIVE_INFINITY;
+      slots[extra + GRANT_END] = Number.NEGATIVE_INFINITY;
     }
     slots[extra + GRANT_EPOCH] = epoch;
     slots[extra + GRANT_VERSION] = version;
@@ -309,21 +311,17 @@ export class KeyTable {
     this.#aggregatorLost = lost;
   }
 
-  /** Global rules: `retryAfterMs` of a hit refused for lack of grant (about a sync interval). */
-  /** Global rules: how long a grant's increase takes to become fully usable (0: at once). */
-  setGrantRampMs(ms: number): void {
-    this.#grantRampMs = ms;
-  }
-
   /** The part of the grant in force usable at `nowMs` (the whole of it once a ramp is over). */
   #allowanceAt(slots: Float64Array, extra: number, nowMs: number): number {
     const allowance = slots[extra + GRANT_ALLOWANCE]!;
-    const sinceMs = nowMs - slots[extra + GRANT_AT]!;
-    if (!(sinceMs < this.#grantRampMs)) return allowance;
+    const end = slots[extra + GRANT_END]!;
+    if (!(nowMs < end)) return allowance;
+    const at = slots[extra + GRANT_AT]!;
     const base = slots[extra + GRANT_BASE]!;
-    return sinceMs > 0 ? base + ((allowance - base) * sinceMs) / this.#grantRampMs : base;
+    return nowMs > at ? base + ((allowance - base) * (nowMs - at)) / (end - at) : base;
   }
 
+  /** Global rules: `retryAfterMs` of a hit refused for lack of grant (about a sync interval). */
   setGrantRetryMs(ms: number): void {
     this.#grantRetryMs = ms;
   }
@@ -482,7 +480,8 @@ export class KeyTable {
       slots[extra + GRANT_ALLOWANCE] = 0;
       slots[extra + PENDING_TIME] = 0;
       slots[extra + GRANT_BASE] = 0;
-      slots[extra + GRANT_AT] = Number.NEGATIVE_INFINITY;
+      slots[extra + GRANT_AT] = 0;
+      slots[extra + GRANT_END] = Number.NEGATIVE_INFINITY;
     }
     // A reused slot may still sit in the dirty list (evicted while dirty): keep that bit so the
     // list holds each slot once; the new key is then reported from there.

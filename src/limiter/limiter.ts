@@ -143,6 +143,8 @@ export interface GlobalControl {
     aggregatorEpoch: number,
     version: number,
     allowance: number,
+    rampFrom?: number,
+    rampMs?: number,
   ): boolean;
   /** Sets the live node count behind the default share (limit / live nodes). */
   setLiveNodes(liveNodes: number): void;
@@ -150,11 +152,6 @@ export interface GlobalControl {
   setAggregatorLost(lost: boolean): void;
   /** `retryAfterMs` reported when a hit is refused for lack of grant; about a sync interval. */
   setGrantRetryMs(ms: number): void;
-  /**
-   * How long a grant's increase takes to become fully usable, ms (0: at once). The node agent
-   * sets its sync interval, so admissions under overload spread over the interval.
-   */
-  setGrantRampMs(ms: number): void;
   /** Marks every held key changed, so the next drain reports all (after a reconnect). */
   markAllDirty(): void;
   /** Keys changed since the last drain, over every rule (for an early flush). */
@@ -239,10 +236,11 @@ class KeyedLimiter implements Limiter {
     const tables = [...this.#tables.values()];
     this.global = {
       hasGlobalRules: this.rules.some((r) => r.mode === "global"),
-      applyGrant: (rule, key, generation, epoch, version, allowance) => {
+      applyGrant: (rule, key, generation, epoch, version, allowance, rampFrom, rampMs) => {
         const table = this.#tables.get(rule);
         if (table === undefined) return false;
-        return table.applyGrant(key, generation, epoch, version, allowance, this.#clock.nowMs());
+        const now = this.#clock.nowMs();
+        return table.applyGrant(key, generation, epoch, version, allowance, now, rampFrom, rampMs);
       },
       setLiveNodes: (n) => {
         for (const t of tables) t.setLiveNodes(n);
@@ -252,9 +250,6 @@ class KeyedLimiter implements Limiter {
       },
       setGrantRetryMs: (ms) => {
         for (const t of tables) t.setGrantRetryMs(ms);
-      },
-      setGrantRampMs: (ms) => {
-        for (const t of tables) t.setGrantRampMs(ms);
       },
       markAllDirty: () => {
         for (const t of tables) t.markAllDirty();

@@ -85,8 +85,14 @@ export interface GrantEntry {
    * finite, >= 0.
    */
   readonly allowance: number;
-  /** How long the grant holds after receipt, in ms (node's monotonic clock); finite, >= 0. */
-  readonly expiresInMs: number;
+  /**
+   * What of `allowance` is usable at receipt; the rest becomes usable linearly over `rampMs`
+   * (the node's monotonic clock): the aggregator hands out budget as the window frees it, not
+   * a tick ahead. Equal to `allowance` (or above it) for a grant usable at once; finite, >= 0.
+   */
+  readonly rampFrom: number;
+  /** How long after receipt all of `allowance` is usable, ms; finite, >= 0. */
+  readonly rampMs: number;
 }
 
 /** Aggregator → one node: grants for that node's keys. */

@@ -3,7 +3,7 @@
  *
  * Body: aggregatorId str, aggregatorEpoch f64, seq u32, targetNodeId str, targetNodeEpoch f64,
  * sentAtWallMs f64, groupCount u16, then per group: rule str, entryCount u32, then per entry:
- * key str, generation u32, version u32, allowance f64, expiresInMs f64.
+ * key str, generation u32, version u32, allowance f64, rampFrom f64, rampMs f64.
  */
 import { InvalidArgumentError } from "../errors.js";
 import type { ByteReader } from "./byte-reader.js";
@@ -56,14 +56,18 @@ function writeEntry(w: ByteWriter, e: GrantEntry, g: number, i: number): void {
     !isU32(e.generation) ||
     !isU32(e.version) ||
     !isNonNegative(e.allowance) ||
-    !isNonNegative(e.expiresInMs)
+    !isNonNegative(e.rampFrom) ||
+    !isNonNegative(e.rampMs)
   ) {
     const at = `groups[${g}].entries[${i}]`;
     for (const f of ["generation", "version"] as const) {
       if (!isU32(e[f])) throw new InvalidArgumentError(`${at}.${f}`, EXPECTED_U32, e[f]);
     }
-    const f = isNonNegative(e.allowance) ? "expiresInMs" : "allowance";
-    throw new InvalidArgumentError(`${at}.${f}`, EXPECTED_NON_NEGATIVE, e[f]);
+    for (const f of ["allowance", "rampFrom", "rampMs"] as const) {
+      if (!isNonNegative(e[f])) {
+        throw new InvalidArgumentError(`${at}.${f}`, EXPECTED_NON_NEGATIVE, e[f]);
+      }
+    }
   }
   if (w.str(e.key, MAX_KEY_BYTES) < 0) {
     badString(`groups[${g}].entries[${i}].key`, e.key, MAX_KEY_BYTES);
@@ -71,7 +75,8 @@ function writeEntry(w: ByteWriter, e: GrantEntry, g: number, i: number): void {
   w.u32(e.generation);
   w.u32(e.version);
   w.f64(e.allowance);
-  w.f64(e.expiresInMs);
+  w.f64(e.rampFrom);
+  w.f64(e.rampMs);
 }
 
 /** Reads the body after the 4-byte header; the reader ends before the CRC. */
@@ -104,12 +109,14 @@ export function readRateUpdate(r: ByteReader, dropped: DroppedEntries): RateUpda
       const generation = r.u32();
       const version = r.u32();
       const allowance = r.f64();
-      const expiresInMs = r.f64();
+      const rampFrom = r.f64();
+      const rampMs = r.f64();
       if (r.truncated) return "truncated";
       if (rule === undefined) dropped["bad-rule"]++;
       else if (key === undefined) dropped["bad-key"]++;
-      else if (!isNonNegative(allowance) || !isNonNegative(expiresInMs)) dropped["bad-number"]++;
-      else entries.push({ key, generation, version, allowance, expiresInMs });
+      else if (!isNonNegative(allowance) || !isNonNegative(rampFrom) || !isNonNegative(rampMs)) {
+        dropped["bad-number"]++;
+      } else entries.push({ key, generation, version, allowance, rampFrom, rampMs });
     }
     if (rule !== undefined) groups.push({ rule, entries });
   }

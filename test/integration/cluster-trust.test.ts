@@ -116,7 +116,9 @@ test("cluster trust - node credentials cannot publish grants or defaults, nor re
         groups: [
           {
             rule: "api",
-            entries: [{ key: "k0", generation: 0, version: 1, allowance, expiresInMs: 0 }],
+            entries: [
+              { key: "k0", generation: 0, version: 1, allowance, rampFrom: allowance, rampMs: 0 },
+            ],
           },
         ],
       });

@@ -19,7 +19,11 @@ interface Node {
   agent: NodeAgent;
 }
 
-async function cluster(rule: RuleConfig, nodeCount: number) {
+async function cluster(
+  rule: RuleConfig,
+  nodeCount: number,
+  tuning: { grantRampMs?: number; lagCompensationMs?: number } = {},
+) {
   const clock = new ManualClock(1_000_000);
   const bus = createMemoryBus();
   const rules = [rule];
@@ -32,6 +36,7 @@ async function cluster(rule: RuleConfig, nodeCount: number) {
     nodeTtlMs: 1000,
     aggregatorId: "agg",
     warmupMs: 0,
+    ...tuning,
   });
   const nodes: Node[] = [];
   const addNode = (i: number) => {
@@ -104,6 +109,31 @@ test("distributed - four nodes share one global limit within 5% of it", async (t
     grants.every((g) => g > 0),
     `every node got grants: ${grants}`,
   );
+  for (const n of c.nodes) await n.agent.close();
+  await c.aggregator.close();
+});
+
+test("distributed - scheduled grants: budget ramps in as the window frees it, never ahead", async (t) => {
+  // Nodes and aggregator in phase, no latency, no lag compensation: the budget of each grant's
+  // ramp (what the window frees over the next interval) must never run ahead of the window.
+  // A schedule computed ahead of the freeing fails here: 3x the freeing line gave 1046.
+  const c = await cluster(windowRule, 4, { grantRampMs: 50, lagCompensationMs: 0 });
+  const admitted: number[] = [];
+  const from = c.clock.nowMs() + 2000;
+  let ramped = 0;
+  for (let t = 0; t < 6000; t++) {
+    for (const n of c.nodes) {
+      const d = n.limiter.check("api", "k");
+      if (d.allowed) admitted.push(c.clock.nowMs());
+    }
+    await c.step(1);
+  }
+  const w = windows(admitted, 1000, from, c.clock.nowMs());
+  for (const n of c.nodes) ramped += n.agent.stats().grantsReceived;
+  t.diagnostic(`ramped grants: worst window ${w.worst}, mean ${w.mean.toFixed(1)} of 1000`);
+  assert.ok(w.worst <= 1000, `worst window ${w.worst} > the limit`);
+  assert.ok(w.mean >= 950, `mean admitted per window ${w.mean.toFixed(0)} < 95% of 1000`);
+  assert.ok(ramped > 0);
   for (const n of c.nodes) await n.agent.close();
   await c.aggregator.close();
 });

@@ -445,7 +445,7 @@ describe("latency histogram - exponential buckets beside the fixed ones", () => 
 });
 
 describe("global rules - grant ramp", () => {
-  function globalLimiter(rampMs: number) {
+  function globalLimiter() {
     const clock = new ManualClock(0);
     const limiter = createLimiter({
       rules: [{ name: "g", mode: "global", limit: 100, windowMs: 1000 }],
@@ -453,7 +453,6 @@ describe("global rules - grant ramp", () => {
       sweepIntervalMs: 0,
     });
     limiter.global.setAggregatorLost(false);
-    limiter.global.setGrantRampMs(rampMs);
     return { clock, limiter };
   }
   const admitAll = (limiter: ReturnType<typeof globalLimiter>["limiter"]) => {
@@ -462,34 +461,40 @@ describe("global rules - grant ramp", () => {
     return n;
   };
 
-  test("grant ramp - an increase becomes usable linearly over the ramp; decreases at once", () => {
-    const { clock, limiter } = globalLimiter(50);
+  test("grant ramp - rampFrom is usable at receipt, the rest linearly over rampMs", () => {
+    const { clock, limiter } = globalLimiter();
     limiter.check("g", "k"); // creates the key (default share), admitted 1
-    assert.ok(limiter.global.applyGrant("g", "k", 0, 7, 1, 10)); // first grant: whole at once
+    assert.ok(limiter.global.applyGrant("g", "k", 0, 7, 1, 10)); // no ramp: all at once
     assert.equal(admitAll(limiter), 9);
-    assert.ok(limiter.global.applyGrant("g", "k", 0, 7, 2, 30)); // +20, ramped from 10
-    assert.equal(admitAll(limiter), 0);
-    clock.advance(25);
-    assert.equal(admitAll(limiter), 10); // half of the 20
-    clock.advance(25);
-    assert.equal(admitAll(limiter), 10); // the rest
+    // Allowance 30: 14 usable now, the other 16 over 40 ms.
+    assert.ok(limiter.global.applyGrant("g", "k", 0, 7, 2, 30, 14, 40));
+    assert.equal(admitAll(limiter), 4);
+    clock.advance(10);
+    assert.equal(admitAll(limiter), 4); // a quarter of the 16
+    clock.advance(30);
+    assert.equal(admitAll(limiter), 12); // the rest
     clock.advance(100);
     assert.equal(admitAll(limiter), 0); // no more than granted, however long
+    // A grant landing during a ramp replaces it: its own start and end apply from receipt.
+    assert.ok(limiter.global.applyGrant("g", "k", 0, 7, 3, 50, 34, 40));
+    clock.advance(20);
+    assert.ok(limiter.global.applyGrant("g", "k", 0, 7, 4, 60, 50, 40));
+    assert.equal(admitAll(limiter), 20); // 50 usable at once (30 admitted so far)
+    clock.advance(20);
+    assert.equal(admitAll(limiter), 5);
     // A lower grant applies at once, even during a ramp.
-    assert.ok(limiter.global.applyGrant("g", "k", 0, 7, 3, 60));
-    clock.advance(10);
-    assert.ok(limiter.global.applyGrant("g", "k", 0, 7, 4, 32));
+    assert.ok(limiter.global.applyGrant("g", "k", 0, 7, 5, 57, 57, 0));
+    clock.advance(40);
     assert.equal(admitAll(limiter), 2);
-    // A grant of a new aggregator run is not ramped (nothing to spread it from).
-    assert.ok(limiter.global.applyGrant("g", "k", 0, 8, 1, 40));
-    assert.equal(admitAll(limiter), 8);
   });
 
-  test("grant ramp - off (0, the default): an increase is usable at once", () => {
-    const { limiter } = globalLimiter(0);
+  test("grant ramp - without rampMs, or rampFrom at the allowance, all is usable at once", () => {
+    const { limiter } = globalLimiter();
     limiter.check("g", "k");
     limiter.global.applyGrant("g", "k", 0, 7, 1, 10);
-    limiter.global.applyGrant("g", "k", 0, 7, 2, 30);
+    limiter.global.applyGrant("g", "k", 0, 7, 2, 30, 10, 0);
     assert.equal(admitAll(limiter), 29);
+    limiter.global.applyGrant("g", "k", 0, 7, 3, 40, 45, 50); // rampFrom above: no ramp
+    assert.equal(admitAll(limiter), 10);
   });
 });

@@ -66,7 +66,9 @@ const update: RateUpdate = {
   groups: [
     {
       rule: "api",
-      entries: [{ key: "k", generation: 3, version: 9, allowance: 12.75, expiresInMs: 500 }],
+      entries: [
+        { key: "k", generation: 3, version: 9, allowance: 12.75, rampFrom: 10.5, rampMs: 50 },
+      ],
     },
   ],
 };
@@ -367,7 +369,9 @@ test("protocol - encoders reject what the wire cannot carry, naming the field", 
         groups: [
           {
             rule: "r",
-            entries: [{ key: "k", generation: 1, version: 1.5, allowance: 1, expiresInMs: 1 }],
+            entries: [
+              { key: "k", generation: 1, version: 1.5, allowance: 1, rampFrom: 1, rampMs: 1 },
+            ],
           },
         ],
       }),

@@ -72,7 +72,7 @@ const message: fc.Arbitrary<Message> = fc.oneof(
     targetNodeEpoch: wallMs,
     sentAtWallMs: wallMs,
     groups: groups(
-      rec({ key, generation: u32, version: u32, allowance: count, expiresInMs: count }),
+      rec({ key, generation: u32, version: u32, allowance: count, rampFrom: count, rampMs: count }),
     ),
   }),
   rec({
