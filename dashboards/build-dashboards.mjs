@@ -381,7 +381,7 @@ const cluster = dashboard(
     stat(
       "Largest clock offset",
       "Largest absolute node clock offset seen by an aggregator.",
-      `max(abs(ratelimit_clock_offset{${N}}))`,
+      "max(ratelimit_clock_offset_max)",
       "s",
       {
         thresholds: [
@@ -436,9 +436,9 @@ const cluster = dashboard(
       },
     ),
     timeseries(
-      "Node clock offsets",
-      "Node wall clock minus the aggregator's, estimated from heartbeats (metrics only).",
-      [target(`max by (node) (ratelimit_clock_offset{${N}})`, "{{node}}")],
+      "Largest node clock offset",
+      "Largest offset between a live node's wall clock and the aggregator's, per aggregator, estimated from heartbeats (metrics only; the aggregator's stats name the node).",
+      [target("max by (aggregator) (ratelimit_clock_offset_max)", "{{aggregator}}")],
       "s",
     ),
     timeseries(

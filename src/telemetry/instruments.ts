@@ -225,12 +225,12 @@ export const INSTRUMENTS = {
     "Grants sent to nodes",
   ),
   clockOffset: spec(
-    "ratelimit.clock.offset",
+    "ratelimit.clock.offset.max",
     "gauge",
     "s",
-    [node, aggregator],
-    "aggregator stats().nodes[].clockOffsetMs",
-    "Estimated node wall clock minus aggregator wall clock (metrics only; never used in rate math)",
+    [aggregator],
+    "max |aggregator stats().nodes[].clockOffsetMs|",
+    "Largest estimated offset between a live node's wall clock and the aggregator's (metrics only; never used in rate math)",
   ),
   ticks: spec(
     "ratelimit.aggregator.ticks",

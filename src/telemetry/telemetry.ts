@@ -402,8 +402,16 @@ class TelemetryImpl implements Telemetry {
       obs("liveNodes", s.liveNodes, agg);
       obs("ticks", s.ticks, agg);
       obs("tickDuration", s.lastTickMs / 1000, agg);
-      for (const n of s.nodes)
-        obs("clockOffset", n.clockOffsetMs / 1000, { ...agg, [ATTR.node]: n.id });
+      // One series per aggregator, not per node: the SDK keeps exporting an observable series
+      // after its last observation, so a per-node series would outlive its node, stale value
+      // and all, and node churn (restarts, rolling deploys) would grow them without bound.
+      // Which node is off: stats().nodes, and the aggregator's --json progress lines.
+      let worstOffsetMs = 0;
+      for (const n of s.nodes) {
+        const off = Math.abs(n.clockOffsetMs);
+        if (off > worstOffsetMs) worstOffsetMs = off;
+      }
+      obs("clockOffset", worstOffsetMs / 1000, agg);
       for (const u of service.core.usage()) {
         const at = { ...agg, [ATTR.rule]: u.rule };
         obs("usageRatio", u.maxRatio, at);
