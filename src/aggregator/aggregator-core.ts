@@ -272,8 +272,8 @@ const EARLY_RELEASE_CAP = 1.5;
  * Default lag compensation, in sync intervals. Without a ramp, half an interval (freed budget
  * otherwise reaches the nodes only at the next tick). With one, 0.3: the ramp already hands
  * out budget as it frees, and a little early release covers delivery and timer slack (on the
- * 8-process bench 0 admitted 0.973-0.978 of the limit, 0.3 0.983-0.986 with worst windows of
- * 1.01-1.02, 0.5 up to 1.057 in the shift scenario).
+ * 8-process bench 0 admitted 0.973-0.978 of the limit, 0.3 0.983-0.995 with worst windows of
+ * 1.007-1.05, 0.5 up to 1.057 in the shift scenario).
  */
 const LAG_WITHOUT_RAMP = 0.5;
 const LAG_WITH_RAMP = 0.3;
