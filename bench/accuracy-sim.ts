@@ -15,6 +15,7 @@
  */
 import { createNodeAgent, type NodeAgent } from "../src/agent/node-agent.js";
 import { createAggregatorService } from "../src/aggregator/aggregator-service.js";
+import { seededRandom } from "../src/cli/load.js";
 import { ManualClock } from "../src/clock/clock.js";
 import { createLimiter, type Limiter } from "../src/limiter/limiter.js";
 import type { RuleConfig } from "../src/limiter/rule.js";
@@ -74,18 +75,6 @@ export const SIM_AROUND_MS = [-500, 0, 50, 100, 150, 200, 300, 500, 1000, 1500];
 
 const WINDOW_MS = 1000;
 
-/** A small seeded generator (mulberry32), so a jittered run is the same every time. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
-
 function withLatency(
   inner: Transport,
   clock: ManualClock,
@@ -125,7 +114,7 @@ export async function runSim(o: SimOptions = {}): Promise<SimResult> {
   };
   const clock = new ManualClock(1_000_000);
   const bus = createMemoryBus();
-  const jitter = { ms: o.jitterMs ?? 0, random: seeded(o.seed ?? 1) };
+  const jitter = { ms: o.jitterMs ?? 0, random: seededRandom(o.seed ?? 1) };
   const compiled = createLimiter({ rules: [rule], clock, sweepIntervalMs: 0 }).rules;
   const aggregator = createAggregatorService({
     rules: compiled,

@@ -94,7 +94,10 @@ export interface AggregatorCoreOptions {
 export interface AggregatorStats {
   batches: number;
   entries: number;
-  /** Entries that repeated or predated what was already counted (lost nothing, added nothing). */
+  /**
+   * Entries that repeated or predated what was already counted (lost nothing, added nothing),
+   * including the one report a node sends when a key went quiet (nothing new since).
+   */
   staleEntries: number;
   /** Entries for rules this aggregator does not know as global. */
   unknownRuleEntries: number;

@@ -30,6 +30,21 @@ export function rateAt(schedule: RateSchedule, elapsedMs: number): number {
   return rate;
 }
 
+/**
+ * A small seeded generator (mulberry32) for harnesses and tests: the same seed gives the same
+ * sequence, so a run can be replayed. Not for anything that must be unpredictable.
+ */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
+  };
+}
+
 /** Samples ranks 0..n-1 with P(rank r) proportional to 1 / (r + 1)^s. */
 export function zipfSampler(
   n: number,

@@ -136,6 +136,12 @@ export class KeyTable {
   #params: AlgorithmParams;
   #aggregatorLost = false;
   #grantRetryMs = 100;
+  /**
+   * Global rules: (slot, generation) pairs of the keys with hits at the last drain (see
+   * `drain`), in a typed array that grows by doubling, so draining allocates nothing once warm.
+   */
+  #activeAtDrain = new Float64Array(256);
+  #activeCount = 0;
   readonly #algoStride: number;
   readonly #stride: number;
   readonly #map = new Map<string, number>();
@@ -349,50 +355,86 @@ export class KeyTable {
     this.#mark(slot, extra);
   }
 
+  #rememberActive(slot: number, generation: number): void {
+    if (this.#activeCount + 2 > this.#activeAtDrain.length) {
+      const bigger = new Float64Array(this.#activeAtDrain.length * 2);
+      bigger.set(this.#activeAtDrain);
+      this.#activeAtDrain = bigger;
+    }
+    this.#activeAtDrain[this.#activeCount++] = slot;
+    this.#activeAtDrain[this.#activeCount++] = generation;
+  }
+
+  /** Folds one key's pending counts into its cumulative ones and hands them to `visit`. */
+  #report(slot: number, extra: number, visit: ChangeVisitor, nowMs: number): void {
+    const slots = this.#slots;
+    const name = this.rule.name;
+    const key = this.#keys[slot]!;
+    const da = slots[extra + PENDING_ADMITTED]!;
+    const dr = slots[extra + PENDING_REJECTED]!;
+    const admitted = slots[extra + ADMITTED]! + da;
+    const rejected = slots[extra + REJECTED]! + dr;
+    slots[extra + ADMITTED] = admitted;
+    slots[extra + REJECTED] = rejected;
+    slots[extra + PENDING_ADMITTED] = 0;
+    slots[extra + PENDING_REJECTED] = 0;
+    const isNew = slots[extra + REPORTED] === 0;
+    slots[extra + REPORTED] = 1;
+    if (this.#global) {
+      const timeSum = slots[extra + PENDING_TIME]!;
+      slots[extra + PENDING_TIME] = 0;
+      const ageMs = da > 0 ? Math.max(0, nowMs - this.#startMs - timeSum / da) : 0;
+      visit(
+        name,
+        key,
+        slots[extra + GENERATION]!,
+        admitted,
+        rejected,
+        da,
+        dr,
+        isNew,
+        slots[extra + GRANT_EPOCH]!,
+        slots[extra + GRANT_VERSION]!,
+        slots[extra + GRANT_ALLOWANCE]!,
+        ageMs,
+      );
+    } else {
+      visit(name, key, slots[extra + GENERATION]!, admitted, rejected, da, dr, isNew, 0, 0, 0, 0);
+    }
+  }
+
   /**
    * Hands every key that changed since the last drain to `visit`, then every retired (evicted)
-   * key's final counts, and folds the pending counts into the cumulative ones. Allocates nothing.
+   * key's final counts, and folds the pending counts into the cumulative ones. Global rules: a
+   * key that had hits in the last drain and none since is handed over too, once, with nothing
+   * new: "nothing since" is news to the aggregator (its demand for the key drops at once
+   * instead of when the silence is counted late; without it a node whose load moved elsewhere
+   * sent nothing and kept being granted for about three intervals). Allocates nothing.
    */
   drain(visit: ChangeVisitor, nowMs: number): void {
-    const name = this.rule.name;
     const slots = this.#slots;
+    if (this.#global) {
+      // Keys active at the last drain and not changed since: report their quiet once.
+      const quiet = this.#activeAtDrain;
+      for (let i = 0; i < this.#activeCount; i += 2) {
+        const slot = quiet[i]!;
+        const extra = slot * this.#stride + this.#algoStride;
+        const flags = slots[extra + FLAGS]!;
+        if ((flags & DIRTY) !== 0 || this.#keys[slot] === undefined) continue;
+        if (slots[extra + GENERATION] !== quiet[i + 1]) continue; // the slot holds another key now
+        this.#report(slot, extra, visit, nowMs);
+      }
+      this.#activeCount = 0;
+    }
     for (let i = 0; i < this.#dirtyCount; i++) {
       const slot = this.#dirtyList[i]!;
       const extra = slot * this.#stride + this.#algoStride;
       slots[extra + FLAGS] = (slots[extra + FLAGS]! & ~DIRTY) >>> 0;
-      const key = this.#keys[slot];
-      if (key === undefined) continue;
-      const da = slots[extra + PENDING_ADMITTED]!;
-      const dr = slots[extra + PENDING_REJECTED]!;
-      const admitted = slots[extra + ADMITTED]! + da;
-      const rejected = slots[extra + REJECTED]! + dr;
-      slots[extra + ADMITTED] = admitted;
-      slots[extra + REJECTED] = rejected;
-      slots[extra + PENDING_ADMITTED] = 0;
-      slots[extra + PENDING_REJECTED] = 0;
-      const isNew = slots[extra + REPORTED] === 0;
-      slots[extra + REPORTED] = 1;
-      if (this.#global) {
-        const timeSum = slots[extra + PENDING_TIME]!;
-        slots[extra + PENDING_TIME] = 0;
-        const ageMs = da > 0 ? Math.max(0, nowMs - this.#startMs - timeSum / da) : 0;
-        visit(
-          name,
-          key,
-          slots[extra + GENERATION]!,
-          admitted,
-          rejected,
-          da,
-          dr,
-          isNew,
-          slots[extra + GRANT_EPOCH]!,
-          slots[extra + GRANT_VERSION]!,
-          slots[extra + GRANT_ALLOWANCE]!,
-          ageMs,
-        );
-      } else {
-        visit(name, key, slots[extra + GENERATION]!, admitted, rejected, da, dr, isNew, 0, 0, 0, 0);
+      if (this.#keys[slot] === undefined) continue;
+      if (this.#global && slots[extra + PENDING_ADMITTED]! + slots[extra + PENDING_REJECTED]! > 0) {
+        this.#rememberActive(slot, slots[extra + GENERATION]!);
       }
+      this.#report(slot, extra, visit, nowMs);
     }
     this.#dirtyCount = 0;
     if (this.#retired.length > 0) {

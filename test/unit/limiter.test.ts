@@ -488,6 +488,32 @@ describe("global rules - grant ramp", () => {
     assert.equal(admitAll(limiter), 2);
   });
 
+  test("global keys: a key that had hits is reported once more when none came since", () => {
+    const { limiter } = globalLimiter();
+    limiter.global.applyGrant("g", "k", 0, 7, 1, 10);
+    limiter.global.applyGrant("g", "quiet", 0, 7, 1, 10);
+    limiter.snapshot(); // the grants' confirmations
+    for (let i = 0; i < 3; i++) limiter.check("g", "k");
+    limiter.check("g", "quiet");
+    const active = limiter.snapshot().entries.map((e) => [e.key, e.deltaAdmitted]);
+    assert.deepEqual(active.sort(), [
+      ["k", 3],
+      ["quiet", 1],
+    ]);
+    limiter.check("g", "k");
+    // "quiet" had a hit last time and none since: reported once with nothing new.
+    const next = limiter.snapshot().entries.map((e) => [e.key, e.deltaAdmitted, e.admitted]);
+    assert.deepEqual(next.sort(), [
+      ["k", 1, 4],
+      ["quiet", 0, 1],
+    ]);
+    assert.deepEqual(
+      limiter.snapshot().entries.map((e) => [e.key, e.deltaAdmitted]),
+      [["k", 0]],
+    );
+    assert.equal(limiter.snapshot().entries.length, 0, "then nothing, until the next hit");
+  });
+
   test("grant ramp - without rampMs, or rampFrom at the allowance, all is usable at once", () => {
     const { limiter } = globalLimiter();
     limiter.check("g", "k");

@@ -8,16 +8,7 @@
 import { crc32 } from "../../../src/protocol/crc32.js";
 
 /** A small seeded PRNG (mulberry32), so a failing run can be replayed from its seed. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
+export { seededRandom } from "../../../src/cli/load.js";
 
 /** Writes the CRC-32 of everything before the last 4 bytes into them (in place); returns it. */
 export function fixCrc(frame: Uint8Array): Uint8Array {
