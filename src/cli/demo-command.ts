@@ -24,6 +24,9 @@ import { connect, NATS_HELP, NATS_OPTIONS, natsUrl } from "./common.js";
 import { type LoadReport, runLoad } from "./load.js";
 import type { Command } from "./main.js";
 
+/** How long after a second ends its per-second line waits for that second's last reports. */
+const REPORT_GRACE_MS = 300;
+
 const OPTIONS = {
   ...NATS_OPTIONS,
   rules: { type: "string" },
@@ -143,6 +146,8 @@ class Board {
   /** second index -> node -> [hot admitted, hot rejected, all admitted, all rejected] */
   readonly #seconds = new Map<number, Map<string, number[]>>();
   #printed = -1;
+  /** Notes (a node joins, leaves) waiting for the line of the second before them. */
+  readonly #notes: { sec: number; text: string }[] = [];
   aggregatorNote = "";
 
   constructor(plan: Plan) {
@@ -166,11 +171,23 @@ class Board {
     byNode.set(node, c);
   }
 
-  /** Prints every full second not printed yet (a second is full once the next has begun). */
+  /**
+   * Prints every full second not printed yet. A second is full once its last reports are in:
+   * reports come every 100 ms and take a few ms to arrive, so a second is printed
+   * REPORT_GRACE_MS after it ends (printed at once, its last reports were missing and the live
+   * lines read 5-8% below the summary).
+   */
   render(final = false): void {
-    const now = Math.floor((wallClockMs() - this.#started) / 1000);
-    for (let sec = this.#printed + 1; sec < now || (final && sec <= now); sec++) {
+    const sinceStart = wallClockMs() - this.#started;
+    const full = Math.floor((sinceStart - REPORT_GRACE_MS) / 1000); // seconds before it are full
+    const last = final ? Math.floor(sinceStart / 1000) : full - 1;
+    for (let sec = this.#printed + 1; sec <= last; sec++) {
       this.#printed = sec;
+      // A note made during second s goes just before that second's line, after the line of
+      // the second before it (which prints later than the note was made).
+      while (this.#notes.length > 0 && this.#notes[0]!.sec <= sec) {
+        console.log(this.#notes.shift()!.text);
+      }
       const byNode = this.#seconds.get(sec);
       if (byNode === undefined) continue;
       const perSec = this.#perSecond(byNode);
@@ -191,6 +208,12 @@ class Board {
         `t=${String(sec + 1).padStart(3)}s  ${this.#plan.rule}/k0 ${String(perSec.hotAdmitted).padStart(5)}/s of ${perSec.limitPerSec}/s (${pct.padStart(5)}%)  rejected ${String(perSec.hotRejected).padStart(5)}/s  | shares: ${shares}${this.aggregatorNote ? `  | ${this.aggregatorNote}` : ""}`,
       );
     }
+    if (final) for (const n of this.#notes.splice(0)) console.log(n.text);
+  }
+
+  /** Prints `text` between the per-second lines, where it happened. */
+  note(text: string): void {
+    this.#notes.push({ sec: Math.floor((wallClockMs() - this.#started) / 1000), text });
   }
 
   #perSecond(byNode: Map<string, number[]>) {
@@ -308,7 +331,7 @@ async function runProcesses(plan: Plan, args: string[]): Promise<number> {
     const node = `node-${i}`;
     timers.push(
       setTimeout(() => {
-        if (!plan.json && join > 0) console.log(`-- ${node} joins`);
+        if (!plan.json && join > 0) board.note(`-- ${node} joins`);
         start(
           node,
           [
@@ -333,7 +356,7 @@ async function runProcesses(plan: Plan, args: string[]): Promise<number> {
           (o) => {
             if (o["type"] === "loadgen") board.add(node, o as unknown as LoadReport);
             if (o["type"] === "loadgen-summary" && leave < plan.durationMs && !plan.json)
-              console.log(`-- ${node} leaves`);
+              board.note(`-- ${node} leaves`);
           },
         );
       }, join),
@@ -397,7 +420,7 @@ async function runInMemory(plan: Plan): Promise<number> {
       new Promise<void>((resolve) => {
         timers.push(
           setTimeout(async () => {
-            if (!plan.json && join > 0) console.log(`-- ${node} joins`);
+            if (!plan.json && join > 0) board.note(`-- ${node} joins`);
             const limiter = createLimiter({ rules });
             limiters.push(limiter);
             const transport = bus.connect();
@@ -420,7 +443,7 @@ async function runInMemory(plan: Plan): Promise<number> {
             await agent.close();
             await transport.close();
             await limiter.close();
-            if (leave < plan.durationMs && !plan.json) console.log(`-- ${node} leaves`);
+            if (leave < plan.durationMs && !plan.json) board.note(`-- ${node} leaves`);
             resolve();
           }, join),
         );
