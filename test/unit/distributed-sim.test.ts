@@ -62,6 +62,18 @@ async function cluster(
   return { clock, bus, aggregator, nodes, addNode, step };
 }
 
+/**
+ * Waits (in real time) until a new aggregator run started now would have a later epoch than
+ * `previous`: an epoch is a run's wall-clock start plus a random fraction of a millisecond, and
+ * nodes ignore a run that seems to have started before the one they follow. A real restart
+ * takes longer than this; a test's manual clock does not, and two runs created within the same
+ * millisecond came out in either order (a test failed that way, about one run in two).
+ */
+async function afterEpochOf(previous: { stats(): { epoch: number } }): Promise<void> {
+  const epoch = previous.stats().epoch;
+  while (wallClockMs() <= epoch + 1) await new Promise((r) => setTimeout(r, 1));
+}
+
 /** Largest admitted cost in any window of `windowMs` ending at an admission. */
 function worstWindow(times: number[], windowMs: number): number {
   let worst = 0;
@@ -245,6 +257,7 @@ test("distributed - an aggregator restart neither doubles the limit nor stalls t
   for (let ms = 0; ms < 7000; ms++) {
     if (ms === 2500) {
       await c.aggregator.close();
+      await afterEpochOf(c.aggregator);
       // A new run, with the default warm-up (one window): it starts knowing nothing.
       second = createAggregatorService({
         rules: createLimiter({ rules: [windowRule], sweepIntervalMs: 0 }).rules,
@@ -291,6 +304,7 @@ test("distributed - a checkpoint carries the windows over a restart, with no war
       nodeTtlMs: 1000,
       checkpoint: { store, intervalMs: 100 },
     });
+  await afterEpochOf(c.aggregator);
   let agg = make("agg-a");
   const admitted: number[] = [];
   const start = c.clock.nowMs();
@@ -298,6 +312,7 @@ test("distributed - a checkpoint carries the windows over a restart, with no war
   for (let ms = 0; ms < 6000; ms++) {
     if (ms === 2500) {
       await agg.close(); // saves the latest windows
+      await afterEpochOf(agg);
       agg = make("agg-b");
       restored = await agg.restoreCheckpoint();
     }
@@ -429,6 +444,7 @@ test("distributed - a restarted aggregator's first live counts do not hand out t
   await c.aggregator.close();
   // A new run starts between two heartbeats of the nodes and counts them as they arrive.
   await c.step(250);
+  await afterEpochOf(c.aggregator);
   const second = createAggregatorService({
     rules: createLimiter({ rules: [windowRule], sweepIntervalMs: 0 }).rules,
     transport: c.bus.connect(),
