@@ -90,6 +90,11 @@ export interface NodeAgentStats {
    * two heartbeat intervals, as after an aggregator restart).
    */
   liveNodesHeldBack: number;
+  /**
+   * Aggregator runs followed although their epoch was lower than the last one's (taken only
+   * once that one had gone silent: a restart on a host whose clock is behind).
+   */
+  aggregatorRewinds: number;
   aggregatorLost: boolean;
   /** ms since the aggregator last spoke, on this node's clock; Infinity if never. */
   aggregatorSilentMs: number;
@@ -233,6 +238,7 @@ class Agent implements NodeAgent {
       liveNodes: initialLiveNodes,
       resyncs: 0,
       liveNodesHeldBack: 0,
+      aggregatorRewinds: 0,
     };
     const g = this.#limiter.global;
     g.setLiveNodes(initialLiveNodes);
@@ -425,9 +431,16 @@ class Agent implements NodeAgent {
     }
   }
 
-  /** The aggregator spoke: a newer epoch replaces an older one; an older one is ignored. */
+  /**
+   * The aggregator spoke: a newer epoch replaces an older one. An older one is ignored while the
+   * run this node follows is heard (a late message from a dead run, or a forgery); once that run
+   * has been silent past `staleAfterMs` (the loss policy is in force) it is taken: an epoch is a
+   * run's start on its host's wall clock, and a run restarted on a host whose clock is behind
+   * the last one's would otherwise be ignored until its clock caught up.
+   */
   #heardFrom(aggregatorEpoch: number): boolean {
-    if (aggregatorEpoch < this.#aggregatorEpoch) {
+    const rewound = aggregatorEpoch < this.#aggregatorEpoch;
+    if (rewound && !this.#lost) {
       this.#invalid("older-aggregator");
       return false;
     }
@@ -438,7 +451,15 @@ class Agent implements NodeAgent {
       this.#invalid("future-aggregator");
       return false;
     }
-    if (aggregatorEpoch > this.#aggregatorEpoch) this.#epochHeardSinceMs = this.#clock.nowMs();
+    if (rewound) {
+      // The grants of the silent run would outrank this one's (higher epoch): drop them. Keys
+      // then decide as the loss policy did until the new run's first grants, which come with
+      // its next tick; the counts themselves are kept and re-sent (below).
+      this.#stats.aggregatorRewinds++;
+      this.#limiter.global.dropGrants();
+      this.#resyncWhenHeard = true;
+    }
+    if (aggregatorEpoch !== this.#aggregatorEpoch) this.#epochHeardSinceMs = this.#clock.nowMs();
     this.#aggregatorEpoch = aggregatorEpoch;
     this.#lastAggregatorMs = this.#clock.nowMs();
     if (this.#lost) this.#setLost(false);

@@ -332,6 +332,22 @@ export class KeyTable {
     this.#grantRetryMs = ms;
   }
 
+  /**
+   * Global rules: drops every grant held (each key decides with its default share, or the loss
+   * policy, until a new grant comes), so the next aggregator run's grants apply whatever its
+   * epoch. Counts and key generations stay.
+   */
+  dropGrants(): void {
+    if (!this.#global) return;
+    for (let slot = 0; slot < this.#used; slot++) {
+      if (this.#keys[slot] === undefined) continue;
+      const extra = slot * this.#stride + this.#algoStride;
+      this.#slots[extra + GRANT_EPOCH] = 0;
+      this.#slots[extra + GRANT_VERSION] = 0;
+      this.#slots[extra + GRANT_END] = Number.NEGATIVE_INFINITY;
+    }
+  }
+
   /** Marks every held key changed, so the next drain reports all of them (a resync). */
   markAllDirty(): void {
     for (let slot = 0; slot < this.#used; slot++) {

@@ -152,6 +152,12 @@ export interface GlobalControl {
   setAggregatorLost(lost: boolean): void;
   /** `retryAfterMs` reported when a hit is refused for lack of grant; about a sync interval. */
   setGrantRetryMs(ms: number): void;
+  /**
+   * Drops every grant held (an aggregator run that started on a clock behind the last one's:
+   * its grants must apply though its epoch is lower). Keys decide with their default share or
+   * the loss policy until new grants come.
+   */
+  dropGrants(): void;
   /** Marks every held key changed, so the next drain reports all (after a reconnect). */
   markAllDirty(): void;
   /** Keys changed since the last drain, over every rule (for an early flush). */
@@ -250,6 +256,9 @@ class KeyedLimiter implements Limiter {
       },
       setGrantRetryMs: (ms) => {
         for (const t of tables) t.setGrantRetryMs(ms);
+      },
+      dropGrants: () => {
+        for (const t of tables) t.dropGrants();
       },
       markAllDirty: () => {
         for (const t of tables) t.markAllDirty();

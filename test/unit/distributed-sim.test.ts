@@ -471,6 +471,67 @@ test("distributed - a restarted aggregator's first live counts do not hand out t
   await second.close();
 });
 
+test("distributed - a new aggregator run on a clock behind the last one's is followed once that one is silent", async () => {
+  const c = await cluster(windowRule, 2);
+  const node = c.nodes[0]!;
+  for (let ms = 0; ms < 200; ms++) {
+    node.limiter.check("api", "k");
+    await c.step(1);
+  }
+  const followed = c.aggregator.stats().epoch;
+  const behind = createSubjects();
+  const other = c.bus.connect();
+  // A run that started 60 s "before" the one followed (its host's clock is a minute behind).
+  const send = (seq: number) => {
+    for (const frame of encode({
+      type: "rule-defaults",
+      aggregatorId: "agg-behind",
+      aggregatorEpoch: followed - 60_000,
+      seq,
+      sentAtWallMs: wallClockMs() - 60_000,
+      liveNodes: 2,
+      rules: [{ rule: "api", defaultShare: 500 }],
+    }))
+      other.publish(behind.defaults, frame);
+    for (const frame of encode({
+      type: "rate-update",
+      aggregatorId: "agg-behind",
+      aggregatorEpoch: followed - 60_000,
+      seq,
+      targetNodeId: node.agent.nodeId,
+      targetNodeEpoch: node.agent.nodeEpoch,
+      sentAtWallMs: wallClockMs() - 60_000,
+      groups: [
+        {
+          rule: "api",
+          entries: [{ key: "k", generation: 0, version: 1, allowance: 5, rampFrom: 5, rampMs: 0 }],
+        },
+      ],
+    }))
+      other.publish(behind.updates(node.agent.nodeId), frame);
+  };
+  // While the run followed is heard, the one behind is taken for a late or forged message.
+  send(1);
+  await c.step(1);
+  assert.equal(node.agent.stats().invalidMessages["older-aggregator"], 2);
+  assert.equal(node.agent.stats().aggregatorRewinds, 0);
+  // The run followed stops; past staleAfterMs (2 s) the node is on its loss policy.
+  await c.aggregator.close();
+  for (let i = 0; i < 50; i++) await c.step(50);
+  assert.equal(node.agent.stats().aggregatorLost, true);
+  const grants = () => node.limiter.stats().find((r) => r.rule === "api")!;
+  const before = grants();
+  send(2);
+  await c.step(1);
+  const s = node.agent.stats();
+  assert.equal(s.aggregatorLost, false, "the run behind is followed");
+  assert.equal(s.aggregatorRewinds, 1);
+  // Its grant applies, though the silent run's grants had a higher epoch.
+  assert.equal(grants().grantsApplied, before.grantsApplied + 1);
+  assert.equal(grants().grantsIgnored, before.grantsIgnored);
+  for (const n of c.nodes) await n.agent.close();
+});
+
 test("distributed - a forged aggregator run from the far future is dropped, the real one followed", async () => {
   const c = await cluster(windowRule, 2);
   const forger = c.bus.connect();
