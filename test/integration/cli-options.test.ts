@@ -6,6 +6,9 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { wallClockMs } from "../../src/clock/clock.js";
+import { encode } from "../../src/protocol/encode.js";
+import { createSubjects } from "../../src/protocol/subjects.js";
+import { connectNats } from "../../src/transport/nats/nats-transport.js";
 import {
   assertCleanExit,
   Cluster,
@@ -122,6 +125,64 @@ test("cli - bad --start-at-ms and --pacing values exit 2 with the option named, 
       assert.doesNotMatch(p.stderr, /could not connect|ECONNREFUSED/i, `${what} tried to connect`);
     }
   } finally {
+    await c.stop();
+  }
+});
+
+test("cli - the aggregator's progress line names a node whose clock is off by more than 0.5 s", {
+  timeout: 30_000,
+}, async () => {
+  const c = new Cluster();
+  const prefix = uniquePrefix("clock");
+  const node = await connectNats({ servers: SHARED_NATS, name: "clock-skewed-node" });
+  try {
+    const rules = c.writeRules([
+      { name: "api", mode: "global", algorithm: "sliding-window", limit: 100, windowMs: 1000 },
+    ]);
+    const agg = c.sluice("aggregator", [
+      "aggregator",
+      "--nats",
+      SHARED_NATS,
+      "--prefix",
+      prefix,
+      "--rules",
+      rules,
+      "--report-ms",
+      "200",
+      "--duration-ms",
+      "20000",
+    ]);
+    const subjects = createSubjects({ prefix });
+    // Two nodes: one on this host's clock, one whose clock is 2 s ahead.
+    const beat = (id: string, aheadMs: number, seq: number) => {
+      for (const frame of encode({
+        type: "heartbeat",
+        nodeId: id,
+        nodeEpoch: 1,
+        seq,
+        sentAtWallMs: wallClockMs() + aheadMs,
+        role: 1,
+      }))
+        node.publish(subjects.heartbeat(id), frame);
+    };
+    let named: string | undefined;
+    for (let i = 0; i < 60 && named === undefined; i++) {
+      beat("on-time", 0, i);
+      beat("ahead", 2000, i);
+      await node.flush();
+      await sleep(200);
+      named = agg.otherLines.find((l) => /clock of/.test(l));
+    }
+    assert.ok(named !== undefined, `no line named a node: ${agg.otherLines.slice(-3).join(" | ")}`);
+    assert.match(named, /nodes 2, clock of ahead off by (19|20)\d\d ms/);
+    assert.ok(
+      !agg.otherLines.some((l) => /clock of on-time/.test(l)),
+      "the on-time node is not named",
+    );
+    agg.kill("SIGTERM");
+    await agg.waitExit(10_000);
+  } finally {
+    await node.close();
     await c.stop();
   }
 });
