@@ -73,6 +73,24 @@ export interface CheckpointOptions {
   readonly intervalMs?: number;
 }
 
+/** A live node and its estimated clock offset, as in {@link AggregatorServiceStats.nodes}. */
+export interface NodeClock {
+  id: string;
+  /** Node wall clock minus the aggregator's, ms (metrics only). */
+  clockOffsetMs: number;
+}
+
+/** The live node whose clock is furthest from the aggregator's, or undefined with none. */
+export function furthestClock(nodes: readonly NodeClock[]): NodeClock | undefined {
+  let furthest: NodeClock | undefined;
+  for (const n of nodes) {
+    if (furthest === undefined || Math.abs(n.clockOffsetMs) > Math.abs(furthest.clockOffsetMs)) {
+      furthest = n;
+    }
+  }
+  return furthest;
+}
+
 export interface AggregatorServiceStats extends AggregatorStats {
   aggregatorId: string;
   epoch: number;
@@ -81,7 +99,7 @@ export interface AggregatorServiceStats extends AggregatorStats {
   invalidMessages: Record<string, number>;
   /** Entries dropped from otherwise valid messages, by reason. */
   invalidEntries: Record<string, number>;
-  nodes: { id: string; clockOffsetMs: number }[];
+  nodes: NodeClock[];
   ticks: number;
   /** Time the last tick took, ms. */
   lastTickMs: number;

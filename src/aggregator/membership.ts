@@ -89,8 +89,7 @@ export class Membership {
   leave(id: string, epoch: number): NodeRecord | undefined {
     const known = this.#nodes.get(id);
     if (known === undefined || known.epoch !== epoch) return undefined;
-    known.alive = false;
-    this.#nodes.delete(id);
+    this.#drop(known);
     return known;
   }
 
@@ -99,11 +98,15 @@ export class Membership {
     const dropped: NodeRecord[] = [];
     for (const node of this.#nodes.values()) {
       if (nowMs - node.lastSeenMs > this.ttlMs) {
-        node.alive = false;
-        this.#nodes.delete(node.id);
+        this.#drop(node);
         dropped.push(node);
       }
     }
     return dropped;
+  }
+
+  #drop(node: NodeRecord): void {
+    node.alive = false;
+    this.#nodes.delete(node.id);
   }
 }

@@ -1,5 +1,5 @@
 /** `sluice aggregator`: runs the aggregator against NATS until stopped. */
-import { createAggregatorService } from "../aggregator/aggregator-service.js";
+import { createAggregatorService, furthestClock } from "../aggregator/aggregator-service.js";
 import { compileRules, loadRules } from "../config/rules-file.js";
 import { createRedisCheckpointStore } from "../store/redis/checkpoint-store.js";
 import { flag, num, parse, str, untilSignal } from "./args.js";
@@ -141,14 +141,11 @@ export const aggregatorCommand: Command = {
           .join("; ");
         // The metric has the largest offset only (per-node series would outlive their nodes):
         // name the node here, as the alert's description says.
-        let skewed = "";
-        let worst = CLOCK_NOTE_MS;
-        for (const n of s.nodes) {
-          if (Math.abs(n.clockOffsetMs) > worst) {
-            worst = Math.abs(n.clockOffsetMs);
-            skewed = `, clock of ${n.id} off by ${Math.round(n.clockOffsetMs)} ms`;
-          }
-        }
+        const far = furthestClock(s.nodes);
+        const skewed =
+          far !== undefined && Math.abs(far.clockOffsetMs) > CLOCK_NOTE_MS
+            ? `, clock of ${far.id} off by ${Math.round(far.clockOffsetMs)} ms`
+            : "";
         console.log(
           `[aggregator ${s.aggregatorId}] nodes ${s.liveNodes}${skewed}, batches ${s.batches}, grants sent ${s.grantsSent}, invalid ${JSON.stringify(s.invalidMessages)} | ${rules}`,
         );

@@ -125,14 +125,19 @@ export const loadgenCommand: Command = {
       if (json) emit({ type: "metrics", node: agent.nodeId, url: telemetry.prometheusUrl });
       else console.log(`sluice loadgen ${agent.nodeId}: metrics on ${telemetry.prometheusUrl}`);
     }
+    // The agent's last batch and leaving notice are flushed before the connection closes.
+    const shutdown = async () => {
+      await agent.close();
+      await telemetry?.close();
+      await transport.flush().catch(() => {});
+      await transport.close();
+    };
     let admitted = 0;
     let rejected = 0;
     const waitMs = Number.isNaN(startAtMs) ? 0 : startAtMs - wallClockMs();
     if (waitMs > 0 && (await untilSignal(waitMs)) !== "duration") {
       // Stopped before the load began: nothing was offered, nothing to report.
-      await agent.close();
-      await telemetry?.close();
-      await transport.close();
+      await shutdown();
       await limiter.close();
       return 0;
     }
@@ -167,10 +172,7 @@ export const loadgenCommand: Command = {
       console.log(`sluice loadgen ${agent.nodeId}: loading rule ${ruleName} for ${durationMs} ms`);
     const why = await Promise.race([load.done.then(() => "duration"), untilSignal()]);
     load.stop();
-    await agent.close();
-    await telemetry?.close();
-    await transport.flush().catch(() => {});
-    await transport.close();
+    await shutdown();
     const s = agent.stats();
     if (json)
       emit({

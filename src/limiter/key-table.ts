@@ -537,9 +537,7 @@ export class KeyTable {
       slots[extra + GRANT_VERSION] = 0;
       slots[extra + GRANT_ALLOWANCE] = 0;
       slots[extra + PENDING_TIME] = 0;
-      slots[extra + GRANT_BASE] = 0;
-      slots[extra + GRANT_AT] = 0;
-      slots[extra + GRANT_END] = Number.NEGATIVE_INFINITY;
+      slots[extra + GRANT_END] = Number.NEGATIVE_INFINITY; // no ramp: GRANT_BASE/AT not read
     }
     // A reused slot may still sit in the dirty list (evicted while dirty): keep that bit so the
     // list holds each slot once; the new key is then reported from there.

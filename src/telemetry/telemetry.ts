@@ -28,7 +28,7 @@ import {
   type ViewOptions,
 } from "@opentelemetry/sdk-metrics";
 import { defaultNodeId, type NodeAgent } from "../agent/node-agent.js";
-import type { AggregatorService } from "../aggregator/aggregator-service.js";
+import { type AggregatorService, furthestClock } from "../aggregator/aggregator-service.js";
 import { wallClockMs } from "../clock/clock.js";
 import { InvalidArgumentError, SluiceError } from "../errors.js";
 import type { Limiter } from "../limiter/limiter.js";
@@ -405,13 +405,8 @@ class TelemetryImpl implements Telemetry {
       // One series per aggregator, not per node: the SDK keeps exporting an observable series
       // after its last observation, so a per-node series would outlive its node, stale value
       // and all, and node churn (restarts, rolling deploys) would grow them without bound.
-      // Which node is off: stats().nodes, and the aggregator's --json progress lines.
-      let worstOffsetMs = 0;
-      for (const n of s.nodes) {
-        const off = Math.abs(n.clockOffsetMs);
-        if (off > worstOffsetMs) worstOffsetMs = off;
-      }
-      obs("clockOffset", worstOffsetMs / 1000, agg);
+      // Which node is off: stats().nodes, and the aggregator's progress lines.
+      obs("clockOffset", Math.abs(furthestClock(s.nodes)?.clockOffsetMs ?? 0) / 1000, agg);
       for (const u of service.core.usage()) {
         const at = { ...agg, [ATTR.rule]: u.rule };
         obs("usageRatio", u.maxRatio, at);

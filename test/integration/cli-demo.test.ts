@@ -74,63 +74,50 @@ function checkRun(name: string, lines: readonly SluiceLine[], mode: string, node
   assert.deepEqual(summary.invalidMessages, {});
 }
 
-test("cli demo - over NATS: an aggregator and node processes share the limit, with a summary", {
-  timeout: 90_000,
-}, async () => {
+/** Runs `sluice <args>` to its end; returns how it exited and what it printed. */
+async function runDemo(name: string, args: readonly string[], timeoutMs: number) {
   const c = new Cluster();
   try {
-    const demo = c.sluice("demo", [
-      "demo",
-      "--json",
-      "--nats",
-      SHARED_NATS,
-      "--duration-ms",
-      "7000",
-    ]);
-    const exit = await demo.waitExit(60_000);
-    assert.deepEqual(exit, { code: 0, signal: null }, demo.stderr);
-    checkRun("nats", demo.lines, "processes over NATS", 4);
+    const demo = c.sluice(name, args);
+    const exit = await demo.waitExit(timeoutMs);
+    return { exit, lines: demo.lines, stderr: demo.stderr };
   } finally {
     await c.stop();
   }
+}
+
+test("cli demo - over NATS: an aggregator and node processes share the limit, with a summary", {
+  timeout: 90_000,
+}, async () => {
+  const demo = await runDemo(
+    "demo",
+    ["demo", "--json", "--nats", SHARED_NATS, "--duration-ms", "7000"],
+    60_000,
+  );
+  assert.deepEqual(demo.exit, { code: 0, signal: null }, demo.stderr);
+  checkRun("nats", demo.lines, "processes over NATS", 4);
 });
 
 test("cli demo - in memory: the same demo in one process, no NATS", {
   timeout: 60_000,
 }, async () => {
-  const c = new Cluster();
-  try {
-    const demo = c.sluice("demo-memory", [
-      "demo",
-      "--json",
-      "--in-memory",
-      "--duration-ms",
-      "7000",
-      // Nothing listens here: the in-memory mode must not need it.
-      "--nats",
-      "nats://127.0.0.1:1",
-    ]);
-    const exit = await demo.waitExit(45_000);
-    assert.deepEqual(exit, { code: 0, signal: null }, demo.stderr);
-    checkRun("in memory", demo.lines, "in memory", 4);
-  } finally {
-    await c.stop();
-  }
+  const demo = await runDemo(
+    "demo-memory",
+    // Nothing listens on the NATS URL given: the in-memory mode must not need it.
+    ["demo", "--json", "--in-memory", "--duration-ms", "7000", "--nats", "nats://127.0.0.1:1"],
+    45_000,
+  );
+  assert.deepEqual(demo.exit, { code: 0, signal: null }, demo.stderr);
+  checkRun("in memory", demo.lines, "in memory", 4);
 });
 
 test("cli demo - no NATS server: says so and offers the in-memory mode, no stack trace", {
   timeout: 30_000,
 }, async () => {
-  const c = new Cluster();
-  try {
-    const demo = c.sluice("demo-nowhere", ["demo", "--nats", "nats://127.0.0.1:1"]);
-    const exit = await demo.waitExit(20_000);
-    assert.equal(exit.signal, null);
-    assert.notEqual(exit.code, 0);
-    assert.match(demo.stderr, /no NATS server answered at nats:\/\/127\.0\.0\.1:1/);
-    assert.match(demo.stderr, /sluice demo --in-memory/);
-    assert.doesNotMatch(demo.stderr, /^\s+at /m, "no stack trace");
-  } finally {
-    await c.stop();
-  }
+  const demo = await runDemo("demo-nowhere", ["demo", "--nats", "nats://127.0.0.1:1"], 20_000);
+  assert.equal(demo.exit.signal, null);
+  assert.notEqual(demo.exit.code, 0);
+  assert.match(demo.stderr, /no NATS server answered at nats:\/\/127\.0\.0\.1:1/);
+  assert.match(demo.stderr, /sluice demo --in-memory/);
+  assert.doesNotMatch(demo.stderr, /^\s+at /m, "no stack trace");
 });
