@@ -11,7 +11,8 @@
  * Admitted hits are counted per ms; windows of 1000 ms are measured at every 25 ms from 2 s on.
  *
  * Run alone: `node dist/bench/accuracy-sim.js` (prints a sweep of sync interval and
- * `lagCompensationMs`); `bench/accuracy.ts` runs the default case as its reference row.
+ * `lagCompensationMs`; `SIM_OPTIONS='{"grantRampMs":100}'` adds options to every case);
+ * `bench/accuracy.ts` runs the default case as its reference row.
  */
 import { createNodeAgent, type NodeAgent } from "../src/agent/node-agent.js";
 import { createAggregatorService } from "../src/aggregator/aggregator-service.js";
@@ -42,6 +43,16 @@ export interface SimOptions {
   /** Passed to the aggregator when set (its own default otherwise). */
   readonly grantRampMs?: number;
   readonly hitsPerMsPerNode?: number;
+  /**
+   * Node i offers its rate times 4 / 2^i (the process bench's skewed load: 6000, 3000, ... hits/s
+   * of 1500 on average), so the total is about the same as with equal nodes. @default false
+   */
+  readonly skewed?: boolean;
+  /**
+   * Hits arrive at random (Poisson, seeded), as `sluice loadgen` sends them, instead of evenly.
+   * @default false
+   */
+  readonly randomArrivals?: boolean;
   readonly durationMs?: number;
   /**
    * An event at `eventAtMs` (default 6000): `shift` (nodes 0..n/2-1 offer twice the rate until
@@ -153,7 +164,9 @@ export async function runSim(o: SimOptions = {}): Promise<SimResult> {
     await bus.settle();
   }
   const half = Math.floor(nodeCount / 2);
+  const arrivals = seededRandom((o.seed ?? 1) + 1000);
   const rateOf = (i: number, t: number): number => {
+    if (o.skewed === true) return (rate * 4) / 2 ** i;
     if (o.event !== "shift") return rate;
     return i < half === t < eventAtMs ? 2 * rate : 0;
   };
@@ -167,9 +180,25 @@ export async function runSim(o: SimOptions = {}): Promise<SimResult> {
     }
     for (const [i, n] of nodes.entries()) {
       if (n.closed) continue;
-      n.owed += rateOf(i, t);
-      while (n.owed >= 1) {
-        n.owed--;
+      let hits: number;
+      if (o.randomArrivals === true) {
+        // Poisson by inversion: the count of arrivals in this ms at mean rateOf(i, t).
+        const mean = rateOf(i, t);
+        let p = Math.exp(-mean);
+        let cdf = p;
+        const u = arrivals();
+        hits = 0;
+        while (u > cdf && hits < 1000) {
+          hits++;
+          p *= mean / hits;
+          cdf += p;
+        }
+      } else {
+        n.owed += rateOf(i, t);
+        hits = Math.floor(n.owed);
+        n.owed -= hits;
+      }
+      for (let h = 0; h < hits; h++) {
         if (n.limiter.check("api", "hot").allowed) admitted[t]!++;
       }
     }
@@ -237,13 +266,18 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     ["latency 10 ms", { latencyMs: 10 }],
     ["jitter 0..10 ms", { jitterMs: 10 }],
     ["limit 3000 (10x the hits)", { limit: 3000, hitsPerMsPerNode: 3.5 }],
+    ["random arrivals", { randomArrivals: true }],
+    ["skewed nodes", { skewed: true }],
+    ["skewed nodes, random arrivals", { skewed: true, randomArrivals: true }],
     ["shift at 6 s", { event: "shift" }],
     ["join at 6 s", { event: "join" }],
     ["leave at 6 s", { event: "leave" }],
   ];
+  // SIM_OPTIONS='{"grantRampMs":100}' runs every case with these options on top (for A/B runs).
+  const base = JSON.parse(process.env["SIM_OPTIONS"] ?? "{}") as SimOptions;
   const out: Record<string, SimResult> = {};
   for (const [name, options] of cases) {
-    const r = await runSim(options);
+    const r = await runSim({ ...base, ...options });
     out[name] = r;
     console.log(
       `${name.padEnd(28)} mean ${r.meanRatio.toFixed(3)}  lowest ${r.lowestWindowRatio.toFixed(3)}  worst ${r.worstWindowRatio.toFixed(3)}  | second half: mean ${r.lateMeanRatio.toFixed(3)}  lowest ${r.lateLowestWindowRatio.toFixed(3)}  worst ${r.lateWorstWindowRatio.toFixed(3)}`,

@@ -21,7 +21,8 @@
  * Environment: NATS_URL (default nats://127.0.0.1:4222); ACC_SCENARIOS=steady,shift,... to run a
  * subset; ACC_REPORT_MS (default 25); ACC_DUMP=<dir> to write each run's per-bucket counts there;
  * ACC_MODES=global to skip the naive runs. For experiments with the aggregator's tuning:
- * ACC_GRANT_RAMP_MS (`--grant-ramp-ms`), ACC_LAG_MS (`--lag-compensation-ms`) and ACC_PACING
+ * ACC_SYNC_MS (the sync interval of nodes and aggregator, default 50; the convergence goal is
+ * two of them), ACC_GRANT_RAMP_MS (`--grant-ramp-ms`), ACC_LAG_MS (`--lag-compensation-ms`) and ACC_PACING
  * (`--pacing`); unset, the defaults apply. The settings used are printed.
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
@@ -57,7 +58,7 @@ const KEYS = 100;
 const ZIPF = 1.1;
 const HOT = 3;
 const REPORT_MS = Number(process.env["ACC_REPORT_MS"] ?? 25);
-const SYNC_INTERVAL_MS = 50;
+const SYNC_INTERVAL_MS = Number(process.env["ACC_SYNC_MS"] ?? 50);
 const MODES = (process.env["ACC_MODES"] ?? "global,naive")
   .split(",")
   .map((m) => m.trim())

@@ -29,6 +29,7 @@ import { encodeDecisionBatch } from "../protocol/decision-batch.js";
 import { decode } from "../protocol/decode.js";
 import type { DecodeFailure, EntryDropReason } from "../protocol/decode-result.js";
 import { encodeHeartbeat } from "../protocol/heartbeat.js";
+import { DEFAULT_SYNC_INTERVAL_MS } from "../protocol/limits.js";
 import { type DecisionEntry, Role, type RuleGroup } from "../protocol/messages.js";
 import { decisionPartition } from "../protocol/partition.js";
 import { createSubjects, isValidNodeId, type Subjects } from "../protocol/subjects.js";
@@ -56,7 +57,7 @@ export interface NodeAgentOptions {
   readonly nodeId?: string;
   /** First token(s) of every subject. @default "ratelimit" */
   readonly subjectPrefix?: string;
-  /** How often counts are published, ms (10..10000). @default 50 */
+  /** How often counts are published, ms (10..10000). @default DEFAULT_SYNC_INTERVAL_MS (25) */
   readonly syncIntervalMs?: number;
   /** How often a heartbeat is sent, ms (50..60000). @default 500 */
   readonly heartbeatIntervalMs?: number;
@@ -193,10 +194,15 @@ class Agent implements NodeAgent {
         o.nodeId,
       );
     }
-    this.#syncIntervalMs = optionalNumber("syncIntervalMs", o.syncIntervalMs, 50, {
-      min: 10,
-      max: 10_000,
-    });
+    this.#syncIntervalMs = optionalNumber(
+      "syncIntervalMs",
+      o.syncIntervalMs,
+      DEFAULT_SYNC_INTERVAL_MS,
+      {
+        min: 10,
+        max: 10_000,
+      },
+    );
     const heartbeatIntervalMs = optionalNumber("heartbeatIntervalMs", o.heartbeatIntervalMs, 500, {
       min: 50,
       max: 60_000,

@@ -24,6 +24,7 @@ import { advance, estimate, segmentCell } from "../algorithms/sliding-window.js"
 import type { AlgorithmParams } from "../algorithms/types.js";
 import { type Clock, wallClockMs } from "../clock/clock.js";
 import type { CompiledRule } from "../limiter/rule.js";
+import { DEFAULT_SYNC_INTERVAL_MS } from "../protocol/limits.js";
 import {
   type DecisionBatch,
   type DecisionEntry,
@@ -45,7 +46,7 @@ export interface AggregatorCoreOptions {
   /** This run's identity (wall ms at start plus a random fraction). */
   readonly epoch: number;
   readonly clock: Clock;
-  /** Tick period, ms: also the demand smoothing step. @default 50 */
+  /** Tick period, ms: also the demand smoothing step. @default DEFAULT_SYNC_INTERVAL_MS (25) */
   readonly syncIntervalMs?: number;
   /** A node silent for this long is dropped, ms. @default 3000 */
   readonly nodeTtlMs?: number;
@@ -221,6 +222,8 @@ class KeyState {
   nodes: NodeKey[] = [];
   version = 0;
   lastReportMs: number;
+  /** When grants were last computed for this key (pacing counts from there). */
+  lastAllocMs: number;
   dirty = false;
 
   constructor(key: string, params: AlgorithmParams, nowMs: number) {
@@ -228,6 +231,7 @@ class KeyState {
     this.window = new Float64Array(params.segments + 2);
     this.window[0] = Math.floor(nowMs / (params.windowMs / params.segments));
     this.lastReportMs = nowMs;
+    this.lastAllocMs = nowMs;
   }
 }
 
@@ -282,6 +286,8 @@ const LAG_WITHOUT_RAMP = 0.5;
 const LAG_WITH_RAMP = 0.3;
 /** Sync intervals of demand the allocator weighs (see `#allocateKey`). */
 const DEMAND_HORIZON = 4;
+/** Batches of one node closer than this are the partitions of one flush (sync interval >= 10). */
+const SAME_FLUSH_MS = 5;
 /** A key whose window plus demand reaches this fraction of its limit is granted to all nodes. */
 const HOT_FRACTION = 0.5;
 
@@ -322,7 +328,7 @@ export class AggregatorCore {
     this.aggregatorId = options.aggregatorId;
     this.epoch = options.epoch;
     this.#clock = options.clock;
-    this.#syncIntervalMs = options.syncIntervalMs ?? 50;
+    this.#syncIntervalMs = options.syncIntervalMs ?? DEFAULT_SYNC_INTERVAL_MS;
     this.#materialChange = options.materialChange ?? 0.002;
     this.#keyIdleMs = options.keyIdleMs ?? 30_000;
     this.membership = new Membership(options.nodeTtlMs ?? 3000);
@@ -400,6 +406,18 @@ export class AggregatorCore {
       return;
     }
     const now = this.#clock.nowMs();
+    // The node's own sync interval, from its batches' spacing (the partitions of one flush come
+    // together and count once): demand waits that long for a report (see `#updateDemand`).
+    const gap = now - node.lastBatchMs;
+    if (gap >= SAME_FLUSH_MS) {
+      if (gap < 10_000) {
+        node.batchIntervalMs =
+          node.batchIntervalMs === 0
+            ? gap
+            : node.batchIntervalMs + 0.2 * (gap - node.batchIntervalMs);
+      }
+      node.lastBatchMs = now;
+    }
     for (const group of batch.groups) {
       const rs = this.#rules.get(group.rule);
       if (rs === undefined) {
@@ -668,11 +686,28 @@ export class AggregatorCore {
     // what nodes already hold. Without it, a burst that fills the window at once frees its
     // budget at once a window later, and the limit is then admitted in echoing bursts whose
     // troughs waste capacity (worst windows at 0.78 of the limit in the simulation; 0.89 with).
+    // The cap is per interval since the key's last allocation, up to the slowest interval at
+    // which its nodes report: a key is allocated only at a tick after a report, so with nodes
+    // reporting every 50 ms to an aggregator ticking every 25 ms, a cap per tick paced the key
+    // at half its rate (740 of a limit of 1000 admitted in memory).
     let held = 0;
-    for (const x of inputs) held += x.committed;
+    let cadenceMs = this.#syncIntervalMs;
+    for (let j = 0; j < inputs.length; j++) {
+      held += inputs[j]!.committed;
+      const nodeMs = ks.nodes[j]!.node.batchIntervalMs;
+      if (nodeMs > cadenceMs) cadenceMs = nodeMs;
+    }
+    const sinceMs = now - ks.lastAllocMs;
+    ks.lastAllocMs = now;
     let grantable = budget;
     if (this.#pacing > 0) {
-      const cap = held + limit * (this.#syncIntervalMs / rs.rule.windowMs) * this.#pacing;
+      const paceMs =
+        sinceMs < this.#syncIntervalMs
+          ? this.#syncIntervalMs
+          : sinceMs > cadenceMs
+            ? cadenceMs
+            : sinceMs;
+      const cap = held + limit * (paceMs / rs.rule.windowMs) * this.#pacing;
       if (grantable > cap) grantable = cap;
     }
     const shares = allocate(grantable, inputs);
@@ -741,14 +776,19 @@ export class AggregatorCore {
    * Folds each node's demand since the last update into its smoothed rate (cost per ms). A node
    * that has not reported since is left as it was until its report is more than 1.5 sync
    * intervals late (then it counts as no demand): reports and ticks are not aligned, and a
-   * report that lands just after a tick must not read as a tick without demand.
+   * report that lands just after a tick must not read as a tick without demand. The interval is
+   * the node's own when it is longer than ours (nodes at 50 ms, aggregator at 25 ms): a tick run
+   * for another node's report must not read a node that reports half as often as idle.
    */
   #updateDemand(ks: KeyState, now: number): void {
     const tauMs = this.#syncIntervalMs * DEMAND_TAU_MULTIPLE;
-    const lateMs = this.#syncIntervalMs * 1.5;
     for (const nk of ks.nodes) {
       const dt = now - nk.lastDemandMs;
-      if (dt <= 0 || (!nk.reportedSinceDemand && dt < lateMs)) continue;
+      const interval =
+        nk.node.batchIntervalMs > this.#syncIntervalMs
+          ? nk.node.batchIntervalMs
+          : this.#syncIntervalMs;
+      if (dt <= 0 || (!nk.reportedSinceDemand && dt < interval * 1.5)) continue;
       nk.reportedSinceDemand = false;
       const alpha = 1 - Math.exp(-dt / tauMs);
       nk.demandRatePerMs += alpha * (nk.pendingDemand / dt - nk.demandRatePerMs);

@@ -14,6 +14,7 @@ import { InvalidArgumentError } from "../errors.js";
 import type { CompiledRule } from "../limiter/rule.js";
 import { decode } from "../protocol/decode.js";
 import { encode } from "../protocol/encode.js";
+import { DEFAULT_SYNC_INTERVAL_MS } from "../protocol/limits.js";
 import { createSubjects, isValidNodeId, senderOf } from "../protocol/subjects.js";
 import type { Subscription, Transport } from "../transport/transport.js";
 import { optionalNumber } from "../validate.js";
@@ -26,7 +27,7 @@ export interface AggregatorServiceOptions {
   readonly aggregatorId?: string;
   /** @default "ratelimit" */
   readonly subjectPrefix?: string;
-  /** Tick period: grants are recomputed and sent this often, ms (10..10000). @default 50 */
+  /** Tick period: grants are recomputed and sent this often, ms (10..10000). @default DEFAULT_SYNC_INTERVAL_MS (25) */
   readonly syncIntervalMs?: number;
   /** Node heartbeat TTL, ms. @default 3000 */
   readonly nodeTtlMs?: number;
@@ -159,10 +160,15 @@ class Service implements AggregatorService {
         id,
       );
     }
-    const syncIntervalMs = optionalNumber("syncIntervalMs", o.syncIntervalMs, 50, {
-      min: 10,
-      max: 10_000,
-    });
+    const syncIntervalMs = optionalNumber(
+      "syncIntervalMs",
+      o.syncIntervalMs,
+      DEFAULT_SYNC_INTERVAL_MS,
+      {
+        min: 10,
+        max: 10_000,
+      },
+    );
     this.#transport = o.transport;
     this.#clock = o.clock ?? monotonicClock;
     this.#subjects = createSubjects(

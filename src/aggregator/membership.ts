@@ -19,6 +19,10 @@ export interface NodeRecord {
    */
   clockOffsetMs: number;
   offsetSamples: number[];
+  /** Aggregator monotonic time of the last batch (the first of a flush's partitions). */
+  lastBatchMs: number;
+  /** Smoothed time between this node's batches, ms (0 until two have come): its sync interval. */
+  batchIntervalMs: number;
 }
 
 const OFFSET_SAMPLES = 16;
@@ -69,6 +73,8 @@ export class Membership {
       alive: true,
       clockOffsetMs: 0,
       offsetSamples: [],
+      lastBatchMs: Number.NEGATIVE_INFINITY,
+      batchIntervalMs: 0,
     };
     if (known !== undefined) known.alive = false;
     this.#nodes.set(id, node);

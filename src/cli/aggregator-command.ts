@@ -1,6 +1,7 @@
 /** `sluice aggregator`: runs the aggregator against NATS until stopped. */
 import { createAggregatorService, furthestClock } from "../aggregator/aggregator-service.js";
 import { compileRules, loadRules } from "../config/rules-file.js";
+import { DEFAULT_SYNC_INTERVAL_MS } from "../protocol/limits.js";
 import { createRedisCheckpointStore } from "../store/redis/checkpoint-store.js";
 import { flag, num, parse, str, untilSignal } from "./args.js";
 import {
@@ -48,7 +49,7 @@ export const aggregatorCommand: Command = {
     "",
     "  --rules FILE            rules (YAML or JSON, top-level `rules:`), or builtin:demo (default)",
     "  --id ID                 aggregator id (default: agg-<host>-<pid>)",
-    "  --sync-interval-ms N    grant period, 10..10000 (default 50); match the nodes",
+    `  --sync-interval-ms N    grant period, 10..10000 (default ${DEFAULT_SYNC_INTERVAL_MS}); match the nodes`,
     "  --node-ttl-ms N         a node silent this long is dropped (default 3000)",
     "  --checkpoint-redis URL  save the global windows to Redis every second and restore them",
     "                          at start, so a restart needs no warm-up (e.g. redis://127.0.0.1:6379)",
@@ -82,7 +83,10 @@ export const aggregatorCommand: Command = {
     const tuning = {
       ...(typeof id === "string" ? { aggregatorId: id } : {}),
       ...subjectPrefix(p),
-      syncIntervalMs: num(p, "sync-interval-ms", 50, { min: 10, max: 10_000 }),
+      syncIntervalMs: num(p, "sync-interval-ms", DEFAULT_SYNC_INTERVAL_MS, {
+        min: 10,
+        max: 10_000,
+      }),
       nodeTtlMs: num(p, "node-ttl-ms", 3000, { min: 10 }),
       ...(p.values["warmup-ms"] === undefined
         ? {}

@@ -4,6 +4,7 @@ import { wallClockMs } from "../clock/clock.js";
 import { loadRules } from "../config/rules-file.js";
 import { InvalidArgumentError } from "../errors.js";
 import { createLimiter } from "../limiter/limiter.js";
+import { DEFAULT_SYNC_INTERVAL_MS } from "../protocol/limits.js";
 import { flag, num, parse, str, untilSignal } from "./args.js";
 import {
   connect,
@@ -61,7 +62,7 @@ export const loadgenCommand: Command = {
     "  --track N             top keys reported one by one (default 3)",
     "  --duration-ms N       how long to run (default 10000)",
     "  --report-ms N         report period, wall-clock aligned (default 100)",
-    "  --sync-interval-ms N  batch period (default 50)   --heartbeat-ms N (default 500)",
+    `  --sync-interval-ms N  batch period (default ${DEFAULT_SYNC_INTERVAL_MS})   --heartbeat-ms N (default 500)`,
     "  --stale-after-ms N    aggregator silence before the loss policy (default 2000)",
     "  --expected-nodes N    live nodes assumed until the aggregator says (default 1)",
     "  --start-at-ms T       connect now, start the load at wall-clock time T (Unix ms), so",
@@ -103,7 +104,10 @@ export const loadgenCommand: Command = {
     const tuning = {
       ...(typeof nodeId === "string" ? { nodeId } : {}),
       ...subjectPrefix(p),
-      syncIntervalMs: num(p, "sync-interval-ms", 50, { min: 10, max: 10_000 }),
+      syncIntervalMs: num(p, "sync-interval-ms", DEFAULT_SYNC_INTERVAL_MS, {
+        min: 10,
+        max: 10_000,
+      }),
       heartbeatIntervalMs: num(p, "heartbeat-ms", 500, { min: 50 }),
       staleAfterMs: num(p, "stale-after-ms", 2000, { min: 1 }),
       initialLiveNodes: num(p, "expected-nodes", 1, { integer: true, min: 1, max: 65_535 }),
