@@ -20,6 +20,7 @@ import { seededRandom } from "../src/cli/load.js";
 import { ManualClock } from "../src/clock/clock.js";
 import { createLimiter, type Limiter } from "../src/limiter/limiter.js";
 import type { RuleConfig } from "../src/limiter/rule.js";
+import { DEFAULT_SYNC_INTERVAL_MS } from "../src/protocol/limits.js";
 import { createMemoryBus } from "../src/transport/memory.js";
 import type { Transport } from "../src/transport/transport.js";
 import { convergence, windowSums } from "./accuracy-analysis.js";
@@ -112,7 +113,7 @@ function withLatency(
 
 export async function runSim(o: SimOptions = {}): Promise<SimResult> {
   const nodeCount = o.nodes ?? 8;
-  const syncIntervalMs = o.syncIntervalMs ?? 50;
+  const syncIntervalMs = o.syncIntervalMs ?? DEFAULT_SYNC_INTERVAL_MS;
   const latencyMs = o.latencyMs ?? 3;
   const durationMs = o.durationMs ?? 12_000;
   const rate = o.hitsPerMsPerNode ?? 0.35;
@@ -256,8 +257,9 @@ export async function runSim(o: SimOptions = {}): Promise<SimResult> {
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   const cases: [string, SimOptions][] = [
-    ["defaults (sync 50 ms)", {}],
-    ["sync 25 ms", { syncIntervalMs: 25 }],
+    [`defaults (sync ${DEFAULT_SYNC_INTERVAL_MS} ms)`, {}],
+    ["sync 50 ms", { syncIntervalMs: 50 }],
+    ["sync 50 ms, skewed, random", { syncIntervalMs: 50, skewed: true, randomArrivals: true }],
     ["sync 10 ms", { syncIntervalMs: 10 }],
     ["lagCompensationMs 50", { lagCompensationMs: 50 }],
     ["grantRampMs 50 (lag 15)", { grantRampMs: 50 }],

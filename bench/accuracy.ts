@@ -21,7 +21,7 @@
  * Environment: NATS_URL (default nats://127.0.0.1:4222); ACC_SCENARIOS=steady,shift,... to run a
  * subset; ACC_REPORT_MS (default 25); ACC_DUMP=<dir> to write each run's per-bucket counts there;
  * ACC_MODES=global to skip the naive runs. For experiments with the aggregator's tuning:
- * ACC_SYNC_MS (the sync interval of nodes and aggregator, default 50; the convergence goal is
+ * ACC_SYNC_MS (the sync interval of nodes and aggregator, default 25; the convergence goal is
  * two of them), ACC_GRANT_RAMP_MS (`--grant-ramp-ms`), ACC_LAG_MS (`--lag-compensation-ms`) and ACC_PACING
  * (`--pacing`); unset, the defaults apply. The settings used are printed.
  */
@@ -35,6 +35,7 @@ import { fileURLToPath } from "node:url";
 import { maxMinFair } from "../src/aggregator/allocator.js";
 import { wallClockMs } from "../src/clock/clock.js";
 import { decode } from "../src/protocol/decode.js";
+import { DEFAULT_SYNC_INTERVAL_MS } from "../src/protocol/limits.js";
 import { createSubjects } from "../src/protocol/subjects.js";
 import { connectNats } from "../src/transport/nats/nats-transport.js";
 import {
@@ -58,7 +59,7 @@ const KEYS = 100;
 const ZIPF = 1.1;
 const HOT = 3;
 const REPORT_MS = Number(process.env["ACC_REPORT_MS"] ?? 25);
-const SYNC_INTERVAL_MS = Number(process.env["ACC_SYNC_MS"] ?? 50);
+const SYNC_INTERVAL_MS = Number(process.env["ACC_SYNC_MS"] ?? DEFAULT_SYNC_INTERVAL_MS);
 const MODES = (process.env["ACC_MODES"] ?? "global,naive")
   .split(",")
   .map((m) => m.trim())
