@@ -29,6 +29,8 @@ export interface SimOptions {
   readonly nodes?: number;
   readonly limit?: number;
   readonly syncIntervalMs?: number;
+  /** The aggregator's tick period when it differs from the nodes' `syncIntervalMs`. */
+  readonly aggregatorIntervalMs?: number;
   readonly latencyMs?: number;
   /**
    * Each message is delayed by a further 0..jitterMs (uniform, seeded; order per sender kept, as
@@ -132,7 +134,7 @@ export async function runSim(o: SimOptions = {}): Promise<SimResult> {
     rules: compiled,
     transport: withLatency(bus.connect(), clock, latencyMs, jitter),
     clock,
-    syncIntervalMs,
+    syncIntervalMs: o.aggregatorIntervalMs ?? syncIntervalMs,
     aggregatorId: "agg",
     warmupMs: 0,
     ...(o.lagCompensationMs === undefined ? {} : { lagCompensationMs: o.lagCompensationMs }),

@@ -4,14 +4,16 @@
  *
  * Workload (one round = one sync interval, the default 25 ms, of simulated time, on a manual
  * clock):
- * - 8 simulated nodes each send one DecisionBatch per round of 1,250 entries for one global
- *   sliding-window rule: 250 hot keys that every node reports every round, and 1,000 cold keys
+ * - 8 simulated nodes each send one DecisionBatch per round of 750 entries for one global
+ *   sliding-window rule: 250 hot keys that every node reports every round, and 500 cold keys
  *   from that node's own slice of the rest of the 100,000 keys (sticky routing: a cold key is
- *   always reported by the same node), taken in turn, so every key is reported within 13 rounds.
- * - Every entry stands for 5 decisions: its cumulative counts move by 4 admitted and 1 rejected
- *   since that node's previous report of the key. So a round carries 10,000 entries standing
- *   for 50,000 decisions: 400,000 entries and 2,000,000 decisions per simulated second. (At the
- *   earlier 50 ms interval the same decisions came as half the entries, 10 decisions each.)
+ *   always reported by the same node), taken in turn, so every key is reported within 25 rounds.
+ * - Per node and key, a hot key has 200 decisions a second: 5 per round (4 admitted, 1
+ *   rejected); a cold key has 10 decisions (8 and 2) each time it is reported, about every
+ *   625 ms. So a round carries 6,000 entries standing for 50,000 decisions: 240,000 entries and
+ *   2,000,000 decisions per simulated second. At the earlier 50 ms interval the same load was
+ *   200,000 entries a second (hot entries of 10 decisions, 1,000 cold keys a round): a shorter
+ *   interval splits only the keys that have hits in every interval into more entries.
  * - The loop is closed: the grants the aggregator sends back are applied to the simulated nodes,
  *   whose next entries carry the grant they hold (epoch, version, allowance), as real nodes do.
  *
@@ -39,10 +41,13 @@ import { median, round2, table } from "./harness.js";
 const NODES = 8;
 const KEYS = 100_000;
 const HOT_KEYS = 250;
-const COLD_PER_ROUND = 1000;
-const ADMITTED_PER_ENTRY = 4;
-const REJECTED_PER_ENTRY = 1;
-const DECISIONS_PER_ENTRY = ADMITTED_PER_ENTRY + REJECTED_PER_ENTRY;
+const COLD_PER_ROUND = 500;
+/** Admitted and rejected per entry of a hot key (every round) and of a cold key. */
+const HOT_COUNTS = [4, 1] as const;
+const COLD_COUNTS = [8, 2] as const;
+const DECISIONS_PER_ROUND =
+  NODES *
+  (HOT_KEYS * (HOT_COUNTS[0] + HOT_COUNTS[1]) + COLD_PER_ROUND * (COLD_COUNTS[0] + COLD_COUNTS[1]));
 const SYNC_INTERVAL_MS = DEFAULT_SYNC_INTERVAL_MS;
 const ROUNDS = Number(process.env["BENCH_ROUNDS"] ?? 400);
 const RULE = "api";
@@ -73,18 +78,19 @@ const AGGREGATOR_EPOCH = 1_764_000_000_123;
 
 function entryFor(node: number, k: number): DecisionEntry {
   const n = ++reports[node]![k]!;
+  const [a, r] = k < HOT_KEYS ? HOT_COUNTS : COLD_COUNTS;
   // Built as a variable, not a literal: the entry type grows fields now and then, and the
   // encoder reads only the ones it knows.
   const entry = {
     key: keys[k]!,
     generation: 1,
-    admitted: n * ADMITTED_PER_ENTRY,
-    rejected: n * REJECTED_PER_ENTRY,
+    admitted: n * a,
+    rejected: n * r,
     isNew: n === 1,
     grantEpoch: grantVersion[node]![k]! > 0 ? AGGREGATOR_EPOCH : 0,
     grantVersion: grantVersion[node]![k]!,
     allowance: grantAllowance[node]![k]!,
-    admittedSinceLast: ADMITTED_PER_ENTRY,
+    admittedSinceLast: a,
     ageMs: SYNC_INTERVAL_MS / 2,
   };
   return entry as DecisionEntry;
@@ -196,7 +202,7 @@ const memAfter = memoryBytes();
 const timedNs = Number(phaseNs.decode + phaseNs.ingest + phaseNs.tick);
 const withEncodeNs = timedNs + Number(phaseNs.encodeUpdates);
 const simulatedMs = ROUNDS * SYNC_INTERVAL_MS;
-const decisions = entries * DECISIONS_PER_ENTRY;
+const decisions = ROUNDS * DECISIONS_PER_ROUND;
 const keysHeld = core.stats.keys;
 const nodeKeyRecords = HOT_KEYS * NODES + (keysHeld - HOT_KEYS);
 const bytesPerKey = (memAfter.total - memBefore.total) / keysHeld;
@@ -205,7 +211,7 @@ const figures = {
   nodes: NODES,
   rounds: ROUNDS,
   simulatedSeconds: simulatedMs / 1000,
-  decisionsPerEntry: DECISIONS_PER_ENTRY,
+  decisionsPerEntry: round2(decisions / entries),
   offeredDecisionsPerSec: Math.round((decisions / simulatedMs) * 1000),
   offeredEntriesPerSec: Math.round((entries / simulatedMs) * 1000),
   decisionsPerSec: Math.round((decisions / timedNs) * 1e9),
@@ -237,7 +243,7 @@ const figures = {
 };
 
 console.log(
-  `Aggregator ingest: ${NODES} simulated nodes x ${HOT_KEYS + COLD_PER_ROUND} entries per ${SYNC_INTERVAL_MS} ms round, ${DECISIONS_PER_ENTRY} decisions per entry (${figures.offeredDecisionsPerSec.toLocaleString("en-US")} decisions/s, ${figures.offeredEntriesPerSec.toLocaleString("en-US")} entries/s offered), ${ROUNDS} rounds = ${simulatedMs / 1000} s simulated, ${keysHeld.toLocaleString("en-US")} keys held. Node ${process.version}.\n`,
+  `Aggregator ingest: ${NODES} simulated nodes x ${HOT_KEYS + COLD_PER_ROUND} entries per ${SYNC_INTERVAL_MS} ms round, ${figures.decisionsPerEntry} decisions per entry on average (${figures.offeredDecisionsPerSec.toLocaleString("en-US")} decisions/s, ${figures.offeredEntriesPerSec.toLocaleString("en-US")} entries/s offered), ${ROUNDS} rounds = ${simulatedMs / 1000} s simulated, ${keysHeld.toLocaleString("en-US")} keys held. Node ${process.version}.\n`,
 );
 console.log(
   table(
