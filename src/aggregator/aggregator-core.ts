@@ -284,8 +284,9 @@ const EARLY_RELEASE_CAP = 1.5;
  */
 const LAG_WITHOUT_RAMP = 0.5;
 const LAG_WITH_RAMP = 0.3;
-/** Sync intervals of demand the allocator weighs (see `#allocateKey`). */
+/** Sync intervals of demand the allocator weighs, and the least time (see `#allocateKey`). */
 const DEMAND_HORIZON = 4;
+const DEMAND_HORIZON_MIN_MS = 150;
 /** Batches of one node closer than this are the partitions of one flush (sync interval >= 10). */
 const SAME_FLUSH_MS = 5;
 /** A key whose window plus demand reaches this fraction of its limit is granted to all nodes. */
@@ -673,8 +674,14 @@ export class AggregatorCore {
     // included (the in-memory skewed test: 836 of a limit of 1000 admitted). Over a single
     // interval the light nodes were starved instead (110 of the 150 they offered), as a node's
     // allowance must last until the next grant whatever its arrivals do; four intervals serve
-    // them fully (150 of 150) and admit 987.
-    const horizonMs = Math.min(rs.rule.windowMs, this.#syncIntervalMs * DEMAND_HORIZON);
+    // them fully (150 of 150) and admit 987. Those were 50 ms intervals: the reserve must also
+    // outlast the stretches where the window frees nothing (the cold start's echo), which are a
+    // matter of time, not intervals. At 25 ms (same test), 100 ms served them 121 of 150; 150 ms
+    // 149-150 with 985 admitted; 200 ms 150 but 968 admitted, the larger reserves sitting idle.
+    const horizonMs = Math.min(
+      rs.rule.windowMs,
+      Math.max(this.#syncIntervalMs * DEMAND_HORIZON, DEMAND_HORIZON_MIN_MS),
+    );
     const inputs = ks.nodes.map((nk) => {
       return {
         demand: nk.demandRatePerMs * horizonMs,
