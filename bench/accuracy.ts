@@ -599,6 +599,12 @@ interface Figures {
    */
   perNode: Record<string, { offeredPerSec: number; admittedPerSec: number; fairPerSec: number }>;
   fairnessGap: number;
+  /**
+   * Of the measured bucket ends, the fraction from which every hot key's window stays within
+   * the 5% band for a whole window: how often the convergence test would pass at a random
+   * instant. In `steady` (no event) it is the baseline the event scenarios are held to.
+   */
+  inBandHoldFraction: number;
   nodeStartSpreadMs: number;
   maxLaunchLateMs: number;
   loadavg1m: number;
@@ -666,6 +672,21 @@ function latencyFigures(run: RunData): Figures["latency"] {
   };
 }
 
+/** See `Figures.inBandHoldFraction`; `ratios` per hot key, buckets `from..to` measured. */
+function inBandHoldFraction(ratios: readonly Float64Array[], from: number, to: number): number {
+  const hold = Math.round(HOLD_MS / REPORT_MS);
+  let outSince = Number.POSITIVE_INFINITY; // the latest out-of-band bucket seen, walking back
+  let starts = 0;
+  let held = 0;
+  for (let b = to; b >= from; b--) {
+    if (ratios.some((r) => Math.abs(r[b]! - 1) > TOLERANCE + 1e-12)) outSince = b;
+    if (b + hold > to) continue; // not a whole window left to hold for
+    starts++;
+    if (outSince > b + hold) held++;
+  }
+  return starts > 0 ? held / starts : Number.NaN;
+}
+
 function analyze(run: RunData): Figures {
   const n = Math.round(WINDOW_MS / REPORT_MS);
   const from = Math.round(WARMUP_MS / REPORT_MS);
@@ -729,6 +750,7 @@ function analyze(run: RunData): Figures {
   const figures: Figures = {
     perNode: fair.perNode,
     fairnessGap: fair.gap,
+    inBandHoldFraction: round(inBandHoldFraction(ratios, from, to), 3),
     meanRatio: round(meanSum / HOT_KEYS.length),
     lowestWindowRatio: round(lowest),
     worstWindowRatio: round(worst),
@@ -1020,6 +1042,16 @@ async function main(): Promise<number> {
         pass: f.event.convergeMs !== null && f.event.convergeMs <= GOAL_CONVERGE_MS,
       };
     }
+  }
+  const baseline = g["steady"]?.inBandHoldFraction;
+  if (baseline !== undefined) {
+    console.log(
+      `\nBaseline for "back within 5%": in steady (no event), a whole window with every hot key in the band follows ${(baseline * 100).toFixed(0)}% of instants (${Object.entries(
+        g,
+      )
+        .map(([n, f]) => `${n} ${(f.inBandHoldFraction * 100).toFixed(0)}%`)
+        .join(", ")}).`,
+    );
   }
   console.log("\nGoals (sluice global):");
   for (const [name, r] of Object.entries(goals)) {
