@@ -70,6 +70,8 @@ export interface SimResult {
   readonly meanRatio: number;
   readonly lowestWindowRatio: number;
   readonly worstWindowRatio: number;
+  /** Per node (in start order), hits offered and admitted per second from 2 s on. */
+  readonly perNode: readonly { readonly offeredPerSec: number; readonly admittedPerSec: number }[];
   /** The same over the second half of the run only (after the start's after-effects). */
   readonly lateMeanRatio: number;
   readonly lateLowestWindowRatio: number;
@@ -174,6 +176,7 @@ export async function runSim(o: SimOptions = {}): Promise<SimResult> {
     return i < half === t < eventAtMs ? 2 * rate : 0;
   };
   const admitted = new Float64Array(durationMs);
+  const perNode = Array.from({ length: nodeCount }, () => ({ offered: 0, admitted: 0 }));
   for (let t = 0; t < durationMs; t++) {
     if (t === eventAtMs && o.event === "join") addNode(nodeCount - 1);
     if (t === eventAtMs && o.event === "leave") {
@@ -202,7 +205,12 @@ export async function runSim(o: SimOptions = {}): Promise<SimResult> {
         n.owed -= hits;
       }
       for (let h = 0; h < hits; h++) {
-        if (n.limiter.check("api", "hot").allowed) admitted[t]!++;
+        const ok = n.limiter.check("api", "hot").allowed;
+        if (ok) admitted[t]!++;
+        if (t >= 2000) {
+          perNode[i]!.offered++;
+          if (ok) perNode[i]!.admitted++;
+        }
       }
     }
     clock.advance(1);
@@ -225,7 +233,12 @@ export async function runSim(o: SimOptions = {}): Promise<SimResult> {
   const late = ratios.slice(Math.floor(ratios.length / 2));
   const mean = (a: number[]) => a.reduce((x, y) => x + y, 0) / a.length;
   const r4 = (x: number) => Math.round(x * 10_000) / 10_000;
+  const seconds = (durationMs - 2000) / 1000;
   const result: SimResult = {
+    perNode: perNode.map((x) => ({
+      offeredPerSec: Math.round((x.offered / seconds) * 10) / 10,
+      admittedPerSec: Math.round((x.admitted / seconds) * 10) / 10,
+    })),
     meanRatio: r4(mean(ratios)),
     lowestWindowRatio: r4(Math.min(...ratios)),
     worstWindowRatio: r4(Math.max(...ratios)),
@@ -286,6 +299,11 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     console.log(
       `${name.padEnd(28)} mean ${r.meanRatio.toFixed(3)}  lowest ${r.lowestWindowRatio.toFixed(3)}  worst ${r.worstWindowRatio.toFixed(3)}  | second half: mean ${r.lateMeanRatio.toFixed(3)}  lowest ${r.lateLowestWindowRatio.toFixed(3)}  worst ${r.lateWorstWindowRatio.toFixed(3)}`,
     );
+    if (options.skewed === true) {
+      console.log(
+        `${"".padEnd(28)} per node admitted/offered per s: ${r.perNode.map((x) => `${x.admittedPerSec}/${x.offeredPerSec}`).join(" ")}`,
+      );
+    }
     if (r.event !== undefined) {
       console.log(
         `${"".padEnd(28)} settled ${r.event.convergeMs ?? "never"} ms (first back ${r.event.firstBackInBandMs ?? "-"} ms); around: ${JSON.stringify(r.event.around)}`,
