@@ -345,7 +345,7 @@ async function runOnce(scenario: Scenario, mode: Mode, rulesFile: string): Promi
   };
   try {
     // An observer of the control loop: how long batches and updates take to reach a third
-    // process (send stamp to receipt, same host clock), and a trace of the hottest key.
+    // process (send stamp to receipt, same host clock), and a trace of the hot keys (key last in each row).
     const observe = (bytes: Uint8Array) => {
       const now = wallClockMs();
       const r = decode(bytes);
@@ -356,7 +356,7 @@ async function runOnce(scenario: Scenario, mode: Mode, rulesFile: string): Promi
         if (DUMP_DIR === undefined) return;
         for (const g of m.groups)
           for (const e of g.entries)
-            if (e.key === "k0")
+            if (HOT_KEYS.includes(e.key))
               trace.push([
                 now - t0,
                 "batch",
@@ -365,14 +365,15 @@ async function runOnce(scenario: Scenario, mode: Mode, rulesFile: string): Promi
                 e.rejected,
                 e.grantVersion,
                 e.allowance,
+                e.key,
               ]);
       } else if (m.type === "rate-update") {
         updateLatencyMs.push(now - m.sentAtWallMs);
         if (DUMP_DIR === undefined) return;
         for (const g of m.groups)
           for (const e of g.entries)
-            if (e.key === "k0")
-              trace.push([now - t0, "grant", m.targetNodeId, e.version, e.allowance]);
+            if (HOT_KEYS.includes(e.key))
+              trace.push([now - t0, "grant", m.targetNodeId, e.version, e.allowance, e.key]);
       }
     };
     transport.subscribe(subjects.allDecisions, observe);
