@@ -408,15 +408,14 @@ export class AggregatorCore {
     }
     const now = this.#clock.nowMs();
     // The node's own sync interval, from its batches' spacing (the partitions of one flush come
-    // together and count once): demand waits that long for a report (see `#updateDemand`).
+    // together and count once): demand waits that long for a report (see `#updateDemand`). A
+    // node sends nothing when nothing changed, so a gap of more than three intervals is a pause,
+    // not a sample; shorter gaps pull the estimate down faster than longer ones push it up.
     const gap = now - node.lastBatchMs;
     if (gap >= SAME_FLUSH_MS) {
-      if (gap < 10_000) {
-        node.batchIntervalMs =
-          node.batchIntervalMs === 0
-            ? gap
-            : node.batchIntervalMs + 0.2 * (gap - node.batchIntervalMs);
-      }
+      const est = node.batchIntervalMs;
+      if (est === 0) node.batchIntervalMs = gap < 10_000 ? gap : 0;
+      else if (gap <= 3 * est) node.batchIntervalMs = est + (gap < est ? 0.5 : 0.1) * (gap - est);
       node.lastBatchMs = now;
     }
     for (const group of batch.groups) {

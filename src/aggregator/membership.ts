@@ -21,7 +21,10 @@ export interface NodeRecord {
   offsetSamples: number[];
   /** Aggregator monotonic time of the last batch (the first of a flush's partitions). */
   lastBatchMs: number;
-  /** Smoothed time between this node's batches, ms (0 until two have come): its sync interval. */
+  /**
+   * Smoothed time between this node's batches, ms (0 until two have come), pauses left out: its
+   * sync interval.
+   */
   batchIntervalMs: number;
 }
 

@@ -406,6 +406,59 @@ test("distributed - exported windows restore aged by the time since the export",
   );
 });
 
+test("distributed - a node's sync interval is read from its batches' spacing, pauses and partitions left out", () => {
+  const clock = new ManualClock(1_000_000);
+  const compiled = createLimiter({ rules: [windowRule], sweepIntervalMs: 0 }).rules;
+  const core = new AggregatorCore({ rules: compiled, aggregatorId: "a", epoch: 1, clock });
+  let n = 0;
+  const batch = () => {
+    n++;
+    core.ingestBatch({
+      type: "decision-batch",
+      nodeId: "n",
+      nodeEpoch: 1,
+      seq: n,
+      sentAtWallMs: 0,
+      groups: [
+        {
+          rule: "api",
+          entries: [
+            {
+              key: "k",
+              generation: 1,
+              admitted: n,
+              rejected: 0,
+              isNew: n === 1,
+              grantEpoch: 0,
+              grantVersion: 0,
+              allowance: 0,
+              admittedSinceLast: 1,
+              ageMs: 0,
+            },
+          ],
+        },
+      ],
+    });
+  };
+  const interval = () => core.membership.get("n")!.batchIntervalMs;
+  for (let i = 0; i < 20; i++) {
+    batch();
+    batch(); // a second partition of the same flush
+    clock.advance(50);
+  }
+  assert.ok(Math.abs(interval() - 50) < 1, `50 ms batches read as ${interval()}`);
+  // Two seconds with nothing to report, then batches again: a pause, not an interval.
+  clock.advance(2000);
+  batch();
+  assert.ok(Math.abs(interval() - 50) < 1, `after a pause: ${interval()}`);
+  // A node that moves to 25 ms is followed within a few batches.
+  for (let i = 0; i < 6; i++) {
+    clock.advance(25);
+    batch();
+  }
+  assert.ok(interval() < 27, `25 ms batches read as ${interval()}`);
+});
+
 test("distributed - a node joining a key at its limit is granted ahead, so it does not overshoot", async (t) => {
   const c = await cluster(windowRule, 3);
   const admitted: number[] = [];
