@@ -11,6 +11,7 @@ import { ManualClock, wallClockMs } from "../../src/clock/clock.js";
 import { createLimiter, type Limiter } from "../../src/limiter/limiter.js";
 import type { RuleConfig } from "../../src/limiter/rule.js";
 import { encode } from "../../src/protocol/encode.js";
+import type { DecisionBatch } from "../../src/protocol/messages.js";
 import { createSubjects } from "../../src/protocol/subjects.js";
 import { createMemoryBus } from "../../src/transport/memory.js";
 
@@ -359,15 +360,13 @@ test("distributed - a checkpoint carries the windows over a restart, with no war
   await agg.close();
 });
 
-test("distributed - exported windows restore aged by the time since the export", () => {
-  const clock = new ManualClock(5_000_000);
-  const compiled = createLimiter({ rules: [windowRule], sweepIntervalMs: 0 }).rules;
-  const core = new AggregatorCore({ rules: compiled, aggregatorId: "a", epoch: 1, clock });
-  core.ingestBatch({
+/** A batch from node "n" (run 1) with one entry for key "k" of rule "api". */
+function oneKeyBatch(seq: number, admitted: number, admittedSinceLast: number): DecisionBatch {
+  return {
     type: "decision-batch",
     nodeId: "n",
     nodeEpoch: 1,
-    seq: 1,
+    seq,
     sentAtWallMs: 0,
     groups: [
       {
@@ -376,19 +375,26 @@ test("distributed - exported windows restore aged by the time since the export",
           {
             key: "k",
             generation: 1,
-            admitted: 400,
+            admitted,
             rejected: 0,
-            isNew: true,
+            isNew: seq === 1,
             grantEpoch: 0,
             grantVersion: 0,
             allowance: 0,
-            admittedSinceLast: 400,
+            admittedSinceLast,
             ageMs: 0,
           },
         ],
       },
     ],
-  });
+  };
+}
+
+test("distributed - exported windows restore aged by the time since the export", () => {
+  const clock = new ManualClock(5_000_000);
+  const compiled = createLimiter({ rules: [windowRule], sweepIntervalMs: 0 }).rules;
+  const core = new AggregatorCore({ rules: compiled, aggregatorId: "a", epoch: 1, clock });
+  core.ingestBatch(oneKeyBatch(1, 400, 400));
   assert.equal(core.windowAdmitted("api", "k"), 400);
   const bytes = core.exportWindows();
   const other = new AggregatorCore({
@@ -413,32 +419,7 @@ test("distributed - a node's sync interval is read from its batches' spacing, pa
   let n = 0;
   const batch = () => {
     n++;
-    core.ingestBatch({
-      type: "decision-batch",
-      nodeId: "n",
-      nodeEpoch: 1,
-      seq: n,
-      sentAtWallMs: 0,
-      groups: [
-        {
-          rule: "api",
-          entries: [
-            {
-              key: "k",
-              generation: 1,
-              admitted: n,
-              rejected: 0,
-              isNew: n === 1,
-              grantEpoch: 0,
-              grantVersion: 0,
-              allowance: 0,
-              admittedSinceLast: 1,
-              ageMs: 0,
-            },
-          ],
-        },
-      ],
-    });
+    core.ingestBatch(oneKeyBatch(n, n, 1));
   };
   const interval = () => core.membership.get("n")!.batchIntervalMs;
   for (let i = 0; i < 20; i++) {
