@@ -173,6 +173,31 @@ function freeingLine(rs: RuleState, ks: KeyState, now: number, afterMs: number, 
   return slope > 0 ? slope * spanMs : 0;
 }
 
+/**
+ * Scheduled grants: of each node's increase (share beyond what it holds), the part usable at
+ * once, max-min fair over the increases from what the window has freed by now; undefined when
+ * that covers every increase (then every grant is usable at once).
+ */
+function usableNow(
+  inputs: readonly { readonly committed: number }[],
+  shares: readonly number[],
+  budgetNow: number,
+  grantable: number,
+  held: number,
+): number[] | undefined {
+  let added = 0;
+  for (let j = 0; j < inputs.length; j++) {
+    const c = inputs[j]!.committed;
+    if (shares[j]! > c) added += shares[j]! - c;
+  }
+  const freeNow = (budgetNow < grantable ? budgetNow : grantable) - held;
+  if (added === 0 || freeNow >= added) return undefined;
+  return maxMinFair(
+    freeNow > 0 ? freeNow : 0,
+    inputs.map((x, j) => ({ demand: shares[j]! > x.committed ? shares[j]! - x.committed : 0 })),
+  );
+}
+
 function isCount(x: unknown): x is number {
   return typeof x === "number" && Number.isFinite(x) && x >= 0;
 }
@@ -244,8 +269,10 @@ class RuleState {
   readonly lagMs: number;
   /** Budget freed over this long after the lag is handed out with a ramp (see `grantRampMs`). */
   readonly rampMs: number;
+  /** How much of each node's demand its allowance is sized for, ms (see `#allocateKey`). */
+  readonly horizonMs: number;
 
-  constructor(rule: CompiledRule, lagMs: number, rampMs: number) {
+  constructor(rule: CompiledRule, lagMs: number, rampMs: number, horizonMs: number) {
     this.rule = rule;
     const segments = rule.algorithm.name === "sliding-window" ? rule.params.segments : 10;
     this.params = {
@@ -256,6 +283,7 @@ class RuleState {
     };
     this.lagMs = Math.min(lagMs, rule.windowMs / 2);
     this.rampMs = Math.min(rampMs, rule.windowMs / 2);
+    this.horizonMs = Math.min(horizonMs, rule.windowMs);
   }
 }
 
@@ -341,7 +369,8 @@ export class AggregatorCore {
         const lag =
           options.lagCompensationMs ??
           this.#syncIntervalMs * (ramp > 0 ? LAG_WITH_RAMP : LAG_WITHOUT_RAMP);
-        this.#rules.set(rule.name, new RuleState(rule, lag, ramp));
+        const horizon = Math.max(this.#syncIntervalMs * DEMAND_HORIZON, DEMAND_HORIZON_MIN_MS);
+        this.#rules.set(rule.name, new RuleState(rule, lag, ramp, horizon));
       }
     }
     const now = this.#clock.nowMs();
@@ -677,13 +706,10 @@ export class AggregatorCore {
     // outlast the stretches where the window frees nothing (the cold start's echo), which are a
     // matter of time, not intervals. At 25 ms (same test), 100 ms served them 121 of 150; 150 ms
     // 149-150 with 985 admitted; 200 ms 150 but 968 admitted, the larger reserves sitting idle.
-    const horizonMs = Math.min(
-      rs.rule.windowMs,
-      Math.max(this.#syncIntervalMs * DEMAND_HORIZON, DEMAND_HORIZON_MIN_MS),
-    );
+    // (Computed once per rule: `rs.horizonMs`.)
     const inputs = ks.nodes.map((nk) => {
       return {
-        demand: nk.demandRatePerMs * horizonMs,
+        demand: nk.demandRatePerMs * rs.horizonMs,
         committed: this.#committed(nk, defaultShare),
         base: nk.admitted,
       };
@@ -722,22 +748,10 @@ export class AggregatorCore {
     // is usable at once, split max-min fair over the increases (a light node's small increase
     // comes whole: ramped, its next hit could find less than one unit usable); the rest ramps
     // in over rampMs. At any moment the nodes together can then use at most budgetNow plus the
-    // straight line under the freeing, so the safety sum holds over the whole ramp.
-    let added = 0;
-    for (let j = 0; j < inputs.length; j++) {
-      const c = inputs[j]!.committed;
-      if (shares[j]! > c) added += shares[j]! - c;
-    }
-    const freeNow = (budgetNow < grantable ? budgetNow : grantable) - held;
+    // straight line under the freeing, so the safety sum holds over the whole ramp. Without a
+    // ramp the budget is all free now, so every grant is usable at once.
     const nowParts =
-      added > 0 && freeNow < added
-        ? maxMinFair(
-            freeNow > 0 ? freeNow : 0,
-            inputs.map((x, j) => ({
-              demand: shares[j]! > x.committed ? shares[j]! - x.committed : 0,
-            })),
-          )
-        : undefined;
+      rs.rampMs > 0 ? usableNow(inputs, shares, budgetNow, grantable, held) : undefined;
     const threshold = Math.max(limit * this.#materialChange, 1e-9);
     for (let j = 0; j < ks.nodes.length; j++) {
       const nk = ks.nodes[j]!;
