@@ -72,6 +72,35 @@ export interface Convergence {
   readonly maxRatio: number;
 }
 
+/** Whether every hot key's window ratio at bucket `b` is within `tolerance` of the limit. */
+function inBandAt(ratios: readonly Float64Array[], b: number, tolerance: number): boolean {
+  return ratios.every((r) => Math.abs(r[b]! - 1) <= tolerance + 1e-12);
+}
+
+/**
+ * Of the bucket ends `from..to`, the fraction from which every hot key's window stays within
+ * `tolerance` for the following `holdBuckets` buckets: how often the settling test of
+ * {@link convergence} would pass at a random instant (the baseline for an event's settling).
+ */
+export function inBandHoldFraction(
+  ratios: readonly Float64Array[],
+  from: number,
+  to: number,
+  holdBuckets: number,
+  tolerance: number,
+): number {
+  let outSince = Number.POSITIVE_INFINITY; // the latest out-of-band bucket seen, walking back
+  let starts = 0;
+  let held = 0;
+  for (let b = to; b >= from; b--) {
+    if (!inBandAt(ratios, b, tolerance)) outSince = b;
+    if (b + holdBuckets > to) continue; // not a whole hold left
+    starts++;
+    if (outSince > b + holdBuckets) held++;
+  }
+  return starts > 0 ? held / starts : Number.NaN;
+}
+
 /**
  * Settling time after an event at wall time `eventMs`: the band is [1 - tol, 1 + tol] of the
  * limit; `ratios[k][b]` is hot key k's window ratio at bucket b; `endOf(b)` is bucket b's end.
@@ -83,7 +112,7 @@ export function convergence(
   lastBucket: number,
   opts: { tolerance: number; holdMs: number; lookMs: number },
 ): Convergence {
-  const inBand = (b: number) => ratios.every((r) => Math.abs(r[b]! - 1) <= opts.tolerance + 1e-12);
+  const inBand = (b: number) => inBandAt(ratios, b, opts.tolerance);
   let first = 0;
   while (first <= lastBucket && endOf(first) < eventMs) first++;
   let minRatio = Infinity;

@@ -91,11 +91,25 @@ export const SIM_AROUND_MS = [-500, 0, 50, 100, 150, 200, 300, 500, 1000, 1500];
 
 const WINDOW_MS = 1000;
 
+/** A Poisson-distributed count of mean `mean`, by inversion of its distribution. */
+function poisson(mean: number, random: () => number): number {
+  let p = Math.exp(-mean);
+  let cdf = p;
+  const u = random();
+  let k = 0;
+  while (u > cdf && k < 1000) {
+    k++;
+    p *= mean / k;
+    cdf += p;
+  }
+  return k;
+}
+
 function withLatency(
   inner: Transport,
   clock: ManualClock,
   latencyMs: number,
-  jitter: { ms: number; random: () => number } = { ms: 0, random: Math.random },
+  jitter: { ms: number; random: () => number },
 ): Transport {
   let lastDeliveryMs = Number.NEGATIVE_INFINITY;
   return {
@@ -187,19 +201,8 @@ export async function runSim(o: SimOptions = {}): Promise<SimResult> {
     for (const [i, n] of nodes.entries()) {
       if (n.closed) continue;
       let hits: number;
-      if (o.randomArrivals === true) {
-        // Poisson by inversion: the count of arrivals in this ms at mean rateOf(i, t).
-        const mean = rateOf(i, t);
-        let p = Math.exp(-mean);
-        let cdf = p;
-        const u = arrivals();
-        hits = 0;
-        while (u > cdf && hits < 1000) {
-          hits++;
-          p *= mean / hits;
-          cdf += p;
-        }
-      } else {
+      if (o.randomArrivals === true) hits = poisson(rateOf(i, t), arrivals);
+      else {
         n.owed += rateOf(i, t);
         hits = Math.floor(n.owed);
         n.owed -= hits;

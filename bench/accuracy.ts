@@ -42,6 +42,7 @@ import {
   convergence,
   decisionErrors,
   exactReplay,
+  inBandHoldFraction,
   type KeySeries,
   ratioStats,
   sumRange,
@@ -74,6 +75,8 @@ function envOption(name: string, option: string): string[] {
 const RAMP_OPTION = envOption("ACC_GRANT_RAMP_MS", "--grant-ramp-ms");
 const LAG_OPTION = envOption("ACC_LAG_MS", "--lag-compensation-ms");
 const PACING_OPTION = envOption("ACC_PACING", "--pacing");
+/** The aggregator options set from the environment, as passed to it. */
+const TUNING_OPTIONS = [...RAMP_OPTION, ...LAG_OPTION, ...PACING_OPTION];
 /** Windows ending before this (ms after the nodes start) are the cold start, measured apart. */
 const WARMUP_MS = 2000;
 /** The last ms of a run are left out: nodes stop a few ms apart. */
@@ -400,9 +403,7 @@ async function runOnce(scenario: Scenario, mode: Mode, rulesFile: string): Promi
           "1000",
           "--duration-ms",
           String(AGGREGATOR_LEAD_MS + scenario.durationMs + 6000),
-          ...RAMP_OPTION,
-          ...LAG_OPTION,
-          ...PACING_OPTION,
+          ...TUNING_OPTIONS,
           "--json",
         ],
         (o) => {
@@ -673,21 +674,6 @@ function latencyFigures(run: RunData): Figures["latency"] {
   };
 }
 
-/** See `Figures.inBandHoldFraction`; `ratios` per hot key, buckets `from..to` measured. */
-function inBandHoldFraction(ratios: readonly Float64Array[], from: number, to: number): number {
-  const hold = Math.round(HOLD_MS / REPORT_MS);
-  let outSince = Number.POSITIVE_INFINITY; // the latest out-of-band bucket seen, walking back
-  let starts = 0;
-  let held = 0;
-  for (let b = to; b >= from; b--) {
-    if (ratios.some((r) => Math.abs(r[b]! - 1) > TOLERANCE + 1e-12)) outSince = b;
-    if (b + hold > to) continue; // not a whole window left to hold for
-    starts++;
-    if (outSince > b + hold) held++;
-  }
-  return starts > 0 ? held / starts : Number.NaN;
-}
-
 function analyze(run: RunData): Figures {
   const n = Math.round(WINDOW_MS / REPORT_MS);
   const from = Math.round(WARMUP_MS / REPORT_MS);
@@ -751,7 +737,10 @@ function analyze(run: RunData): Figures {
   const figures: Figures = {
     perNode: fair.perNode,
     fairnessGap: fair.gap,
-    inBandHoldFraction: round(inBandHoldFraction(ratios, from, to), 3),
+    inBandHoldFraction: round(
+      inBandHoldFraction(ratios, from, to, Math.round(HOLD_MS / REPORT_MS), TOLERANCE),
+      3,
+    ),
     meanRatio: round(meanSum / HOT_KEYS.length),
     lowestWindowRatio: round(lowest),
     worstWindowRatio: round(worst),
@@ -913,7 +902,7 @@ async function main(): Promise<number> {
     writeFileSync(files.global, rulesFor("global"));
     writeFileSync(files.naive, rulesFor("naive"));
     log(
-      `NATS ${NATS_URL}; rule sliding-window ${LIMIT} per ${WINDOW_MS} ms per key; ${KEYS} keys, Zipf ${ZIPF}; buckets ${REPORT_MS} ms; sync ${SYNC_INTERVAL_MS} ms${[...RAMP_OPTION, ...LAG_OPTION, ...PACING_OPTION].length > 0 ? `; ${[...RAMP_OPTION, ...LAG_OPTION, ...PACING_OPTION].join(" ")}` : ""}; load ${before["loadavg1m"]}`,
+      `NATS ${NATS_URL}; rule sliding-window ${LIMIT} per ${WINDOW_MS} ms per key; ${KEYS} keys, Zipf ${ZIPF}; buckets ${REPORT_MS} ms; sync ${SYNC_INTERVAL_MS} ms${TUNING_OPTIONS.length > 0 ? `; ${TUNING_OPTIONS.join(" ")}` : ""}; load ${before["loadavg1m"]}`,
     );
     for (const sc of scenarios) {
       for (const mode of MODES) {

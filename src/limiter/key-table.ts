@@ -283,10 +283,10 @@ export class KeyTable {
       this.grantsIgnored++;
       return false;
     }
-    // Usable now: what the aggregator says. It counted the grant in force as wholly usable, so
-    // a grant landing before that one's ramp is over starts at least at its allowance (unless
-    // it is a decrease, which applies at once); a ramp never lets the node use budget before
-    // the aggregator's window frees it, since receipt is never earlier than the sending tick.
+    // Usable now: `rampFrom`, as the aggregator says (it counts the grant in force as wholly
+    // usable, so its `rampFrom` is at least that allowance unless the grant is a decrease, which
+    // applies at once). A ramp never lets the node use budget before the aggregator's window
+    // frees it, since receipt is never earlier than the sending tick.
     if (rampMs > 0 && rampFrom < allowance) {
       slots[extra + GRANT_BASE] = rampFrom;
       slots[extra + GRANT_AT] = nowMs;
