@@ -45,6 +45,8 @@ export interface SimOptions {
   readonly pacing?: number;
   /** Passed to the aggregator when set (its own default otherwise). */
   readonly grantRampMs?: number;
+  /** Passed to the aggregator when set (its own default otherwise). */
+  readonly hitWaitCompensation?: boolean;
   readonly hitsPerMsPerNode?: number;
   /**
    * Node i offers its rate times 4 / 2^i (the process bench's skewed load: 6000, 3000, ... hits/s
@@ -156,6 +158,7 @@ export async function runSim(o: SimOptions = {}): Promise<SimResult> {
     ...(o.lagCompensationMs === undefined ? {} : { lagCompensationMs: o.lagCompensationMs }),
     ...(o.pacing === undefined ? {} : { pacing: o.pacing }),
     ...(o.grantRampMs === undefined ? {} : { grantRampMs: o.grantRampMs }),
+    ...(o.hitWaitCompensation === undefined ? {} : { hitWaitCompensation: o.hitWaitCompensation }),
   });
   const eventAtMs = o.eventAtMs ?? 6000;
   const nodes: { limiter: Limiter; agent: NodeAgent; owed: number; closed: boolean }[] = [];

@@ -46,6 +46,13 @@ export function optionalNumber(
   return value === undefined ? fallback : expectNumber(field, value, bounds);
 }
 
+/** Returns `value` if it is a boolean, `fallback` if it is `undefined`; else throws. */
+export function optionalBoolean(field: string, value: unknown, fallback: boolean): boolean {
+  if (value === undefined) return fallback;
+  if (typeof value !== "boolean") throw new InvalidArgumentError(field, "true or false", value);
+  return value;
+}
+
 /** Returns `value` if it is one of `choices`, else throws. */
 export function expectOneOf<T extends string>(
   field: string,

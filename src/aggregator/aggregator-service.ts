@@ -17,7 +17,7 @@ import { encode } from "../protocol/encode.js";
 import { DEFAULT_SYNC_INTERVAL_MS } from "../protocol/limits.js";
 import { createSubjects, isValidNodeId, senderOf } from "../protocol/subjects.js";
 import type { Subscription, Transport } from "../transport/transport.js";
-import { optionalNumber } from "../validate.js";
+import { optionalBoolean, optionalNumber } from "../validate.js";
 import { AggregatorCore, type AggregatorStats } from "./aggregator-core.js";
 
 export interface AggregatorServiceOptions {
@@ -52,6 +52,8 @@ export interface AggregatorServiceOptions {
   readonly lagCompensationMs?: number;
   /** See `AggregatorCoreOptions.pacing` (0 turns pacing off). @default 1.5 */
   readonly pacing?: number;
+  /** See `AggregatorCoreOptions.hitWaitCompensation`. @default true */
+  readonly hitWaitCompensation?: boolean;
   readonly clock?: Clock;
   /**
    * Saves the global windows to a store (e.g. `createRedisCheckpointStore`) every `intervalMs`,
@@ -203,6 +205,15 @@ class Service implements AggregatorService {
       ...(o.pacing === undefined
         ? {}
         : { pacing: optionalNumber("pacing", o.pacing, 0, { min: 0, max: 1000 }) }),
+      ...(o.hitWaitCompensation === undefined
+        ? {}
+        : {
+            hitWaitCompensation: optionalBoolean(
+              "hitWaitCompensation",
+              o.hitWaitCompensation,
+              true,
+            ),
+          }),
     });
     this.#subs.push(
       this.#transport.subscribe(this.#subjects.allDecisions, (bytes, subject) =>
