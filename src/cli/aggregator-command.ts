@@ -30,6 +30,7 @@ const OPTIONS = {
   "warmup-ms": { type: "string" },
   "lag-compensation-ms": { type: "string" },
   pacing: { type: "string" },
+  "no-hit-wait": { type: "boolean" },
   "grant-ramp-ms": { type: "string" },
   "checkpoint-redis": { type: "string" },
   "checkpoint-name": { type: "string" },
@@ -61,6 +62,8 @@ export const aggregatorCommand: Command = {
     "                          interval; default 0: grants usable at once)",
     "  --lag-compensation-ms N budget freed within N ms is granted now, usable at once",
     "                          (default: half the sync interval; 0.3 of it with a ramp)",
+    "  --no-hit-wait           do not add to each key's lag the mean gap between its nodes'",
+    "                          hits (added by default, at most half the sync interval)",
     "  --pacing X              most new allowance per key per tick, in multiples of the rule's",
     "                          steady rate per tick; 0 = unpaced (default 1.5)",
     "  --report-ms N           progress period (default 1000)",
@@ -100,6 +103,7 @@ export const aggregatorCommand: Command = {
       ...(p.values["pacing"] === undefined
         ? {}
         : { pacing: num(p, "pacing", 0, { min: 0, max: 1000 }) }),
+      ...(flag(p, "no-hit-wait") ? { hitWaitCompensation: false } : {}),
     };
     const checkpointName = str(p, "checkpoint-name", "sluice-aggregator");
     const transport = await connect(p, "sluice-aggregator");
