@@ -232,6 +232,8 @@ class NodeKey {
   maxUnconfirmed = 0;
   /** False for a placeholder: a live node granted ahead that has not reported this key. */
   reported = true;
+  /** What whole-unit rounding owes this node (see `roundToUnits`), within one unit. */
+  roundingCarry = 0;
 
   constructor(
     node: NodeRecord,
@@ -763,7 +765,9 @@ export class AggregatorCore {
       if (grantable > cap) grantable = cap;
     }
     const shares = allocate(grantable, inputs);
-    roundToUnits(shares, inputs, rs.rule.defaultCost);
+    const carry = ks.nodes.map((nk) => nk.roundingCarry);
+    roundToUnits(shares, inputs, rs.rule.defaultCost, carry);
+    for (let j = 0; j < carry.length; j++) ks.nodes[j]!.roundingCarry = carry[j]!;
     // Of the new allowance (beyond what each node holds), the part the window has freed already
     // is usable at once, split max-min fair over the increases (a light node's small increase
     // comes whole: ramped, its next hit could find less than one unit usable); the rest ramps

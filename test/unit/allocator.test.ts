@@ -105,6 +105,37 @@ test("roundToUnits - allowances become whole units; the fractions freed go to wh
   assert.ok(shares.reduce((a, b) => a + b, 0) <= 3.4 + 2.8 + 3.9);
 });
 
+test("roundToUnits - with a carry, units freed by rounding go round the nodes in turn", () => {
+  // Eight nodes that each want more, shares of 0.9 units: every tick rounds all eight down to 0
+  // and has 7 units (7.2 freed) to hand back. The fractions tie, so without a carry the same
+  // seven nodes get them at every tick; with one, each node's turn comes.
+  const ticks = 80;
+  const run = (withCarry: boolean) => {
+    const got = new Array<number>(8).fill(0);
+    const carry = new Array<number>(8).fill(0);
+    const base = new Array<number>(8).fill(0);
+    for (let t = 0; t < ticks; t++) {
+      const nodes = base.map((b) => ({ demand: 100, committed: 0, base: b }));
+      const shares = new Array<number>(8).fill(0.9);
+      roundToUnits(shares, nodes, 1, withCarry ? carry : undefined);
+      for (let j = 0; j < 8; j++) {
+        got[j]! += shares[j]!;
+        base[j]! += shares[j]!; // each node spends what it gets before the next tick
+      }
+    }
+    return got;
+  };
+  const fair = run(true);
+  const unfair = run(false);
+  assert.equal(
+    fair.reduce((a, b) => a + b, 0),
+    7 * ticks,
+  );
+  assert.ok(Math.max(...fair) - Math.min(...fair) <= 1, `with a carry: ${fair}`);
+  assert.ok(Math.max(...unfair) - Math.min(...unfair) >= ticks / 2, `without: ${unfair}`);
+  for (const c of [fair]) assert.ok(c.every((x) => x > 0));
+});
+
 test("roundToUnits - the safety sum of max(committed, share) never grows", () => {
   fc.assert(
     fc.property(
@@ -112,7 +143,8 @@ test("roundToUnits - the safety sum of max(committed, share) never grows", () =>
       inputs,
       fc.array(fc.integer({ min: 0, max: 10_000 }), { minLength: 12, maxLength: 12 }),
       fc.constantFrom(1, 2, 0.5),
-      (budget, nodes, admitted, unit) => {
+      fc.array(fc.double({ min: -1, max: 1, noNaN: true }), { minLength: 12, maxLength: 12 }),
+      (budget, nodes, admitted, unit, owed) => {
         const base = nodes.map((_, j) => admitted[j]! * unit);
         const shares = allocate(budget, nodes);
         const exposure = (s: number[]) =>
@@ -123,6 +155,7 @@ test("roundToUnits - the safety sum of max(committed, share) never grows", () =>
           rounded,
           nodes.map((x, j) => ({ ...x, base: base[j]! })),
           unit,
+          owed.slice(0, nodes.length).map((o) => o * unit),
         );
         const whole = rounded.every((s, j) => {
           const allowance = base[j]! + s;
