@@ -326,7 +326,7 @@ class Agent implements NodeAgent {
    * the phase of a node's report to the aggregator's tick was fixed by when each started, and it
    * decided what the node was given: a node reporting just after a tick, before spending that
    * tick's grant, looked as if it still held it and was skipped at the next tick. In the
-   * in-memory reference, eight nodes offering the same load were admitted 14 to 57 hits/s (fair:
+   * in-memory reference, eight nodes offering the same load were admitted 16 to 57 hits/s (fair:
    * 37.5). Reporting at one phase, every node is read at the same point of its cycle.
    */
   #onTickHeard(): void {
