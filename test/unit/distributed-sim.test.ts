@@ -546,6 +546,75 @@ test("distributed - nodes offering the same load get the same share, whenever ea
   assert.ok(r.meanRatio >= 0.97, `mean ${r.meanRatio}`);
 });
 
+test("distributed - nodes report half an interval after each aggregator tick, on their own timer without one", async () => {
+  // One node at 25 ms; a stand-in aggregator broadcasts its defaults at 3 ms past every 25.
+  const clock = new ManualClock(1_000_000);
+  const bus = createMemoryBus();
+  const rules: RuleConfig[] = [windowRule];
+  const subjects = createSubjects();
+  const run = async (alignReports: boolean) => {
+    const limiter = createLimiter({ rules, clock, sweepIntervalMs: 0 });
+    const agent = createNodeAgent({
+      limiter,
+      transport: bus.connect(),
+      clock,
+      nodeId: "n0",
+      syncIntervalMs: 25,
+      heartbeatIntervalMs: 200,
+      alignReports,
+    });
+    const observer = bus.connect();
+    const batches: number[] = [];
+    const broadcasts: number[] = [];
+    observer.subscribe(subjects.allDecisions, () => batches.push(clock.nowMs()));
+    const epoch = wallClockMs();
+    const start = clock.nowMs();
+    let seq = 0;
+    for (let ms = 0; ms < 1000; ms++) {
+      const ticking = ms < 500;
+      if (ticking && ms % 25 === 3) {
+        broadcasts.push(clock.nowMs());
+        for (const frame of encode({
+          type: "rule-defaults",
+          aggregatorId: "agg",
+          aggregatorEpoch: epoch,
+          seq: ++seq,
+          sentAtWallMs: wallClockMs(),
+          liveNodes: 1,
+          rules: [{ rule: "api", defaultShare: 1000 }],
+        }))
+          observer.publish(subjects.defaults, frame);
+      }
+      limiter.check("api", "k"); // a change to report at every flush
+      clock.advance(1);
+      await bus.settle();
+    }
+    await agent.close();
+    // Batches while the ticks are heard (after the first few), and after they stopped.
+    const during = batches.filter((t) => t >= start + 100 && t < start + 500);
+    const after = batches.filter((t) => t >= start + 600);
+    const sinceTick = during.map((t) => t - broadcasts.filter((b) => b < t).at(-1)!);
+    const gaps = after.slice(1).map((t, i) => t - after[i]!);
+    return { sinceTick, gaps };
+  };
+  const aligned = await run(true);
+  // 12.5 ms after each broadcast is heard (1 ms after it is sent here: the bus delivers at the
+  // next step; timers round up to whole ms), one batch per tick.
+  assert.ok(aligned.sinceTick.length >= 15, `batches while ticking: ${aligned.sinceTick.length}`);
+  assert.ok(
+    aligned.sinceTick.every((d) => d === 14),
+    `ms from the tick to the batch: ${aligned.sinceTick}`,
+  );
+  assert.ok(
+    aligned.gaps.length >= 10 && aligned.gaps.every((g) => g === 25),
+    `own timer after the ticks stopped: ${aligned.gaps}`,
+  );
+  const own = await run(false);
+  assert.ok(own.gaps.every((g) => g === 25));
+  // On its own timer the phase is wherever the node started, not 14 ms after the tick.
+  assert.ok(!own.sinceTick.every((d) => d === 14), `phase on its own: ${own.sinceTick}`);
+});
+
 test("distributed - a restarted aggregator's first live counts do not hand out the whole limit", async (t) => {
   const c = await cluster(windowRule, 4);
   assert.equal(c.nodes[0]!.agent.stats().liveNodes, 4);
