@@ -47,6 +47,8 @@ export interface SimOptions {
   readonly grantRampMs?: number;
   /** Passed to the aggregator when set (its own default otherwise). */
   readonly hitWaitCompensation?: boolean;
+  /** Passed to the aggregator when set (its own default otherwise). */
+  readonly echoDamping?: boolean;
   readonly hitsPerMsPerNode?: number;
   /**
    * Node i offers its rate times 4 / 2^i (the process bench's skewed load: 6000, 3000, ... hits/s

@@ -23,7 +23,8 @@
  * ACC_MODES=global to skip the naive runs. For experiments with the aggregator's tuning:
  * ACC_SYNC_MS (the sync interval of nodes and aggregator, default 25; the convergence goal is
  * two of them), ACC_GRANT_RAMP_MS (`--grant-ramp-ms`), ACC_LAG_MS (`--lag-compensation-ms`), ACC_PACING
- * (`--pacing`) and ACC_HIT_WAIT=off (`--no-hit-wait`); unset, the defaults apply. The settings
+ * (`--pacing`), ACC_HIT_WAIT=off (`--no-hit-wait`) and ACC_ECHO_DAMPING=on
+ * (`--echo-damping`); unset, the defaults apply. The settings
  * used are printed.
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
@@ -78,7 +79,14 @@ const LAG_OPTION = envOption("ACC_LAG_MS", "--lag-compensation-ms");
 const PACING_OPTION = envOption("ACC_PACING", "--pacing");
 /** The aggregator options set from the environment, as passed to it. */
 const HIT_WAIT_OPTION = process.env["ACC_HIT_WAIT"] === "off" ? ["--no-hit-wait"] : [];
-const TUNING_OPTIONS = [...RAMP_OPTION, ...LAG_OPTION, ...PACING_OPTION, ...HIT_WAIT_OPTION];
+const DAMPING_OPTION = process.env["ACC_ECHO_DAMPING"] === "on" ? ["--echo-damping"] : [];
+const TUNING_OPTIONS = [
+  ...RAMP_OPTION,
+  ...LAG_OPTION,
+  ...PACING_OPTION,
+  ...HIT_WAIT_OPTION,
+  ...DAMPING_OPTION,
+];
 /** Windows ending before this (ms after the nodes start) are the cold start, measured apart. */
 const WARMUP_MS = 2000;
 /** The last ms of a run are left out: nodes stop a few ms apart. */
@@ -1083,6 +1091,7 @@ async function main(): Promise<number> {
         lagCompensationMs: LAG_OPTION[1] === undefined ? "default" : Number(LAG_OPTION[1]),
         pacing: PACING_OPTION[1] === undefined ? "default" : Number(PACING_OPTION[1]),
         hitWait: HIT_WAIT_OPTION.length === 0 ? "default" : "off",
+        echoDamping: DAMPING_OPTION.length === 0 ? "default" : "on",
       },
       scenarios: results.global,
       naive: results.naive,

@@ -54,6 +54,8 @@ export interface AggregatorServiceOptions {
   readonly pacing?: number;
   /** See `AggregatorCoreOptions.hitWaitCompensation`. @default true */
   readonly hitWaitCompensation?: boolean;
+  /** See `AggregatorCoreOptions.echoDamping` (opt-in). @default false */
+  readonly echoDamping?: boolean;
   readonly clock?: Clock;
   /**
    * Saves the global windows to a store (e.g. `createRedisCheckpointStore`) every `intervalMs`,
@@ -214,6 +216,9 @@ class Service implements AggregatorService {
               true,
             ),
           }),
+      ...(o.echoDamping === undefined
+        ? {}
+        : { echoDamping: optionalBoolean("echoDamping", o.echoDamping, false) }),
     });
     this.#subs.push(
       this.#transport.subscribe(this.#subjects.allDecisions, (bytes, subject) =>

@@ -31,6 +31,7 @@ const OPTIONS = {
   "lag-compensation-ms": { type: "string" },
   pacing: { type: "string" },
   "no-hit-wait": { type: "boolean" },
+  "echo-damping": { type: "boolean" },
   "grant-ramp-ms": { type: "string" },
   "checkpoint-redis": { type: "string" },
   "checkpoint-name": { type: "string" },
@@ -64,6 +65,9 @@ export const aggregatorCommand: Command = {
     "                          (default: half the sync interval; 0.3 of it with a ramp)",
     "  --no-hit-wait           do not add to each key's lag the mean gap between its nodes'",
     "                          hits (added by default, at most half the sync interval)",
+    "  --echo-damping          pace a newly overloaded key at 1.1x its steady rate for its",
+    "                          first 2.5 windows, so admissions come out even (opt-in; see",
+    '                          docs/architecture.md, "Echo damping", for its cost)',
     "  --pacing X              most new allowance per key per tick, in multiples of the rule's",
     "                          steady rate per tick; 0 = unpaced (default 1.5)",
     "  --report-ms N           progress period (default 1000)",
@@ -104,6 +108,7 @@ export const aggregatorCommand: Command = {
         ? {}
         : { pacing: num(p, "pacing", 0, { min: 0, max: 1000 }) }),
       ...(flag(p, "no-hit-wait") ? { hitWaitCompensation: false } : {}),
+      ...(flag(p, "echo-damping") ? { echoDamping: true } : {}),
     };
     const checkpointName = str(p, "checkpoint-name", "sluice-aggregator");
     const transport = await connect(p, "sluice-aggregator");

@@ -30,6 +30,7 @@ async function cluster(
     lagCompensationMs?: number;
     syncIntervalMs?: number;
     hitWaitCompensation?: boolean;
+    echoDamping?: boolean;
   } = {},
   nodeSyncIntervalMs = 50,
   nodeOptions: { alignReports?: boolean } = {},
@@ -613,6 +614,43 @@ test("distributed - nodes report half an interval after each aggregator tick, on
   assert.ok(own.gaps.every((g) => g === 25));
   // On its own timer the phase is wherever the node started, not 14 ms after the tick.
   assert.ok(!own.sinceTick.every((d) => d === 14), `phase on its own: ${own.sinceTick}`);
+});
+
+test("distributed - the echo of an overload's first burst is damped: admissions come out even", async (t) => {
+  // Four nodes, 1 hit per ms each (4x a limit of 1000 per second), from a cold start: every node
+  // spends its default share at once, and that burst frees at once a window later. Per 25 ms
+  // after the third second: the steady rate is 25 admitted; the echo shows as stretches with
+  // none.
+  const run = async (echoDamping: boolean) => {
+    const c = await cluster(windowRule, 4, { syncIntervalMs: 25, echoDamping }, 25);
+    const admitted: number[] = [];
+    const start = c.clock.nowMs();
+    for (let ms = 0; ms < 6000; ms++) {
+      for (const n of c.nodes) if (n.limiter.check("api", "k").allowed) admitted.push(ms);
+      await c.step(1);
+    }
+    for (const n of c.nodes) await n.agent.close();
+    await c.aggregator.close();
+    const buckets = new Array<number>(120).fill(0); // 25 ms buckets over seconds 3 to 6
+    for (const ms of admitted) if (ms >= 3000) buckets[Math.floor((ms - 3000) / 25)]!++;
+    return {
+      quiet: buckets.filter((b) => b <= 5).length,
+      worst: windows(
+        admitted.map((ms) => start + ms),
+        1000,
+        start + 2000,
+        start + 6000,
+      ).worst,
+    };
+  };
+  const damped = await run(true);
+  const echo = await run(false);
+  t.diagnostic(
+    `25 ms buckets with 5 or fewer admitted, of 120: damped ${damped.quiet}, not damped ${echo.quiet}; worst windows ${damped.worst} / ${echo.worst}`,
+  );
+  assert.ok(echo.quiet >= 20, `the echo without damping: ${echo.quiet} quiet buckets`);
+  assert.ok(damped.quiet <= echo.quiet / 4, `damped: ${damped.quiet} quiet buckets`);
+  assert.ok(damped.worst <= 1050, `worst window ${damped.worst}`);
 });
 
 test("distributed - a restarted aggregator's first live counts do not hand out the whole limit", async (t) => {
