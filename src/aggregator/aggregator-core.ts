@@ -804,9 +804,7 @@ export class AggregatorCore {
       if (grantable > cap) grantable = cap;
     }
     const shares = allocate(grantable, inputs);
-    const carry = ks.nodes.map((nk) => nk.roundingCarry);
-    roundToUnits(shares, inputs, rs.rule.defaultCost, carry);
-    for (let j = 0; j < carry.length; j++) ks.nodes[j]!.roundingCarry = carry[j]!;
+    roundToUnits(shares, inputs, rs.rule.defaultCost, ks.nodes);
     // Of the new allowance (beyond what each node holds), the part the window has freed already
     // is usable at once, split max-min fair over the increases (a light node's small increase
     // comes whole: ramped, its next hit could find less than one unit usable); the rest ramps

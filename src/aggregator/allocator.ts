@@ -116,8 +116,9 @@ export interface RoundingInput extends AllocationInput {
  * what rounding freed from the safety sum of {@link allocate} (`sum of max(committed_j, s_j)`) is
  * handed out, so that bound still holds.
  *
- * `carry`, when given, is each node's running balance of rounding (what it was owed minus what
- * it got beyond its share, within one unit either way), read for the order and updated in place;
+ * `carry`, when given, holds each node's running balance of rounding (`roundingCarry`: what it
+ * was owed minus what it got beyond its share, within one unit either way), read for the order
+ * and updated in place (the aggregator passes its per-node records themselves);
  * a node that wants no more than its share owes and is owed nothing. Without it, a hot key whose
  * tick hands out less than a unit per node gave the freed units by the fractions alone, which tie,
  * so to the same nodes at every tick: in the in-memory reference, eight nodes offering the same
@@ -127,7 +128,7 @@ export function roundToUnits(
   shares: number[],
   nodes: readonly RoundingInput[],
   unit: number,
-  carry?: number[],
+  carry?: readonly { roundingCarry: number }[],
 ): void {
   const n = shares.length;
   if (!(unit > 0)) return;
@@ -148,7 +149,7 @@ export function roundToUnits(
   }
   if (pool >= unit && lost !== undefined) {
     const l = lost;
-    const owed = (j: number) => l[j]! + (carry === undefined ? 0 : carry[j]!);
+    const owed = (j: number) => l[j]! + (carry === undefined ? 0 : carry[j]!.roundingCarry);
     // Only to nodes that want more than they have now: an idle node would hold the unit unused.
     const order = [...shares.keys()]
       .filter((j) => l[j]! > 0 && nodes[j]!.demand > shares[j]!)
@@ -166,11 +167,12 @@ export function roundToUnits(
   }
   if (carry === undefined || lost === undefined) return;
   for (let j = 0; j < n; j++) {
+    const record = carry[j]!;
     if (!(nodes[j]!.demand > shares[j]!)) {
-      carry[j] = 0;
+      record.roundingCarry = 0;
       continue;
     }
-    const c = carry[j]! + lost[j]!;
-    carry[j] = c > unit ? unit : c < -unit ? -unit : c;
+    const c = record.roundingCarry + lost[j]!;
+    record.roundingCarry = c > unit ? unit : c < -unit ? -unit : c;
   }
 }

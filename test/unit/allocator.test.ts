@@ -112,7 +112,7 @@ test("roundToUnits - with a carry, units freed by rounding go round the nodes in
   const ticks = 80;
   const run = (withCarry: boolean) => {
     const got = new Array<number>(8).fill(0);
-    const carry = new Array<number>(8).fill(0);
+    const carry = Array.from({ length: 8 }, () => ({ roundingCarry: 0 }));
     const base = new Array<number>(8).fill(0);
     for (let t = 0; t < ticks; t++) {
       const nodes = base.map((b) => ({ demand: 100, committed: 0, base: b }));
@@ -155,7 +155,7 @@ test("roundToUnits - the safety sum of max(committed, share) never grows", () =>
           rounded,
           nodes.map((x, j) => ({ ...x, base: base[j]! })),
           unit,
-          owed.slice(0, nodes.length).map((o) => o * unit),
+          owed.slice(0, nodes.length).map((o) => ({ roundingCarry: o * unit })),
         );
         const whole = rounded.every((s, j) => {
           const allowance = base[j]! + s;
