@@ -46,11 +46,15 @@ export function optionalNumber(
   return value === undefined ? fallback : expectNumber(field, value, bounds);
 }
 
-/** Returns `value` if it is a boolean, `fallback` if it is `undefined`; else throws. */
-export function optionalBoolean(field: string, value: unknown, fallback: boolean): boolean {
-  if (value === undefined) return fallback;
+/** Returns `value` if it is a boolean, or throws an {@link InvalidArgumentError}. */
+export function expectBoolean(field: string, value: unknown): boolean {
   if (typeof value !== "boolean") throw new InvalidArgumentError(field, "true or false", value);
   return value;
+}
+
+/** Like {@link expectBoolean}, but `undefined` yields `fallback`. */
+export function optionalBoolean(field: string, value: unknown, fallback: boolean): boolean {
+  return value === undefined ? fallback : expectBoolean(field, value);
 }
 
 /** Returns `value` if it is one of `choices`, else throws. */

@@ -29,7 +29,7 @@ import { encodeDecisionBatch } from "../protocol/decision-batch.js";
 import { decode } from "../protocol/decode.js";
 import type { DecodeFailure, EntryDropReason } from "../protocol/decode-result.js";
 import { encodeHeartbeat } from "../protocol/heartbeat.js";
-import { DEFAULT_SYNC_INTERVAL_MS } from "../protocol/limits.js";
+import { DEFAULT_SYNC_INTERVAL_MS, SYNC_INTERVAL_BOUNDS } from "../protocol/limits.js";
 import { type DecisionEntry, Role, type RuleGroup } from "../protocol/messages.js";
 import { decisionPartition } from "../protocol/partition.js";
 import { createSubjects, isValidNodeId, type Subjects } from "../protocol/subjects.js";
@@ -218,10 +218,7 @@ class Agent implements NodeAgent {
       "syncIntervalMs",
       o.syncIntervalMs,
       DEFAULT_SYNC_INTERVAL_MS,
-      {
-        min: 10,
-        max: 10_000,
-      },
+      SYNC_INTERVAL_BOUNDS,
     );
     const heartbeatIntervalMs = optionalNumber("heartbeatIntervalMs", o.heartbeatIntervalMs, 500, {
       min: 50,

@@ -14,10 +14,10 @@ import { InvalidArgumentError } from "../errors.js";
 import type { CompiledRule } from "../limiter/rule.js";
 import { decode } from "../protocol/decode.js";
 import { encode } from "../protocol/encode.js";
-import { DEFAULT_SYNC_INTERVAL_MS } from "../protocol/limits.js";
+import { DEFAULT_SYNC_INTERVAL_MS, SYNC_INTERVAL_BOUNDS } from "../protocol/limits.js";
 import { createSubjects, isValidNodeId, senderOf } from "../protocol/subjects.js";
 import type { Subscription, Transport } from "../transport/transport.js";
-import { optionalBoolean, optionalNumber } from "../validate.js";
+import { expectBoolean, optionalNumber } from "../validate.js";
 import { AggregatorCore, type AggregatorStats } from "./aggregator-core.js";
 
 export interface AggregatorServiceOptions {
@@ -168,10 +168,7 @@ class Service implements AggregatorService {
       "syncIntervalMs",
       o.syncIntervalMs,
       DEFAULT_SYNC_INTERVAL_MS,
-      {
-        min: 10,
-        max: 10_000,
-      },
+      SYNC_INTERVAL_BOUNDS,
     );
     this.#transport = o.transport;
     this.#clock = o.clock ?? monotonicClock;
@@ -209,16 +206,10 @@ class Service implements AggregatorService {
         : { pacing: optionalNumber("pacing", o.pacing, 0, { min: 0, max: 1000 }) }),
       ...(o.hitWaitCompensation === undefined
         ? {}
-        : {
-            hitWaitCompensation: optionalBoolean(
-              "hitWaitCompensation",
-              o.hitWaitCompensation,
-              true,
-            ),
-          }),
+        : { hitWaitCompensation: expectBoolean("hitWaitCompensation", o.hitWaitCompensation) }),
       ...(o.echoDamping === undefined
         ? {}
-        : { echoDamping: optionalBoolean("echoDamping", o.echoDamping, false) }),
+        : { echoDamping: expectBoolean("echoDamping", o.echoDamping) }),
     });
     this.#subs.push(
       this.#transport.subscribe(this.#subjects.allDecisions, (bytes, subject) =>

@@ -1,7 +1,7 @@
 /** `sluice aggregator`: runs the aggregator against NATS until stopped. */
 import { createAggregatorService, furthestClock } from "../aggregator/aggregator-service.js";
 import { compileRules, loadRules } from "../config/rules-file.js";
-import { DEFAULT_SYNC_INTERVAL_MS } from "../protocol/limits.js";
+import { DEFAULT_SYNC_INTERVAL_MS, SYNC_INTERVAL_BOUNDS } from "../protocol/limits.js";
 import { createRedisCheckpointStore } from "../store/redis/checkpoint-store.js";
 import { flag, num, parse, str, untilSignal } from "./args.js";
 import {
@@ -90,10 +90,7 @@ export const aggregatorCommand: Command = {
     const tuning = {
       ...(typeof id === "string" ? { aggregatorId: id } : {}),
       ...subjectPrefix(p),
-      syncIntervalMs: num(p, "sync-interval-ms", DEFAULT_SYNC_INTERVAL_MS, {
-        min: 10,
-        max: 10_000,
-      }),
+      syncIntervalMs: num(p, "sync-interval-ms", DEFAULT_SYNC_INTERVAL_MS, SYNC_INTERVAL_BOUNDS),
       nodeTtlMs: num(p, "node-ttl-ms", 3000, { min: 10 }),
       ...(p.values["warmup-ms"] === undefined
         ? {}

@@ -4,7 +4,7 @@ import { wallClockMs } from "../clock/clock.js";
 import { loadRules } from "../config/rules-file.js";
 import { InvalidArgumentError } from "../errors.js";
 import { createLimiter } from "../limiter/limiter.js";
-import { DEFAULT_SYNC_INTERVAL_MS } from "../protocol/limits.js";
+import { DEFAULT_SYNC_INTERVAL_MS, SYNC_INTERVAL_BOUNDS } from "../protocol/limits.js";
 import { flag, num, parse, str, untilSignal } from "./args.js";
 import {
   connect,
@@ -104,10 +104,7 @@ export const loadgenCommand: Command = {
     const tuning = {
       ...(typeof nodeId === "string" ? { nodeId } : {}),
       ...subjectPrefix(p),
-      syncIntervalMs: num(p, "sync-interval-ms", DEFAULT_SYNC_INTERVAL_MS, {
-        min: 10,
-        max: 10_000,
-      }),
+      syncIntervalMs: num(p, "sync-interval-ms", DEFAULT_SYNC_INTERVAL_MS, SYNC_INTERVAL_BOUNDS),
       heartbeatIntervalMs: num(p, "heartbeat-ms", 500, { min: 50 }),
       staleAfterMs: num(p, "stale-after-ms", 2000, { min: 1 }),
       initialLiveNodes: num(p, "expected-nodes", 1, { integer: true, min: 1, max: 65_535 }),

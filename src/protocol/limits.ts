@@ -44,6 +44,8 @@ export const MIN_MESSAGE_BYTES_LIMIT = 2048;
  * 0.956-0.963 at 50 ms) for twice the messages (docs/architecture.md, "The sync interval").
  */
 export const DEFAULT_SYNC_INTERVAL_MS = 25;
+/** The sync intervals nodes and aggregator accept, ms (for `optionalNumber` and the CLI). */
+export const SYNC_INTERVAL_BOUNDS = { min: 10, max: 10_000 } as const;
 
 /** Longest limit key, in UTF-8 bytes. Keys are never empty. */
 export const MAX_KEY_BYTES = 1024;
