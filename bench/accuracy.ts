@@ -22,10 +22,9 @@
  * subset; ACC_REPORT_MS (default 25); ACC_DUMP=<dir> to write each run's per-bucket counts there;
  * ACC_MODES=global to skip the naive runs. For experiments with the aggregator's tuning:
  * ACC_SYNC_MS (the sync interval of nodes and aggregator, default 25; the convergence goal is
- * two of them), ACC_GRANT_RAMP_MS (`--grant-ramp-ms`), ACC_LAG_MS (`--lag-compensation-ms`), ACC_PACING
- * (`--pacing`), ACC_HIT_WAIT=off (`--no-hit-wait`) and ACC_ECHO_DAMPING=on
- * (`--echo-damping`); unset, the defaults apply. The settings
- * used are printed.
+ * two of them), ACC_GRANT_RAMP_MS (`--grant-ramp-ms`), ACC_LAG_MS (`--lag-compensation-ms`),
+ * ACC_PACING (`--pacing`), ACC_HIT_WAIT=off (`--no-hit-wait`) and ACC_ECHO_DAMPING=on
+ * (`--echo-damping`); unset, the defaults apply. The settings used are printed.
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -77,9 +76,16 @@ function envOption(name: string, option: string): string[] {
 const RAMP_OPTION = envOption("ACC_GRANT_RAMP_MS", "--grant-ramp-ms");
 const LAG_OPTION = envOption("ACC_LAG_MS", "--lag-compensation-ms");
 const PACING_OPTION = envOption("ACC_PACING", "--pacing");
+/** A CLI flag from the environment: `[option]` when `name` is `value`, empty when unset. */
+function envSwitch(name: string, value: string, option: string): string[] {
+  const v = process.env[name]?.trim();
+  if (v === undefined || v === "") return [];
+  if (v !== value) throw new Error(`${name} must be "${value}" or unset, got "${v}"`);
+  return [option];
+}
+const HIT_WAIT_OPTION = envSwitch("ACC_HIT_WAIT", "off", "--no-hit-wait");
+const DAMPING_OPTION = envSwitch("ACC_ECHO_DAMPING", "on", "--echo-damping");
 /** The aggregator options set from the environment, as passed to it. */
-const HIT_WAIT_OPTION = process.env["ACC_HIT_WAIT"] === "off" ? ["--no-hit-wait"] : [];
-const DAMPING_OPTION = process.env["ACC_ECHO_DAMPING"] === "on" ? ["--echo-damping"] : [];
 const TUNING_OPTIONS = [
   ...RAMP_OPTION,
   ...LAG_OPTION,
