@@ -101,9 +101,21 @@ export interface Limiter {
    * policy), local rules resolve with what `check()` returns.
    */
   checkAsync(rule: string, key: string, cost?: number): Promise<Decision>;
-  /** What `check` would decide, consuming nothing and creating no key. */
+  /**
+   * What `check` would decide, consuming nothing and creating no key. Local and global rules
+   * only: a strict rule's state is in the shared store, so this throws, naming `peekAsync()`.
+   */
   peek(rule: string, key: string, cost?: number): Decision;
-  /** Waits until the hit is admitted, or rejects at once if it cannot be by the deadline. */
+  /**
+   * What the next decision would be, consuming nothing, for any rule: strict rules ask the
+   * shared store (with the rule's failure policy), the others resolve with what `peek()` returns.
+   */
+  peekAsync(rule: string, key: string, cost?: number): Promise<Decision>;
+  /**
+   * Waits until the hit is admitted, or rejects at once with `DeadlineExceededError` when it
+   * cannot be by the deadline. Strict rules decide through the shared store, each attempt with
+   * the rule's failure policy; the wait between attempts is the store's `retryAfterMs`.
+   */
   acquire(rule: string, key: string, options?: AcquireOptions): Promise<Decision>;
   /** Takes the per-key counts that changed since the previous snapshot (or drain). */
   snapshot(): AccountingSnapshot;
@@ -174,6 +186,8 @@ const OPTION_KEYS = [
 ];
 const ACQUIRE_KEYS = ["cost", "signal", "deadlineMs", "timeoutMs"];
 const MAX_COST = 1e15;
+/** Shortest wait of `acquire()` between two attempts, ms. */
+const MIN_RETRY_MS = 1;
 
 /** Creates a keyed limiter. Throws `InvalidArgumentError` naming the first bad option. */
 export function createLimiter(options: LimiterOptions): Limiter {
@@ -297,25 +311,65 @@ class KeyedLimiter implements Limiter {
     const table = this.#table(rule);
     cost = costOf(table, key, cost);
     if (table.rule.mode !== "strict") return table.decide(key, this.#clock.nowMs(), cost);
+    const { decision, accounted } = await this.#decideStrict(table, key, cost);
+    if (!accounted) table.record(key, this.#clock.nowMs(), cost, decision.allowed);
+    return decision;
+  }
+
+  /**
+   * One strict decision through the store, with the rule's `onStoreFailure` policy when the
+   * store does not answer. Accounts only what the `local` policy admitted with the local table
+   * (`accounted`); the caller accounts the rest, so a refused attempt of `acquire()` that will
+   * be retried is not counted as a rejection.
+   */
+  async #decideStrict(
+    table: KeyTable,
+    key: string,
+    cost: number,
+  ): Promise<{ decision: Decision; accounted: boolean }> {
     const r = table.rule;
-    let decision: Decision;
     try {
-      decision = await this.#strictStore!.decide(r, key, cost);
+      return { decision: await this.#strictStore!.decide(r, key, cost), accounted: false };
     } catch (err) {
       if (!(err instanceof StoreUnavailableError)) throw err;
       table.storeFailures++;
-      if (r.onStoreFailure === "local") return table.decide(key, this.#clock.nowMs(), cost);
-      const open = r.onStoreFailure === "open";
-      decision = new DecisionResult(open, 0, r.params.capacity, 0, open ? 0 : r.storeTimeoutMs);
+      if (r.onStoreFailure === "local") {
+        const nowMs = this.#clock.nowMs();
+        const preview = table.peek(key, nowMs, cost);
+        if (!preview.allowed) return { decision: preview, accounted: false };
+        const decision = table.decide(key, nowMs, cost);
+        return { decision, accounted: true };
+      }
+      return { decision: this.#storeFailureDecision(r), accounted: false };
     }
-    table.record(key, this.#clock.nowMs(), cost, decision.allowed);
-    return decision;
+  }
+
+  /** The `open` or `closed` policy's answer for a strict rule whose store did not answer. */
+  #storeFailureDecision(r: CompiledRule): Decision {
+    const open = r.onStoreFailure === "open";
+    return new DecisionResult(open, 0, r.params.capacity, 0, open ? 0 : r.storeTimeoutMs);
   }
 
   peek(rule: string, key: string, cost?: number): Decision {
     const table = this.#table(rule);
     cost = costOf(table, key, cost);
+    if (table.rule.mode === "strict") throw strictInPeek(rule);
     return table.peek(key, this.#clock.nowMs(), cost);
+  }
+
+  async peekAsync(rule: string, key: string, cost?: number): Promise<Decision> {
+    const table = this.#table(rule);
+    cost = costOf(table, key, cost);
+    if (table.rule.mode !== "strict") return table.peek(key, this.#clock.nowMs(), cost);
+    const r = table.rule;
+    try {
+      return await this.#strictStore!.peek(r, key, cost);
+    } catch (err) {
+      if (!(err instanceof StoreUnavailableError)) throw err;
+      table.storeFailures++;
+      if (r.onStoreFailure === "local") return table.peek(key, this.#clock.nowMs(), cost);
+      return this.#storeFailureDecision(r);
+    }
   }
 
   async acquire(rule: string, key: string, options: AcquireOptions = {}): Promise<Decision> {
@@ -338,24 +392,45 @@ class KeyedLimiter implements Limiter {
       const timeoutMs = expectNumber("options.timeoutMs", options.timeoutMs, { min: 0 });
       deadlineMs = Math.min(deadlineMs, this.#clock.nowMs() + timeoutMs);
     }
+    const strict = table.rule.mode === "strict";
     for (;;) {
       if (signal?.aborted) {
         table.record(key, this.#clock.nowMs(), cost, false);
         throw new AbortedError("acquire() was aborted by its signal", { cause: signal.reason });
       }
-      const nowMs = this.#clock.nowMs();
-      const preview = table.peek(key, nowMs, cost);
-      if (preview.allowed) {
-        const decision = table.decide(key, nowMs, cost);
-        if (decision.allowed) return decision;
+      let refusal: Decision;
+      if (strict) {
+        const { decision, accounted } = await this.#decideStrict(table, key, cost);
+        if (decision.allowed) {
+          // Taken in the store: the hit is the caller's even if the limiter closed meanwhile.
+          if (!accounted) table.record(key, this.#clock.nowMs(), cost, true);
+          return decision;
+        }
+        if (this.#closed) throw new ClosedError("The limiter was closed while acquire() waited");
+        if (signal?.aborted) continue; // accounted and thrown at the top
+        refusal = decision;
+      } else {
+        const nowMs = this.#clock.nowMs();
+        const preview = table.peek(key, nowMs, cost);
+        if (preview.allowed) {
+          const decision = table.decide(key, nowMs, cost);
+          if (decision.allowed) return decision;
+        }
+        refusal = preview;
       }
+      const nowMs = this.#clock.nowMs();
       const remainingMs = deadlineMs - nowMs;
       // Infinity means the cost can never fit: fail now even with no deadline at all.
-      if (preview.retryAfterMs === Infinity || !(preview.retryAfterMs <= remainingMs)) {
+      if (refusal.retryAfterMs === Infinity || !(refusal.retryAfterMs <= remainingMs)) {
         table.record(key, nowMs, cost, false);
-        throw new DeadlineExceededError(preview.retryAfterMs, Math.max(0, remainingMs));
+        throw new DeadlineExceededError(refusal.retryAfterMs, Math.max(0, remainingMs));
       }
-      await this.#sleep(preview.retryAfterMs, signal);
+      // A refusal that names no wait (another process took what had freed) still waits a
+      // little, so a contended strict key is not asked again in a busy loop.
+      await this.#sleep(
+        Math.min(Math.max(refusal.retryAfterMs, MIN_RETRY_MS), remainingMs),
+        signal,
+      );
     }
   }
 
@@ -478,6 +553,14 @@ function strictInCheck(rule: string): InvalidArgumentError {
   return new InvalidArgumentError(
     "rule",
     "a local rule for check() (strict rules decide over the network: use checkAsync())",
+    rule,
+  );
+}
+
+function strictInPeek(rule: string): InvalidArgumentError {
+  return new InvalidArgumentError(
+    "rule",
+    "a local or global rule for peek() (a strict rule's state is in the shared store: use peekAsync())",
     rule,
   );
 }

@@ -13,6 +13,11 @@ export interface StrictStore {
    * {@link StoreUnavailableError} when the store does not answer in time.
    */
   decide(rule: CompiledRule, key: string, cost: number): Promise<Decision>;
+  /**
+   * What `decide` would answer for a hit of `cost`, consuming nothing. Rejects with
+   * {@link StoreUnavailableError} like `decide`.
+   */
+  peek(rule: CompiledRule, key: string, cost: number): Promise<Decision>;
   /** Releases connections and timers. Idempotent. */
   close(): Promise<void>;
 }

@@ -5,8 +5,6 @@
  * refill during the test (well under one unit) cannot change the count.
  */
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
-import { createInterface } from "node:readline";
 import { after, test } from "node:test";
 import type { RuleConfig } from "../../src/index.js";
 import {
@@ -16,6 +14,7 @@ import {
   SHARED_REDIS_URL,
   uniquePrefix,
 } from "./helpers/redis-fixtures.js";
+import { runReleased } from "./helpers/released-children.js";
 
 const prefix = uniquePrefix("concurrency");
 const admin = adminClient();
@@ -34,45 +33,13 @@ interface HammerResult {
 }
 
 /** Runs `processes` hammer children on one key, released together; returns their results. */
-async function hammer(
+function hammer(
   processes: number,
   rule: RuleConfig,
   options: { hits: number; inFlight: number; cost: number; overLimitCache: boolean },
 ): Promise<HammerResult[]> {
-  const children: ChildProcess[] = [];
-  const results: Promise<HammerResult>[] = [];
-  const ready: Promise<void>[] = [];
-  for (let i = 0; i < processes; i++) {
-    const config = { url: SHARED_REDIS_URL, keyPrefix: prefix, rule, key: "hot", ...options };
-    const child = spawn(process.execPath, [HAMMER, JSON.stringify(config)], {
-      stdio: ["pipe", "pipe", "inherit"],
-    });
-    children.push(child);
-    const lines = createInterface({ input: child.stdout! });
-    let markReady: () => void;
-    ready.push(new Promise((resolve) => (markReady = resolve)));
-    results.push(
-      new Promise((resolve, reject) => {
-        lines.on("line", (line) => {
-          if (line === "ready") markReady();
-          else resolve(JSON.parse(line) as HammerResult);
-        });
-        child.once("exit", (code) => {
-          if (code !== 0) reject(new Error(`hammer ${i} exited with ${code}`));
-        });
-      }),
-    );
-  }
-  const timer = setTimeout(() => {
-    for (const c of children) c.kill("SIGKILL");
-  }, 25_000);
-  try {
-    await Promise.all(ready);
-    for (const c of children) c.stdin!.write("go\n");
-    return await Promise.all(results);
-  } finally {
-    clearTimeout(timer);
-  }
+  const config = { url: SHARED_REDIS_URL, keyPrefix: prefix, rule, key: "hot", ...options };
+  return runReleased<HammerResult>(HAMMER, Array(processes).fill(config), { timeoutMs: 25_000 });
 }
 
 for (const [algorithm, cost, overLimitCache] of [

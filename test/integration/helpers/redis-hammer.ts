@@ -4,8 +4,8 @@
  * every process starts hammering at once), then fires `hits` decisions of `cost` on one key with
  * `inFlight` outstanding, and prints one JSON line: {admitted, rejected, storeFailures}.
  */
-import { createInterface } from "node:readline";
 import { createLimiter, createRedisStrictStore, type RuleConfig } from "../../../src/index.js";
+import { waitForRelease } from "./released-children.js";
 
 interface HammerConfig {
   readonly url: string;
@@ -29,9 +29,7 @@ const rule = limiter.rules[0]!;
 
 await strictStore.peek(rule, `${config.key}:warm-up`); // connected and scripts loaded
 process.stdout.write("ready\n");
-const lines = createInterface({ input: process.stdin });
-await new Promise<void>((resolve) => lines.once("line", () => resolve()));
-lines.close();
+await waitForRelease();
 
 let admitted = 0;
 let rejected = 0;
