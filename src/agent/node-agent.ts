@@ -44,6 +44,9 @@ const FIRST_REPORT_LOOK_BACK_MS = 1000;
  */
 const MAX_EPOCH_AHEAD_MS = 10 * 60_000;
 
+/** Least time between two warnings about implausible grants, ms. */
+const IMPLAUSIBLE_WARNING_MS = 60_000;
+
 /** Bound on the key generations remembered while the link is down (beyond: counts may be lost). */
 const MAX_DOUBTFUL_FIRST_REPORTS = 100_000;
 
@@ -84,6 +87,11 @@ export interface NodeAgentOptions {
   /** Nodes assumed live before the aggregator says, for the default share. @default 1 */
   readonly initialLiveNodes?: number;
   readonly clock?: Clock;
+  /**
+   * Where the agent's warnings go (implausible grants, a sign of forged updates), at most one a
+   * minute each. @default `process.emitWarning(message, "SluiceWarning")`
+   */
+  readonly onWarning?: (message: string) => void;
 }
 
 export interface NodeAgentStats {
@@ -200,12 +208,19 @@ class Agent implements NodeAgent {
   /** Monotonic time of the first batch published since the last grant arrived; -1 if none. */
   #firstUnansweredMs = -1;
   readonly #propagation = new LatencyHistogram(PROPAGATION_LATENCY_BOUNDS_S);
+  readonly #warn: (message: string) => void;
+  #lastImplausibleWarningMs = Number.NEGATIVE_INFINITY;
+  #implausibleSinceWarning = 0;
   readonly #stats: Omit<NodeAgentStats, "aggregatorLost" | "aggregatorSilentMs" | "propagation">;
 
   constructor(o: NodeAgentOptions) {
     this.#limiter = o.limiter;
     this.#transport = o.transport;
     this.#clock = o.clock ?? monotonicClock;
+    if (o.onWarning !== undefined && typeof o.onWarning !== "function") {
+      throw new InvalidArgumentError("onWarning", "a function", o.onWarning);
+    }
+    this.#warn = o.onWarning ?? ((message) => process.emitWarning(message, "SluiceWarning"));
     this.nodeId = o.nodeId ?? defaultNodeId();
     if (!isValidNodeId(this.nodeId)) {
       throw new InvalidArgumentError(
@@ -266,7 +281,7 @@ class Agent implements NodeAgent {
     };
     const g = this.#limiter.global;
     g.setLiveNodes(initialLiveNodes);
-    g.setGrantRetryMs(this.#syncIntervalMs * 2);
+    g.setSyncIntervalMs(this.#syncIntervalMs);
     this.#setLost(true); // until the aggregator speaks, the loss policy decides
 
     this.#subs.push(
@@ -551,21 +566,36 @@ class Agent implements NodeAgent {
       this.#firstUnansweredMs = -1;
     }
     const g = this.#limiter.global;
+    let implausible = 0;
     for (const group of m.groups) {
       for (const e of group.entries) {
         this.#stats.grantsReceived++;
-        g.applyGrant(
-          group.rule,
-          e.key,
-          e.generation,
-          m.aggregatorEpoch,
-          e.version,
-          e.allowance,
-          e.rampFrom,
-          e.rampMs,
-        );
+        if (g.applyGrant(group.rule, e.key, m.aggregatorEpoch, e) === "implausible") implausible++;
       }
     }
+    if (implausible > 0) this.#implausibleGrants(implausible, m.aggregatorId);
+  }
+
+  /**
+   * Grants that no aggregator could have sent (more than the rule allows, or a version jump no
+   * tick explains) were dropped: counted as invalid entries, and said once per
+   * IMPLAUSIBLE_WARNING_MS with the count since, since it means someone can publish updates to
+   * this node (check the server's permissions, docs/operations.md).
+   */
+  #implausibleGrants(n: number, aggregatorId: string): void {
+    const dropped = this.#stats.invalidEntries;
+    dropped["implausible-grant"] = (dropped["implausible-grant"] ?? 0) + n;
+    this.#implausibleSinceWarning += n;
+    const now = this.#clock.nowMs();
+    if (now - this.#lastImplausibleWarningMs < IMPLAUSIBLE_WARNING_MS) return;
+    this.#lastImplausibleWarningMs = now;
+    this.#warn(
+      `Sluice node ${this.nodeId} dropped ${this.#implausibleSinceWarning} implausible grant(s) ` +
+        `(the latest in an update naming aggregator "${aggregatorId}"): it gave more than the rule ` +
+        "allows or jumped versions; someone may be publishing forged rate updates. Check that " +
+        "only aggregators may publish to the updates subjects.",
+    );
+    this.#implausibleSinceWarning = 0;
   }
 
   #onDefaults(bytes: Uint8Array): void {

@@ -20,8 +20,6 @@
  * old allowance in full until then. The sum of what all nodes may still admit therefore never
  * exceeds T, however long messages take.
  */
-import { advance, estimate, segmentCell } from "../algorithms/sliding-window.js";
-import type { AlgorithmParams } from "../algorithms/types.js";
 import { type Clock, wallClockMs } from "../clock/clock.js";
 import type { CompiledRule } from "../limiter/rule.js";
 import { DEFAULT_SYNC_INTERVAL_MS } from "../protocol/limits.js";
@@ -37,6 +35,7 @@ import {
 } from "../protocol/messages.js";
 import { isValidNodeId } from "../protocol/subjects.js";
 import { allocate, maxMinFair, roundToUnits } from "./allocator.js";
+import * as gw from "./global-window.js";
 import { Membership, type NodeRecord } from "./membership.js";
 
 export interface AggregatorCoreOptions {
@@ -136,8 +135,20 @@ export interface AggregatorStats {
   admittedCounted: number;
 }
 
-/** A key in a checkpoint: its window by segment age, and its node streams' counts. */
-type SavedKey = [key: string, byAge: number[], streams?: SavedStream[]];
+/**
+ * Checkpoint format: 2 saves bins by age with their mean admission offset and the export's
+ * offset into the current bin (1, segment costs by age only, is no longer read).
+ */
+const CHECKPOINT_VERSION = 2;
+/** A rule in a checkpoint: its bins' length, how far into the current bin the export was. */
+interface SavedRule {
+  readonly binMs: number;
+  readonly nowOffsetMs: number;
+  readonly keys: SavedKey[];
+}
+/** A key in a checkpoint: its window's non-empty bins, and its node streams' counts. */
+type SavedKey = [key: string, bins: SavedBin[], streams?: SavedStream[]];
+type SavedBin = [age: number, cost: number, meanOffsetMs: number];
 type SavedStream = [
   nodeId: string,
   nodeEpoch: number,
@@ -146,50 +157,14 @@ type SavedStream = [
   rejected: number,
 ];
 
-/** Admitted cost in the key's global window at `now` (advancing the ring to `now`). */
+/** Admitted cost in the key's global window at `now`. */
 function windowUsed(rs: RuleState, ks: KeyState, now: number): number {
-  const k = advance(ks.window, 0, rs.params, now);
-  return estimate(ks.window, 0, rs.params, k, now);
+  return gw.windowUsed(ks.window, rs.shape, now);
 }
 
-/**
- * Admitted cost in the oldest `bandMs` of the key's window at `now`, each segment counted in
- * proportion to its part inside the band: what the window will have freed `bandMs` from now.
- */
+/** What the key's window will have freed `bandMs` from now (see `oldestBand`). */
 function oldestBand(rs: RuleState, ks: KeyState, now: number, bandMs: number): number {
-  const p = rs.params;
-  const k = advance(ks.window, 0, p, now);
-  const segMs = p.windowMs / p.segments;
-  const from = now - p.windowMs;
-  const to = from + bandMs;
-  let sum = 0;
-  for (let j = k - p.segments; j <= k; j++) {
-    const start = j * segMs;
-    const end = start + segMs;
-    if (start >= to) break;
-    if (end <= from) continue;
-    const part = ((end < to ? end : to) - (start > from ? start : from)) / segMs;
-    sum += ks.window[segmentCell(p.segments + 1, j)]! * part;
-  }
-  return sum;
-}
-
-/**
- * What the window frees over the `spanMs` after its oldest `afterMs`, as the largest straight
- * rise from now that never runs ahead of the freeing: a node's ramp is linear, the freeing is
- * not. Segments are read in proportion, so the freeing is linear within a segment and only its
- * kinks at segment boundaries need checking.
- */
-function freeingLine(rs: RuleState, ks: KeyState, now: number, afterMs: number, spanMs: number) {
-  const segMs = rs.params.windowMs / rs.params.segments;
-  const base = afterMs > 0 ? oldestBand(rs, ks, now, afterMs) : 0;
-  let slope = (oldestBand(rs, ks, now, afterMs + spanMs) - base) / spanMs;
-  const from = now - rs.params.windowMs + afterMs;
-  for (let b = (Math.floor(from / segMs) + 1) * segMs; b < from + spanMs; b += segMs) {
-    const s = (oldestBand(rs, ks, now, afterMs + (b - from)) - base) / (b - from);
-    if (s < slope) slope = s;
-  }
-  return slope > 0 ? slope * spanMs : 0;
+  return gw.oldestBand(ks.window, rs.shape, now, bandMs);
 }
 
 /**
@@ -221,6 +196,10 @@ function isCount(x: unknown): x is number {
   return typeof x === "number" && Number.isFinite(x) && x >= 0;
 }
 
+function isPositive(x: unknown): x is number {
+  return typeof x === "number" && Number.isFinite(x) && x > 0;
+}
+
 /** The grant fields a node reports with each entry (see the protocol's DecisionEntry). */
 type Reported = DecisionEntry;
 
@@ -246,6 +225,8 @@ class NodeKey {
   reported = true;
   /** What whole-unit rounding owes this node (see `roundToUnits`), within one unit. */
   roundingCarry = 0;
+  /** When the last grant sent said the window frees capacity next (our clock). */
+  sentFreeAtMs = Number.NEGATIVE_INFINITY;
 
   constructor(
     node: NodeRecord,
@@ -274,19 +255,23 @@ class KeyState {
   overloadSinceMs = -1;
   dirty = false;
 
-  constructor(key: string, params: AlgorithmParams, nowMs: number) {
+  constructor(key: string, shape: gw.WindowShape, nowMs: number) {
     this.key = key;
-    this.window = new Float64Array(params.segments + 2);
-    this.window[0] = Math.floor(nowMs / (params.windowMs / params.segments));
+    this.window = gw.createGlobalWindow(shape, nowMs);
     this.lastReportMs = nowMs;
     this.lastAllocMs = nowMs;
   }
 }
 
+/** How many bins the aggregator's window of `rule` has: its own segments; 10 for buckets. */
+function windowBins(rule: CompiledRule): number {
+  return rule.algorithm.name === "sliding-window" ? rule.params.segments : 10;
+}
+
 class RuleState {
   readonly rule: CompiledRule;
-  /** The global window's shape: the rule's limit per window, in `segments` segments. */
-  readonly params: AlgorithmParams;
+  /** The global window's shape: the rule's window, in `windowBins()` bins. */
+  readonly shape: gw.WindowShape;
   readonly keys = new Map<string, KeyState>();
   /** Budget of the window's oldest this-many ms is released early (see `lagCompensationMs`). */
   readonly lagMs: number;
@@ -305,13 +290,7 @@ class RuleState {
     hitWaitCapMs: number,
   ) {
     this.rule = rule;
-    const segments = rule.algorithm.name === "sliding-window" ? rule.params.segments : 10;
-    this.params = {
-      capacity: rule.limit,
-      ratePerMs: rule.limit / rule.windowMs,
-      windowMs: rule.windowMs,
-      segments,
-    };
+    this.shape = gw.windowShape(rule.windowMs, windowBins(rule));
     this.lagMs = Math.min(lagMs, rule.windowMs / 2);
     this.rampMs = Math.min(rampMs, rule.windowMs / 2);
     this.horizonMs = Math.min(horizonMs, rule.windowMs);
@@ -531,7 +510,7 @@ export class AggregatorCore {
     }
     let ks = rs.keys.get(e.key);
     if (ks === undefined) {
-      ks = new KeyState(e.key, rs.params, now);
+      ks = new KeyState(e.key, rs.shape, now);
       rs.keys.set(e.key, ks);
       this.stats.keys++;
     }
@@ -580,13 +559,7 @@ export class AggregatorCore {
     if (dA > 0) {
       // Bin the hits when they were admitted (receipt minus their age on the node), not when
       // they arrived: otherwise they would stay in the window up to a sync interval too long.
-      const k = advance(ks.window, 0, rs.params, now);
-      const segMs = rs.params.windowMs / rs.params.segments;
-      const at = Math.floor(
-        (now - (e.ageMs < rs.params.windowMs ? e.ageMs : rs.params.windowMs)) / segMs,
-      );
-      const seg = at > k ? k : at < k - rs.params.segments ? k - rs.params.segments : at;
-      ks.window[segmentCell(rs.params.segments + 1, seg)]! += dA;
+      gw.addAdmitted(ks.window, rs.shape, now, now - e.ageMs, dA);
       this.stats.admittedCounted += dA;
     }
     if (dR > 0 && ks.overloadSinceMs < 0) ks.overloadSinceMs = now;
@@ -733,7 +706,9 @@ export class AggregatorCore {
     // Scheduled grants: what the window frees over the next ramp is handed out too, usable on
     // the node as it frees (see `grantRampMs`).
     const budget =
-      rs.rampMs > 0 ? budgetNow + freeingLine(rs, ks, now, lagMs, rs.rampMs) : budgetNow;
+      rs.rampMs > 0
+        ? budgetNow + gw.freeingLine(ks.window, rs.shape, now, lagMs, rs.rampMs)
+        : budgetNow;
 
     const defaultShare = limit / live;
     if (ks.nodes.length < live) {
@@ -805,6 +780,14 @@ export class AggregatorCore {
     }
     const shares = allocate(grantable, inputs);
     roundToUnits(shares, inputs, rs.rule.defaultCost, ks.nodes);
+    let handedOut = 0;
+    for (let j = 0; j < inputs.length; j++) {
+      const c = inputs[j]!.committed;
+      handedOut += shares[j]! > c ? shares[j]! : c;
+    }
+    const retryMs = this.#retryAfterMs(rs, ks, now, lagMs, budgetNow, handedOut);
+    // A real freeing time is absolute and stable; "the next tick" (0) moves with every tick.
+    const freeAtMs = retryMs > 0 ? now + retryMs : Number.NEGATIVE_INFINITY;
     // Of the new allowance (beyond what each node holds), the part the window has freed already
     // is usable at once, split max-min fair over the increases (a light node's small increase
     // comes whole: ramped, its next hit could find less than one unit usable); the rest ramps
@@ -820,11 +803,23 @@ export class AggregatorCore {
       const allowance = nk.admitted + shares[j]!;
       // Small changes are not worth a message, unless the node is out of room: then even a
       // small increase is what lets it admit its next hit (a skipped one would never be sent,
-      // since a node that cannot admit reports nothing new that would change the share).
-      const starved = nk.sentAllowance - nk.admitted < 1 && allowance > nk.sentAllowance;
-      if (nk.sentVersion > 0 && !starved && Math.abs(allowance - nk.sentAllowance) <= threshold) {
+      // since a node that cannot admit reports nothing new that would change the share), and a
+      // freeing time that moved by more than an interval is what it answers its refusals with.
+      const outOfRoom = nk.sentAllowance - nk.admitted < 1;
+      const starved = outOfRoom && allowance > nk.sentAllowance;
+      const waitMoved =
+        outOfRoom &&
+        freeAtMs !== nk.sentFreeAtMs &&
+        !(Math.abs(freeAtMs - nk.sentFreeAtMs) <= this.#syncIntervalMs);
+      if (
+        nk.sentVersion > 0 &&
+        !starved &&
+        !waitMoved &&
+        Math.abs(allowance - nk.sentAllowance) <= threshold
+      ) {
         continue;
       }
+      nk.sentFreeAtMs = freeAtMs;
       ks.version = (ks.version + 1) >>> 0 || 1;
       nk.sentVersion = ks.version;
       nk.sentAllowance = allowance;
@@ -848,9 +843,32 @@ export class AggregatorCore {
         allowance,
         rampFrom: rampFrom < allowance ? rampFrom : allowance,
         rampMs: rampFrom < allowance ? rs.rampMs : 0,
+        retryAfterMs: retryMs,
       });
       this.stats.grantsSent++;
     }
+  }
+
+  /**
+   * What a node out of room should answer as `retryAfterMs`, from this allocation: how long
+   * until the key's window (receiving nothing new) frees one hit's cost beyond everything handed
+   * out now (`handedOut`: what every node may still admit), read at the same early cut as the
+   * budget (`lagMs`). 0 when the budget is not all handed out (pacing held it back, or demand
+   * was met): then the next tick can grant more, and the node answers with a sync interval.
+   * A lower bound: the freed capacity is granted at the first tick after it frees, and may go
+   * to another node.
+   */
+  #retryAfterMs(
+    rs: RuleState,
+    ks: KeyState,
+    now: number,
+    lagMs: number,
+    budgetNow: number,
+    handedOut: number,
+  ): number {
+    const needed = handedOut + rs.rule.defaultCost - budgetNow;
+    if (needed <= 1e-9) return 0;
+    return gw.freeingTime(ks.window, rs.shape, now, lagMs, needed);
   }
 
   /**
@@ -903,23 +921,21 @@ export class AggregatorCore {
   }
 
   /**
-   * The global windows as bytes, for a checkpoint. Segments are stored by age (0 = the segment
-   * now in progress) with the wall-clock time of the export, since monotonic clocks of two runs
-   * share no origin; node state and grants are not saved (nodes report them again).
+   * The global windows as bytes, for a checkpoint taken at wall time `wallMs`. Bins are stored by
+   * age (0 = the bin now in progress, with how far into it `now` is) and the wall time of the
+   * export, since monotonic clocks of two runs share no origin; each node stream's counts go
+   * with them (grants are not saved: nodes report what they hold again).
    */
-  exportWindows(): Uint8Array {
+  exportWindows(wallMs: number): Uint8Array {
     const now = this.#clock.nowMs();
-    const rules: Record<string, { segMs: number; keys: SavedKey[] }> = {};
+    const rules: Record<string, SavedRule> = {};
     for (const rs of this.#rules.values()) {
-      const ring = rs.params.segments + 1;
       const keys: SavedKey[] = [];
+      let nowOffsetMs = 0;
       for (const [key, ks] of rs.keys) {
-        const k = advance(ks.window, 0, rs.params, now);
-        const byAge: number[] = [];
-        for (let age = 0; age < ring; age++) {
-          byAge.push(ks.window[segmentCell(ring, k - age)]!);
-        }
-        if (!byAge.some((c) => c > 0) && ks.nodes.length === 0) continue;
+        const saved = gw.binsByAge(ks.window, rs.shape, now);
+        nowOffsetMs = saved.nowOffsetMs;
+        if (saved.bins.length === 0 && ks.nodes.length === 0) continue;
         // Each node stream's counts too: the first report after a restart is then a difference
         // to these, which also counts a batch lost while no aggregator listened.
         const streams: SavedStream[] = [];
@@ -928,61 +944,58 @@ export class AggregatorCore {
             streams.push([nk.node.id, nk.node.epoch, nk.generation, nk.admitted, nk.rejected]);
           }
         }
-        keys.push([key, byAge, streams]);
+        const bins = saved.bins.map((b): SavedBin => [b.age, b.cost, b.meanOffsetMs]);
+        keys.push([key, bins, streams]);
       }
-      rules[rs.rule.name] = { segMs: rs.params.windowMs / rs.params.segments, keys };
+      rules[rs.rule.name] = { binMs: rs.shape.binMs, nowOffsetMs, keys };
     }
-    return new TextEncoder().encode(JSON.stringify({ v: 1, wallMs: wallClockMs(), rules }));
+    return new TextEncoder().encode(JSON.stringify({ v: CHECKPOINT_VERSION, wallMs, rules }));
   }
 
   /**
-   * Restores windows exported by {@link exportWindows} (by this or an earlier run), aged by the
-   * wall-clock time since the export, and ends the warm-up: the windows already hold what was
-   * admitted before this run started. Returns the number of keys restored; a checkpoint that
-   * does not parse, or whose rules changed shape, restores nothing for them.
+   * Restores windows exported by {@link exportWindows} (by this or an earlier run) at wall time
+   * `wallMs`, aged by the wall time since the export, and ends the warm-up: the windows already
+   * hold what was admitted before this run started. Each saved bin goes in at its newest possible
+   * admission time, so a restore never frees a hit early, whatever bins the saving run had.
+   * Returns the number of keys restored; a checkpoint that does not parse restores nothing.
    */
-  restoreWindows(bytes: Uint8Array): number {
-    let doc: {
-      v?: number;
-      wallMs?: number;
-      rules?: Record<string, { segMs: number; keys: SavedKey[] }>;
-    };
+  restoreWindows(bytes: Uint8Array, wallMs: number): number {
+    let doc: { v?: number; wallMs?: number; rules?: Record<string, Partial<SavedRule>> };
     try {
       doc = JSON.parse(new TextDecoder().decode(bytes)) as typeof doc;
     } catch {
       return 0;
     }
     if (
-      doc.v !== 1 ||
+      doc.v !== CHECKPOINT_VERSION ||
       typeof doc.wallMs !== "number" ||
       typeof doc.rules !== "object" ||
       doc.rules === null
-    )
+    ) {
       return 0;
+    }
     const now = this.#clock.nowMs();
-    const elapsedMs = Math.max(0, wallClockMs() - doc.wallMs);
+    const elapsedMs = Math.max(0, wallMs - doc.wallMs);
     let restored = 0;
     for (const [name, saved] of Object.entries(doc.rules)) {
       const rs = this.#rules.get(name);
-      if (rs === undefined || !Array.isArray(saved.keys)) continue;
-      const segMs = rs.params.windowMs / rs.params.segments;
-      if (Math.abs(saved.segMs - segMs) > 1e-9) continue; // the rule changed: start afresh
-      const ring = rs.params.segments + 1;
-      const shift = Math.floor(elapsedMs / segMs);
-      for (const [key, byAge, streams] of saved.keys) {
-        if (typeof key !== "string" || !Array.isArray(byAge)) continue;
+      const { binMs, nowOffsetMs, keys } = saved;
+      if (rs === undefined || !Array.isArray(keys) || !isPositive(binMs)) continue;
+      const offsetMs = isCount(nowOffsetMs) ? nowOffsetMs : 0;
+      for (const [key, bins, streams] of keys) {
+        if (typeof key !== "string" || !Array.isArray(bins)) continue;
         let ks = rs.keys.get(key);
         if (ks === undefined) {
-          ks = new KeyState(key, rs.params, now);
+          ks = new KeyState(key, rs.shape, now);
           rs.keys.set(key, ks);
           this.stats.keys++;
         }
-        const k = advance(ks.window, 0, rs.params, now);
-        for (let age = 0; age < byAge.length && age + shift < ring; age++) {
-          const c = byAge[age];
-          if (typeof c !== "number" || !(c > 0) || !Number.isFinite(c)) continue;
-          const seg = k - age - shift;
-          ks.window[segmentCell(ring, seg)]! += c;
+        for (const bin of bins) {
+          if (!Array.isArray(bin)) continue;
+          const [age, cost, meanOffsetMs] = bin;
+          if (!isCount(age) || !Number.isInteger(age) || !isPositive(cost)) continue;
+          const savedBin = { age, cost, meanOffsetMs: isCount(meanOffsetMs) ? meanOffsetMs : 0 };
+          gw.restoreBin(ks.window, rs.shape, now, savedBin, binMs, offsetMs, elapsedMs);
         }
         for (const st of Array.isArray(streams) ? streams : []) {
           const [id, epoch, generation, admitted, rejected] = st;

@@ -237,7 +237,7 @@ class Service implements AggregatorService {
     if (this.#checkpoint === undefined) return 0;
     try {
       const bytes = await this.#checkpoint.store.load(this.#checkpoint.name ?? "sluice-aggregator");
-      this.#keysRestored = bytes === undefined ? 0 : this.core.restoreWindows(bytes);
+      this.#keysRestored = bytes === undefined ? 0 : this.core.restoreWindows(bytes, wallClockMs());
     } catch {
       this.#checkpointErrors++;
       this.#keysRestored = 0;
@@ -251,7 +251,7 @@ class Service implements AggregatorService {
     try {
       await cp.store.save(
         cp.name ?? "sluice-aggregator",
-        this.core.exportWindows(),
+        this.core.exportWindows(wallClockMs()),
         this.#checkpointTtlMs,
       );
       this.#checkpointsSaved++;

@@ -24,12 +24,14 @@
  *   key the limiter errs open once; evictions are counted so operators can raise `maxKeys`.
  *   Counts an evicted key had not yet reported are kept for the next snapshot, never dropped.
  *
- * Global rules (`mode: "global"`) add three cells per slot for the key's grant from the aggregator:
- * the aggregator epoch and per-key version it came with, and the allowance: the cumulative admitted
- * cost of this key generation up to which this node may admit. With a grant, a hit is admitted
- * when cumulative admitted + cost <= allowance; without one (a key the aggregator has not seen
- * yet), the rule's own algorithm decides at this node's default share (limit / live nodes). When
- * the aggregator is lost, the rule's `onAggregatorLoss` policy decides instead.
+ * Global rules (`mode: "global"`) add cells per slot for the key's grant from the aggregator: the
+ * aggregator epoch and per-key version it came with, the allowance (the cumulative admitted cost of
+ * this key generation up to which this node may admit), its ramp, when it arrived and when the
+ * aggregator's window frees capacity next (see `GLOBAL_EXTRA_CELLS`). With a grant, a hit is
+ * admitted when cumulative admitted + cost <= allowance, and a refusal's `retryAfterMs` is the
+ * time until that freeing; without one (a key the aggregator has not seen yet), the rule's own
+ * algorithm decides at this node's default share (limit / live nodes). When the aggregator is
+ * lost, the rule's `onAggregatorLoss` policy decides instead.
  *
  * Accounting: cumulative admitted and rejected cost per key since this table's start. Each key
  * also carries a `generation`, unique per table, that changes whenever the key is created again
@@ -66,10 +68,43 @@ export interface AccountingEntry {
   readonly deltaRejected: number;
 }
 
+/** A grant from the aggregator for one key generation, as `KeyTable.applyGrant` takes it. */
+export interface Grant {
+  /** The key generation it is for; 0 for a grant sent ahead, before the node reported the key. */
+  readonly generation: number;
+  /** Per-key version within the aggregator run; only a newer one applies. */
+  readonly version: number;
+  /** Cumulative admitted cost of the key generation up to which this node may admit. */
+  readonly allowance: number;
+  /** What of `allowance` is usable at receipt; the rest ramps in over `rampMs`. */
+  readonly rampFrom: number;
+  readonly rampMs: number;
+  /** From receipt, how long until the aggregator's window frees capacity next, ms. */
+  readonly retryAfterMs: number;
+}
+
 /**
- * Receives one changed key during {@link KeyTable.drain}; counts are in cost units. The last four
- * arguments matter to the node agent only: whether this key generation is reported for the first
- * time, and the grant in force (aggregator epoch, version, allowance; zeros when none).
+ * What became of a grant: applied, ignored (not newer, or for a key generation no longer held),
+ * or implausible (more than the rule could ever give, or a version further ahead than the
+ * aggregator can have counted: a forgery or a corrupt sender, dropped and counted).
+ */
+export type GrantOutcome = "applied" | "ignored" | "implausible";
+
+/**
+ * Most grant versions an aggregator can hand out for one key per sync interval, per live node:
+ * one allocation per tick plus the early ticks a join causes (at most one per tenth of an
+ * interval). A version further ahead of the grant in force than this allows, for the time since
+ * it arrived, cannot be the aggregator's.
+ */
+const MAX_VERSIONS_PER_INTERVAL_PER_NODE = 12;
+/** Versions allowed ahead on top of that bound. */
+const VERSION_JUMP_SLACK = 16;
+
+/**
+ * Receives one changed key during {@link KeyTable.drain}; counts are in cost units. The arguments
+ * after `deltaRejected` matter to the node agent only: whether this key generation is reported
+ * for the first time, the grant in force (aggregator epoch, version, allowance; zeros when none),
+ * and the mean age of the admitted hits.
  */
 export type ChangeVisitor = (
   rule: string,
@@ -110,7 +145,11 @@ const PENDING_TIME = 10;
 const GRANT_BASE = 11;
 const GRANT_AT = 12;
 const GRANT_END = 13;
-const GLOBAL_EXTRA_CELLS = 14;
+/** When the aggregator's window frees capacity for the key next (this node's clock). */
+const GRANT_FREE_AT = 14;
+/** When the grant in force arrived (this node's clock): the base of the version-jump bound. */
+const GRANT_HEARD_AT = 15;
+const GLOBAL_EXTRA_CELLS = 16;
 const RECENT = 1;
 const DIRTY = 2;
 const RECENT_DIRTY = 3;
@@ -128,6 +167,8 @@ export class KeyTable {
   /** Global rules: grants applied, and grants ignored (older, or for a key generation gone). */
   grantsApplied = 0;
   grantsIgnored = 0;
+  /** Global rules: grants dropped as implausible (see {@link GrantOutcome}). */
+  grantsImplausible = 0;
 
   readonly #global: boolean;
   /** Admission times are summed relative to this, to keep the sums exact in a double. */
@@ -135,7 +176,9 @@ export class KeyTable {
   /** The parameters the algorithm runs with: the rule's, or its default share when global. */
   #params: AlgorithmParams;
   #aggregatorLost = false;
-  #grantRetryMs = 100;
+  /** The node's sync interval: a refusal's wait once the grant's freeing time has passed. */
+  #syncIntervalMs = 25;
+  #liveNodes = 1;
   /**
    * Global rules: (slot, generation) pairs of the keys with hits at the last drain (see
    * `drain`), in a typed array that grows by doubling, so draining allocates nothing once warm.
@@ -206,7 +249,7 @@ export class KeyTable {
       const policy = rule.onAggregatorLoss;
       if (policy === "open") return new DecisionResult(true, rule.limit, rule.limit, 0, 0);
       if (policy === "closed") {
-        return new DecisionResult(false, 0, rule.limit, rule.windowMs, this.#grantRetryMs);
+        return new DecisionResult(false, 0, rule.limit, rule.windowMs, this.#syncIntervalMs);
       }
       return rule.algorithm.decide(slots, base, this.#params, nowMs, cost);
     }
@@ -218,7 +261,8 @@ export class KeyTable {
         const left = Math.floor(room - cost + EPSILON);
         return new DecisionResult(true, left, rule.limit, rule.windowMs, 0);
       }
-      const retryAfterMs = cost > rule.limit + EPSILON ? Infinity : this.#grantRetryMs;
+      const retryAfterMs =
+        cost > rule.limit + EPSILON ? Infinity : this.#grantWaitMs(slots, extra, nowMs, cost);
       const left = room > 0 ? Math.floor(room + EPSILON) : 0;
       return new DecisionResult(false, left, rule.limit, rule.windowMs, retryAfterMs);
     }
@@ -244,70 +288,121 @@ export class KeyTable {
 
   /**
    * Global rules: applies a grant for `key` if it is for the key generation held now and newer
-   * than the grant in force ((epoch, version) compared in that order). Generation 0 is a grant
-   * the aggregator sends ahead, for a key this node has not reported (a key near its limit): it
-   * applies to whatever generation is held, creating the key if need be. Its allowance counts
-   * from the start of that generation, so hits already taken are charged to it. Of `allowance`,
-   * `rampFrom` is usable now and the rest becomes usable linearly over `rampMs` (the budget the
-   * aggregator's window frees over its next interval, handed out as it frees). Returns whether
-   * it applied.
+   * than the grant in force ((epoch, version) compared in that order), and plausible. Generation
+   * 0 is a grant the aggregator sends ahead, for a key this node has not reported (a key near its
+   * limit): it applies to whatever generation is held, creating the key if need be. Its allowance
+   * counts from the start of that generation, so hits already taken are charged to it. Of the
+   * allowance, `rampFrom` is usable now and the rest becomes usable linearly over `rampMs` (the
+   * budget the aggregator's window frees over its next interval, handed out as it frees).
+   *
+   * Implausible, and dropped: an allowance beyond this generation's admitted cost plus the
+   * rule's limit and capacity (the aggregator never grants more than a window's limit beyond
+   * what a node reported), or, within one aggregator run, a version further ahead of the grant in
+   * force than the aggregator could have sent since it arrived. Without the version bound one
+   * forged grant with a huge version would make the node ignore every real grant after it.
    */
-  applyGrant(
-    key: string,
-    generation: number,
-    epoch: number,
-    version: number,
-    allowance: number,
-    nowMs: number,
-    rampFrom = allowance,
-    rampMs = 0,
-  ): boolean {
+  applyGrant(key: string, epoch: number, grant: Grant, nowMs: number): GrantOutcome {
     if (!this.#global) {
       this.grantsIgnored++;
-      return false;
+      return "ignored";
     }
     let slot = this.#map.get(key);
     if (slot === undefined) {
-      if (generation !== 0) {
+      if (grant.generation !== 0) {
         this.grantsIgnored++;
-        return false;
+        return "ignored";
       }
+      if (!this.#isPlausible(grant.allowance, 0)) return this.#implausible();
       slot = this.#insert(key, nowMs);
     }
     const extra = slot * this.#stride + this.#algoStride;
     const slots = this.#slots;
     const heldEpoch = slots[extra + GRANT_EPOCH]!;
-    const newer =
-      epoch > heldEpoch || (epoch === heldEpoch && version > slots[extra + GRANT_VERSION]!);
+    const heldVersion = slots[extra + GRANT_VERSION]!;
+    const { generation, version, allowance } = grant;
+    const newer = epoch > heldEpoch || (epoch === heldEpoch && version > heldVersion);
     if ((generation !== 0 && slots[extra + GENERATION]! % 2 ** 32 !== generation) || !newer) {
       this.grantsIgnored++;
-      return false;
+      return "ignored";
+    }
+    const used = slots[extra + ADMITTED]! + slots[extra + PENDING_ADMITTED]!;
+    if (!this.#isPlausible(allowance, used)) return this.#implausible();
+    if (
+      epoch === heldEpoch &&
+      version - heldVersion > this.#versionJumpBound(slots, extra, nowMs)
+    ) {
+      return this.#implausible();
     }
     // Usable now: `rampFrom`, as the aggregator says (it counts the grant in force as wholly
     // usable, so its `rampFrom` is at least that allowance unless the grant is a decrease, which
     // applies at once). A ramp never lets the node use budget before the aggregator's window
     // frees it, since receipt is never earlier than the sending tick.
-    if (rampMs > 0 && rampFrom < allowance) {
-      slots[extra + GRANT_BASE] = rampFrom;
+    if (grant.rampMs > 0 && grant.rampFrom < allowance) {
+      slots[extra + GRANT_BASE] = grant.rampFrom;
       slots[extra + GRANT_AT] = nowMs;
-      slots[extra + GRANT_END] = nowMs + rampMs;
+      slots[extra + GRANT_END] = nowMs + grant.rampMs;
     } else {
       slots[extra + GRANT_END] = Number.NEGATIVE_INFINITY;
     }
     slots[extra + GRANT_EPOCH] = epoch;
     slots[extra + GRANT_VERSION] = version;
     slots[extra + GRANT_ALLOWANCE] = allowance;
+    slots[extra + GRANT_FREE_AT] = nowMs + grant.retryAfterMs;
+    slots[extra + GRANT_HEARD_AT] = nowMs;
     // Report the key in the next batch even if no hit comes, confirming the grant: until the
     // aggregator sees it confirmed it must count the larger of the old and new allowances.
     this.#markDirty(slot, extra);
     this.grantsApplied++;
-    return true;
+    return "applied";
+  }
+
+  /** An allowance the aggregator could have sent for a generation that has admitted `used`. */
+  #isPlausible(allowance: number, used: number): boolean {
+    return allowance <= used + this.rule.limit + this.rule.params.capacity + EPSILON;
+  }
+
+  /** Most versions a grant may be ahead of the one in force (same run), by the time since it came. */
+  #versionJumpBound(slots: Float64Array, extra: number, nowMs: number): number {
+    const sinceMs = nowMs - slots[extra + GRANT_HEARD_AT]!;
+    const intervals = (sinceMs > 0 ? sinceMs : 0) / this.#syncIntervalMs + 1;
+    return (
+      (this.#liveNodes + 1) * MAX_VERSIONS_PER_INTERVAL_PER_NODE * intervals + VERSION_JUMP_SLACK
+    );
+  }
+
+  #implausible(): GrantOutcome {
+    this.grantsImplausible++;
+    return "implausible";
+  }
+
+  /**
+   * How long a hit of `cost` refused under the grant in force should wait: until the ramp makes
+   * room for it, or until the aggregator's window frees capacity (the grant's `retryAfterMs`),
+   * whichever comes first; once that time has passed without a new grant, a sync interval (the
+   * next grant is due).
+   */
+  #grantWaitMs(slots: Float64Array, extra: number, nowMs: number, cost: number): number {
+    const freeAt = slots[extra + GRANT_FREE_AT]!;
+    let waitMs = freeAt > nowMs ? freeAt - nowMs : this.#syncIntervalMs;
+    const end = slots[extra + GRANT_END]!;
+    if (nowMs < end) {
+      const allowance = slots[extra + GRANT_ALLOWANCE]!;
+      const base = slots[extra + GRANT_BASE]!;
+      const at = slots[extra + GRANT_AT]!;
+      const need = slots[extra + ADMITTED]! + slots[extra + PENDING_ADMITTED]! + cost;
+      if (need <= allowance + EPSILON && allowance > base) {
+        const fitsAt = at + ((need - base) * (end - at)) / (allowance - base);
+        if (fitsAt - nowMs < waitMs) waitMs = fitsAt > nowMs ? fitsAt - nowMs : 0;
+      }
+    }
+    return waitMs;
   }
 
   /** Global rules: the default share's parameters, for `liveNodes` nodes sharing the limit. */
   setLiveNodes(liveNodes: number): void {
     if (!this.#global) return;
     const n = Math.max(1, liveNodes);
+    this.#liveNodes = n;
     const p = this.rule.params;
     this.#params = { ...p, capacity: p.capacity / n, ratePerMs: p.ratePerMs / n };
   }
@@ -327,9 +422,12 @@ export class KeyTable {
     return nowMs > at ? base + ((allowance - base) * (nowMs - at)) / (end - at) : base;
   }
 
-  /** Global rules: `retryAfterMs` of a hit refused for lack of grant (about a sync interval). */
-  setGrantRetryMs(ms: number): void {
-    this.#grantRetryMs = ms;
+  /**
+   * Global rules: the node's sync interval, the pace of grants: the wait of a refusal once its
+   * grant's freeing time has passed, and the unit of the version-jump bound.
+   */
+  setSyncIntervalMs(ms: number): void {
+    this.#syncIntervalMs = ms;
   }
 
   /**
@@ -538,6 +636,8 @@ export class KeyTable {
       slots[extra + GRANT_ALLOWANCE] = 0;
       slots[extra + PENDING_TIME] = 0;
       slots[extra + GRANT_END] = Number.NEGATIVE_INFINITY; // no ramp: GRANT_BASE/AT not read
+      slots[extra + GRANT_FREE_AT] = Number.NEGATIVE_INFINITY;
+      slots[extra + GRANT_HEARD_AT] = nowMs;
     }
     // A reused slot may still sit in the dirty list (evicted while dirty): keep that bit so the
     // list holds each slot once; the new key is then reported from there.

@@ -16,7 +16,13 @@ import {
   UnknownRuleError,
 } from "../errors.js";
 import { expectKnownKeys, expectNumber, expectObject, optionalNumber } from "../validate.js";
-import { type AccountingEntry, type ChangeVisitor, KeyTable } from "./key-table.js";
+import {
+  type AccountingEntry,
+  type ChangeVisitor,
+  type Grant,
+  type GrantOutcome,
+  KeyTable,
+} from "./key-table.js";
 import {
   DECISION_LATENCY_BOUNDS_S,
   type HistogramSnapshot,
@@ -88,6 +94,8 @@ export interface RuleStats {
   /** Global rules: grants applied and grants ignored (stale, or for a key no longer held). */
   readonly grantsApplied: number;
   readonly grantsIgnored: number;
+  /** Global rules: grants dropped as implausible (more than the rule allows, a version jump). */
+  readonly grantsImplausible: number;
 }
 
 export interface Limiter {
@@ -147,23 +155,22 @@ export interface Limiter {
 export interface GlobalControl {
   /** True when at least one rule has `mode: "global"`. */
   readonly hasGlobalRules: boolean;
-  /** Applies one grant; false when ignored (unknown rule or key, other generation, not newer). */
-  applyGrant(
-    rule: string,
-    key: string,
-    generation: number,
-    aggregatorEpoch: number,
-    version: number,
-    allowance: number,
-    rampFrom?: number,
-    rampMs?: number,
-  ): boolean;
+  /**
+   * Applies one grant from aggregator run `aggregatorEpoch` (see `KeyTable.applyGrant`): ignored
+   * for an unknown rule or key, another generation or one not newer; dropped as implausible
+   * when it gives more than the rule could or jumps versions. An applied grant wakes the
+   * `acquire()` calls waiting on that key.
+   */
+  applyGrant(rule: string, key: string, aggregatorEpoch: number, grant: Grant): GrantOutcome;
   /** Sets the live node count behind the default share (limit / live nodes). */
   setLiveNodes(liveNodes: number): void;
   /** Switches every global rule to (or back from) its `onAggregatorLoss` policy. */
   setAggregatorLost(lost: boolean): void;
-  /** `retryAfterMs` reported when a hit is refused for lack of grant; about a sync interval. */
-  setGrantRetryMs(ms: number): void;
+  /**
+   * The node's sync interval, ms: the wait a refusal reports once its grant's freeing time has
+   * passed, and the pace the version-jump bound of grants allows.
+   */
+  setSyncIntervalMs(ms: number): void;
   /**
    * Drops every grant held (an aggregator run that started on a clock behind the last one's:
    * its grants must apply though its epoch is lower). Keys decide with their default share or
@@ -200,6 +207,8 @@ class KeyedLimiter implements Limiter {
   readonly #clock: Clock;
   readonly #sweepTimer: TimerHandle | undefined;
   readonly #waits = new Set<(err: Error) => void>();
+  /** `acquire()` calls on global keys waiting, by `rule \0 key`: a new grant ends their wait. */
+  readonly #grantWaits = new Map<string, Set<() => void>>();
   readonly #strictStore: StrictStore | undefined;
   #seq = 0;
   #closed = false;
@@ -256,11 +265,12 @@ class KeyedLimiter implements Limiter {
     const tables = [...this.#tables.values()];
     this.global = {
       hasGlobalRules: this.rules.some((r) => r.mode === "global"),
-      applyGrant: (rule, key, generation, epoch, version, allowance, rampFrom, rampMs) => {
+      applyGrant: (rule, key, epoch, grant) => {
         const table = this.#tables.get(rule);
-        if (table === undefined) return false;
-        const now = this.#clock.nowMs();
-        return table.applyGrant(key, generation, epoch, version, allowance, now, rampFrom, rampMs);
+        if (table === undefined) return "ignored";
+        const outcome = table.applyGrant(key, epoch, grant, this.#clock.nowMs());
+        if (outcome === "applied" && this.#grantWaits.size > 0) this.#wakeGrantWaits(rule, key);
+        return outcome;
       },
       setLiveNodes: (n) => {
         for (const t of tables) t.setLiveNodes(n);
@@ -268,8 +278,8 @@ class KeyedLimiter implements Limiter {
       setAggregatorLost: (lost) => {
         for (const t of tables) t.setAggregatorLost(lost);
       },
-      setGrantRetryMs: (ms) => {
-        for (const t of tables) t.setGrantRetryMs(ms);
+      setSyncIntervalMs: (ms) => {
+        for (const t of tables) t.setSyncIntervalMs(ms);
       },
       dropGrants: () => {
         for (const t of tables) t.dropGrants();
@@ -426,11 +436,11 @@ class KeyedLimiter implements Limiter {
         throw new DeadlineExceededError(refusal.retryAfterMs, Math.max(0, remainingMs));
       }
       // A refusal that names no wait (another process took what had freed) still waits a
-      // little, so a contended strict key is not asked again in a busy loop.
-      await this.#sleep(
-        Math.min(Math.max(refusal.retryAfterMs, MIN_RETRY_MS), remainingMs),
-        signal,
-      );
+      // little, so a contended strict key is not asked again in a busy loop. A global key's
+      // wait also ends when a new grant for it arrives.
+      const waitMs = Math.min(Math.max(refusal.retryAfterMs, MIN_RETRY_MS), remainingMs);
+      const wakeOn = table.rule.mode === "global" ? `${rule}\0${key}` : undefined;
+      await this.#sleep(waitMs, signal, wakeOn);
     }
   }
 
@@ -485,6 +495,7 @@ class KeyedLimiter implements Limiter {
       storeFailures: t.storeFailures,
       grantsApplied: t.grantsApplied,
       grantsIgnored: t.grantsIgnored,
+      grantsImplausible: t.grantsImplausible,
     }));
   }
 
@@ -510,6 +521,12 @@ class KeyedLimiter implements Limiter {
     this.#waits.clear();
   }
 
+  #wakeGrantWaits(rule: string, key: string): void {
+    const set = this.#grantWaits.get(`${rule}\0${key}`);
+    if (set === undefined) return;
+    for (const wake of [...set]) wake();
+  }
+
   #table(rule: string): KeyTable {
     const table = this.#tables.get(rule);
     if (table === undefined || this.#closed) {
@@ -521,17 +538,38 @@ class KeyedLimiter implements Limiter {
     return table;
   }
 
-  /** Waits `ms`, owned by this limiter: `close()` or the signal end the wait early, with an error. */
-  #sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  /**
+   * Waits `ms`, owned by this limiter: `close()` or the signal end the wait early, with an
+   * error; with `wakeOn` (`rule \0 key`), a grant applied for that key ends it early too.
+   */
+  #sleep(ms: number, signal: AbortSignal | undefined, wakeOn?: string): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       const finish = () => {
         this.#waits.delete(cancel);
         signal?.removeEventListener("abort", onAbort);
+        if (wakeOn !== undefined) {
+          const set = this.#grantWaits.get(wakeOn);
+          set?.delete(wake);
+          if (set?.size === 0) this.#grantWaits.delete(wakeOn);
+        }
       };
       const timer = this.#clock.setTimer(() => {
         finish();
         resolve();
       }, ms);
+      const wake = () => {
+        timer.cancel();
+        finish();
+        resolve();
+      };
+      if (wakeOn !== undefined) {
+        let set = this.#grantWaits.get(wakeOn);
+        if (set === undefined) {
+          set = new Set();
+          this.#grantWaits.set(wakeOn, set);
+        }
+        set.add(wake);
+      }
       const cancel = (err: Error) => {
         timer.cancel();
         finish();

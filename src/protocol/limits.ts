@@ -1,5 +1,5 @@
 /**
- * Wire constants of protocol version 1: framing bytes, message type codes and size limits.
+ * Wire constants of the protocol: framing bytes, message type codes and size limits.
  * Changing any of these is a new format version.
  */
 
@@ -7,8 +7,11 @@
 export const MAGIC_0 = 0x53;
 export const MAGIC_1 = 0x4c;
 
-/** The format version this build writes and the only one it reads. */
-export const FORMAT_VERSION = 1;
+/**
+ * The format version this build writes and the only one it reads. 2 added `retryAfterMs` to
+ * every grant entry of a RateUpdate; the other messages are as in 1.
+ */
+export const FORMAT_VERSION = 2;
 
 /** Message type codes (byte 3 of every message). */
 export const MessageTypeCode = {

@@ -1,5 +1,5 @@
 /**
- * The four messages of protocol version 1, as plain objects. Encoders take the `...Fields`
+ * The four messages of the protocol (format version `FORMAT_VERSION`), as plain objects. Encoders take the `...Fields`
  * shapes (the `type` tag is optional there); `decode()` returns the tagged {@link Message}.
  *
  * Times are wall-clock milliseconds since the Unix epoch (`sentAtWallMs`, epochs) and serve
@@ -93,6 +93,14 @@ export interface GrantEntry {
   readonly rampFrom: number;
   /** How long after receipt all of `allowance` is usable, ms; finite, >= 0. */
   readonly rampMs: number;
+  /**
+   * How long, from the aggregator's tick that sent this grant, until the key's global window
+   * next frees capacity beyond what is handed out, ms (finite, >= 0): what a node out of room
+   * answers as `retryAfterMs`. A duration, never a wall time. It is a lower bound: the freed
+   * capacity is granted at the aggregator's next tick after that (up to a sync interval later)
+   * and may go to another node.
+   */
+  readonly retryAfterMs: number;
 }
 
 /** Aggregator → one node: grants for that node's keys. */

@@ -3,7 +3,8 @@
  *
  * Body: aggregatorId str, aggregatorEpoch f64, seq u32, targetNodeId str, targetNodeEpoch f64,
  * sentAtWallMs f64, groupCount u16, then per group: rule str, entryCount u32, then per entry:
- * key str, generation u32, version u32, allowance f64, rampFrom f64, rampMs f64.
+ * key str, generation u32, version u32, allowance f64, rampFrom f64, rampMs f64,
+ * retryAfterMs f64.
  */
 import { InvalidArgumentError } from "../errors.js";
 import type { ByteReader } from "./byte-reader.js";
@@ -57,13 +58,14 @@ function writeEntry(w: ByteWriter, e: GrantEntry, g: number, i: number): void {
     !isU32(e.version) ||
     !isNonNegative(e.allowance) ||
     !isNonNegative(e.rampFrom) ||
-    !isNonNegative(e.rampMs)
+    !isNonNegative(e.rampMs) ||
+    !isNonNegative(e.retryAfterMs)
   ) {
     const at = `groups[${g}].entries[${i}]`;
     for (const f of ["generation", "version"] as const) {
       if (!isU32(e[f])) throw new InvalidArgumentError(`${at}.${f}`, EXPECTED_U32, e[f]);
     }
-    for (const f of ["allowance", "rampFrom", "rampMs"] as const) {
+    for (const f of ["allowance", "rampFrom", "rampMs", "retryAfterMs"] as const) {
       if (!isNonNegative(e[f])) {
         throw new InvalidArgumentError(`${at}.${f}`, EXPECTED_NON_NEGATIVE, e[f]);
       }
@@ -77,6 +79,7 @@ function writeEntry(w: ByteWriter, e: GrantEntry, g: number, i: number): void {
   w.f64(e.allowance);
   w.f64(e.rampFrom);
   w.f64(e.rampMs);
+  w.f64(e.retryAfterMs);
 }
 
 /** Reads the body after the 4-byte header; the reader ends before the CRC. */
@@ -111,12 +114,18 @@ export function readRateUpdate(r: ByteReader, dropped: DroppedEntries): RateUpda
       const allowance = r.f64();
       const rampFrom = r.f64();
       const rampMs = r.f64();
+      const retryAfterMs = r.f64();
       if (r.truncated) return "truncated";
       if (rule === undefined) dropped["bad-rule"]++;
       else if (key === undefined) dropped["bad-key"]++;
-      else if (!isNonNegative(allowance) || !isNonNegative(rampFrom) || !isNonNegative(rampMs)) {
+      else if (
+        !isNonNegative(allowance) ||
+        !isNonNegative(rampFrom) ||
+        !isNonNegative(rampMs) ||
+        !isNonNegative(retryAfterMs)
+      ) {
         dropped["bad-number"]++;
-      } else entries.push({ key, generation, version, allowance, rampFrom, rampMs });
+      } else entries.push({ key, generation, version, allowance, rampFrom, rampMs, retryAfterMs });
     }
     if (rule !== undefined) groups.push({ rule, entries });
   }

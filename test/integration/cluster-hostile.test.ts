@@ -188,6 +188,7 @@ test("cluster hostile - garbage and forged messages on every subject: counted by
               allowance,
               rampFrom: 0,
               rampMs: 0,
+              retryAfterMs: 0,
             })),
           },
         ],

@@ -117,7 +117,15 @@ test("cluster trust - node credentials cannot publish grants or defaults, nor re
           {
             rule: "api",
             entries: [
-              { key: "k0", generation: 0, version: 1, allowance, rampFrom: allowance, rampMs: 0 },
+              {
+                key: "k0",
+                generation: 0,
+                version: 1,
+                allowance,
+                rampFrom: allowance,
+                rampMs: 0,
+                retryAfterMs: 0,
+              },
             ],
           },
         ],

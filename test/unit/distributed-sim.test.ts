@@ -415,17 +415,17 @@ test("distributed - exported windows restore aged by the time since the export",
   const core = new AggregatorCore({ rules: compiled, aggregatorId: "a", epoch: 1, clock });
   core.ingestBatch(oneKeyBatch(1, 400, 400));
   assert.equal(core.windowAdmitted("api", "k"), 400);
-  const bytes = core.exportWindows();
+  const bytes = core.exportWindows(1_000);
   const other = new AggregatorCore({
     rules: compiled,
     aggregatorId: "b",
     epoch: 2,
     clock: new ManualClock(77),
   });
-  assert.equal(other.restoreWindows(bytes), 1);
+  assert.equal(other.restoreWindows(bytes, 1_000), 1);
   assert.equal(other.windowAdmitted("api", "k"), 400);
   assert.equal(
-    other.restoreWindows(new TextEncoder().encode("not json")),
+    other.restoreWindows(new TextEncoder().encode("not json"), 1_000),
     0,
     "garbage restores nothing",
   );
@@ -720,7 +720,17 @@ test("distributed - a new aggregator run on a clock behind the last one's is fol
       groups: [
         {
           rule: "api",
-          entries: [{ key: "k", generation: 0, version: 1, allowance: 5, rampFrom: 5, rampMs: 0 }],
+          entries: [
+            {
+              key: "k",
+              generation: 0,
+              version: 1,
+              allowance: 5,
+              rampFrom: 5,
+              rampMs: 0,
+              retryAfterMs: 0,
+            },
+          ],
         },
       ],
     }))

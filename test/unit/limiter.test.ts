@@ -8,11 +8,16 @@ import {
   InvalidArgumentError,
   UnknownRuleError,
 } from "../../src/errors.js";
+import type { Grant, GrantOutcome } from "../../src/limiter/key-table.js";
 import {
   DECISION_LATENCY_BOUNDS_S,
   LatencyHistogram,
 } from "../../src/limiter/latency-histogram.js";
 import { createLimiter, type LimiterOptions } from "../../src/limiter/limiter.js";
+
+function assertApplied(outcome: GrantOutcome): void {
+  assert.equal(outcome, "applied");
+}
 
 function make(overrides: Partial<LimiterOptions> = {}) {
   const clock = new ManualClock(0);
@@ -444,6 +449,18 @@ describe("latency histogram - exponential buckets beside the fixed ones", () => 
   });
 });
 
+/** A grant for `applyGrant`: generation, version, allowance, then the ramp and the wait. */
+function grant(
+  generation: number,
+  version: number,
+  allowance: number,
+  rampFrom = allowance,
+  rampMs = 0,
+  retryAfterMs = 0,
+): Grant {
+  return { generation, version, allowance, rampFrom, rampMs, retryAfterMs };
+}
+
 describe("global rules - grant ramp", () => {
   function globalLimiter() {
     const clock = new ManualClock(0);
@@ -464,10 +481,10 @@ describe("global rules - grant ramp", () => {
   test("grant ramp - rampFrom is usable at receipt, the rest linearly over rampMs", () => {
     const { clock, limiter } = globalLimiter();
     limiter.check("g", "k"); // creates the key (default share), admitted 1
-    assert.ok(limiter.global.applyGrant("g", "k", 0, 7, 1, 10)); // no ramp: all at once
+    assertApplied(limiter.global.applyGrant("g", "k", 7, grant(0, 1, 10))); // no ramp: all at once
     assert.equal(admitAll(limiter), 9);
     // Allowance 30: 14 usable now, the other 16 over 40 ms.
-    assert.ok(limiter.global.applyGrant("g", "k", 0, 7, 2, 30, 14, 40));
+    assertApplied(limiter.global.applyGrant("g", "k", 7, grant(0, 2, 30, 14, 40)));
     assert.equal(admitAll(limiter), 4);
     clock.advance(10);
     assert.equal(admitAll(limiter), 4); // a quarter of the 16
@@ -476,22 +493,22 @@ describe("global rules - grant ramp", () => {
     clock.advance(100);
     assert.equal(admitAll(limiter), 0); // no more than granted, however long
     // A grant landing during a ramp replaces it: its own start and end apply from receipt.
-    assert.ok(limiter.global.applyGrant("g", "k", 0, 7, 3, 50, 34, 40));
+    assertApplied(limiter.global.applyGrant("g", "k", 7, grant(0, 3, 50, 34, 40)));
     clock.advance(20);
-    assert.ok(limiter.global.applyGrant("g", "k", 0, 7, 4, 60, 50, 40));
+    assertApplied(limiter.global.applyGrant("g", "k", 7, grant(0, 4, 60, 50, 40)));
     assert.equal(admitAll(limiter), 20); // 50 usable at once (30 admitted so far)
     clock.advance(20);
     assert.equal(admitAll(limiter), 5);
     // A lower grant applies at once, even during a ramp.
-    assert.ok(limiter.global.applyGrant("g", "k", 0, 7, 5, 57, 57, 0));
+    assertApplied(limiter.global.applyGrant("g", "k", 7, grant(0, 5, 57, 57, 0)));
     clock.advance(40);
     assert.equal(admitAll(limiter), 2);
   });
 
   test("global keys: a key that had hits is reported once more when none came since", () => {
     const { limiter } = globalLimiter();
-    limiter.global.applyGrant("g", "k", 0, 7, 1, 10);
-    limiter.global.applyGrant("g", "quiet", 0, 7, 1, 10);
+    limiter.global.applyGrant("g", "k", 7, grant(0, 1, 10));
+    limiter.global.applyGrant("g", "quiet", 7, grant(0, 1, 10));
     limiter.snapshot(); // the grants' confirmations
     for (let i = 0; i < 3; i++) limiter.check("g", "k");
     limiter.check("g", "quiet");
@@ -517,10 +534,10 @@ describe("global rules - grant ramp", () => {
   test("grant ramp - without rampMs, or rampFrom at the allowance, all is usable at once", () => {
     const { limiter } = globalLimiter();
     limiter.check("g", "k");
-    limiter.global.applyGrant("g", "k", 0, 7, 1, 10);
-    limiter.global.applyGrant("g", "k", 0, 7, 2, 30, 10, 0);
+    limiter.global.applyGrant("g", "k", 7, grant(0, 1, 10));
+    limiter.global.applyGrant("g", "k", 7, grant(0, 2, 30, 10, 0));
     assert.equal(admitAll(limiter), 29);
-    limiter.global.applyGrant("g", "k", 0, 7, 3, 40, 45, 50); // rampFrom above: no ramp
+    limiter.global.applyGrant("g", "k", 7, grant(0, 3, 40, 45, 50)); // rampFrom above: no ramp
     assert.equal(admitAll(limiter), 10);
   });
 });

@@ -6,7 +6,7 @@ import { encodeDecisionBatch } from "../../src/protocol/decision-batch.js";
 import { decode } from "../../src/protocol/decode.js";
 import { encode } from "../../src/protocol/encode.js";
 import { encodeHeartbeat } from "../../src/protocol/heartbeat.js";
-import { MAX_MESSAGE_BYTES } from "../../src/protocol/limits.js";
+import { FORMAT_VERSION, MAX_MESSAGE_BYTES } from "../../src/protocol/limits.js";
 import type {
   DecisionBatch,
   Heartbeat,
@@ -67,7 +67,15 @@ const update: RateUpdate = {
     {
       rule: "api",
       entries: [
-        { key: "k", generation: 3, version: 9, allowance: 12.75, rampFrom: 10.5, rampMs: 50 },
+        {
+          key: "k",
+          generation: 3,
+          version: 9,
+          allowance: 12.75,
+          rampFrom: 10.5,
+          rampMs: 50,
+          retryAfterMs: 412.5,
+        },
       ],
     },
   ],
@@ -106,9 +114,9 @@ test("protocol - every message type round-trips", () => {
   for (const m of [batch, update, heartbeat, defaults]) assert.deepEqual(only(m), m);
 });
 
-test("protocol - frame starts with SL, version 1, the type, and ends with its CRC-32 LE", () => {
+test("protocol - frame starts with SL, the format version, the type, and ends with its CRC-32 LE", () => {
   const bytes = encodeHeartbeat(heartbeat);
-  assert.deepEqual([...bytes.subarray(0, 4)], [0x53, 0x4c, 1, 3]);
+  assert.deepEqual([...bytes.subarray(0, 4)], [0x53, 0x4c, FORMAT_VERSION, 3]);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   assert.equal(view.getUint32(bytes.length - 4, true), crc32(bytes, 0, bytes.length - 4));
   // header 4 + id (2+1) + epoch 8 + seq 4 + sent 8 + role 1 + crc 4
@@ -118,7 +126,7 @@ test("protocol - frame starts with SL, version 1, the type, and ends with its CR
 /** Builds a frame by hand, so tests can send what the encoders refuse to write. */
 type Field = ["u8" | "u16" | "u32" | "f64", number] | ["str", string] | ["raw", number[]];
 function rawFrame(type: number, fields: Field[]): Uint8Array {
-  const parts: number[] = [0x53, 0x4c, 1, type];
+  const parts: number[] = [0x53, 0x4c, FORMAT_VERSION, type];
   const scratch = new DataView(new ArrayBuffer(8));
   for (const [kind, v] of fields) {
     if (kind === "str") {
@@ -255,7 +263,8 @@ test("protocol - framing failures report their reason", () => {
     reason: "too-large",
   });
   assert.deepEqual(decode(with_(1, 0x4d)), { ok: false, reason: "bad-magic" });
-  assert.deepEqual(decode(with_(2, 2)), { ok: false, reason: "unknown-version" });
+  assert.deepEqual(decode(with_(2, FORMAT_VERSION + 1)), { ok: false, reason: "unknown-version" });
+  assert.deepEqual(decode(with_(2, 1)), { ok: false, reason: "unknown-version" }, "version 1");
   assert.deepEqual(decode(with_(3, 5)), { ok: false, reason: "unknown-type" });
   assert.deepEqual(decode(with_(10, good[10]! ^ 1)), { ok: false, reason: "bad-crc" });
   assert.deepEqual(decode(rawFrame(1, [...batchHeader, ["u16", 1]])), {
@@ -370,7 +379,15 @@ test("protocol - encoders reject what the wire cannot carry, naming the field", 
           {
             rule: "r",
             entries: [
-              { key: "k", generation: 1, version: 1.5, allowance: 1, rampFrom: 1, rampMs: 1 },
+              {
+                key: "k",
+                generation: 1,
+                version: 1.5,
+                allowance: 1,
+                rampFrom: 1,
+                rampMs: 1,
+                retryAfterMs: 1,
+              },
             ],
           },
         ],

@@ -5,6 +5,7 @@ import { crc32 } from "../../src/protocol/crc32.js";
 import { decode } from "../../src/protocol/decode.js";
 import { DECODE_FAILURES } from "../../src/protocol/decode-result.js";
 import { encode } from "../../src/protocol/encode.js";
+import { FORMAT_VERSION } from "../../src/protocol/limits.js";
 import type { Message, RuleGroup } from "../../src/protocol/messages.js";
 
 const RUNS = 200;
@@ -72,7 +73,15 @@ const message: fc.Arbitrary<Message> = fc.oneof(
     targetNodeEpoch: wallMs,
     sentAtWallMs: wallMs,
     groups: groups(
-      rec({ key, generation: u32, version: u32, allowance: count, rampFrom: count, rampMs: count }),
+      rec({
+        key,
+        generation: u32,
+        version: u32,
+        allowance: count,
+        rampFrom: count,
+        rampMs: count,
+        retryAfterMs: count,
+      }),
     ),
   }),
   rec({
@@ -98,7 +107,7 @@ const message: fc.Arbitrary<Message> = fc.oneof(
 function expectedFrameFailure(b: Uint8Array): string {
   if (b.length < 8) return "too-short";
   if (b[0] !== 0x53 || b[1] !== 0x4c) return "bad-magic";
-  if (b[2] !== 1) return "unknown-version";
+  if (b[2] !== FORMAT_VERSION) return "unknown-version";
   if (b[3]! < 1 || b[3]! > 4) return "unknown-type";
   return "bad-crc";
 }
@@ -134,7 +143,7 @@ test("protocol - random bytes never throw and fail with the reason of the first 
       fc.oneof(
         fc.uint8Array({ maxLength: 64 }),
         fc.uint8Array({ minLength: 4, maxLength: 300 }).map((b) => {
-          b.set([0x53, 0x4c, 1], 0); // valid magic and version: reaches the type and CRC checks
+          b.set([0x53, 0x4c, FORMAT_VERSION], 0); // valid magic and version: reaches the type and CRC checks
           return b;
         }),
       ),
@@ -152,7 +161,7 @@ test("protocol - random bodies with a valid frame never throw and fail only as t
   fc.assert(
     fc.property(fc.integer({ min: 1, max: 4 }), fc.uint8Array({ maxLength: 400 }), (type, body) => {
       const frame = new Uint8Array(4 + body.length);
-      frame.set([0x53, 0x4c, 1, type]);
+      frame.set([0x53, 0x4c, FORMAT_VERSION, type]);
       frame.set(body, 4);
       const r = decode(withCrc(frame));
       if (!r.ok) assert.ok(r.reason === "truncated" || r.reason === "bad-field", r.reason);
