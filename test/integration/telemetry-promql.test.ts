@@ -1,9 +1,10 @@
 /**
- * Starts the real `prometheus` server (Debian package; .ci/run installs it) on loopback with the
- * scrape jobs and rules of collector-config/, points it at a running Sluice node and aggregator
- * under load, and evaluates through its HTTP API every PromQL expression of every dashboard
- * panel and variable and every recording and alert rule: each must parse and return data. Also
- * runs `promtool check config`, `promtool check rules` and `promtool test rules`.
+ * Starts the real `prometheus` server (Debian package; `npm test` installs it when root) on
+ * loopback with the scrape jobs and rules of collector-config/, points it at a running Sluice
+ * node and aggregator under load, and evaluates through its HTTP API every PromQL expression of
+ * every dashboard panel and variable and every recording and alert rule: each must parse and
+ * return data. Also runs `promtool check config`, `promtool check rules` and `promtool test
+ * rules`.
  *
  * Alert expressions are conditions, empty while nothing is wrong; each is evaluated as written
  * (it must parse) and with every comparison turned into its `bool` form, which keeps the whole
@@ -12,44 +13,21 @@
  */
 import assert from "node:assert/strict";
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import {
-  accessSync,
-  constants,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
-import { delimiter, join } from "node:path";
+import { join } from "node:path";
 import { after, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { parse, stringify } from "yaml";
+import { systemBinary } from "./helpers/system-binary.js";
 import { httpGet, type Sluice, startSluice, waitFor } from "./telemetry-fixtures.js";
 
 const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
 const CONFIG_DIR = join(ROOT, "collector-config");
 const DASHBOARD_DIR = join(ROOT, "dashboards", "generated");
 const run = promisify(execFile);
-
-/** The path of a system binary, or a failure that says how to get it (never a skip). */
-function binary(name: string): string {
-  const dirs = [...(process.env["PATH"] ?? "").split(delimiter), "/usr/bin", "/usr/sbin", "/bin"];
-  for (const dir of dirs) {
-    if (dir === "") continue;
-    try {
-      accessSync(join(dir, name), constants.X_OK);
-      return join(dir, name);
-    } catch {}
-  }
-  throw new Error(
-    `\`${name}\` is not installed: this test needs the real Prometheus server and promtool ` +
-      "(Debian package `prometheus`: apt-get install -y prometheus; .ci/run installs it)",
-  );
-}
 
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -132,8 +110,8 @@ interface DashboardJson {
 }
 
 test("telemetry promql - prometheus evaluates every dashboard and alert expression against a running Sluice", async () => {
-  const prometheusBin = binary("prometheus");
-  binary("promtool");
+  const prometheusBin = systemBinary("prometheus");
+  systemBinary("promtool");
   sluice = await startSluice({
     nodeTelemetry: { serviceName: "sluice-node", prometheus: { port: 0 } },
     aggregatorTelemetry: { serviceName: "sluice-aggregator", prometheus: { port: 0 } },
@@ -297,7 +275,7 @@ test("telemetry promql - prometheus evaluates every dashboard and alert expressi
 });
 
 test("telemetry promql - promtool checks the config and rules and passes the alert unit tests", async () => {
-  const promtool = binary("promtool");
+  const promtool = systemBinary("promtool");
   const opts = { cwd: CONFIG_DIR, timeout: 60_000 };
   const config = await run(promtool, ["check", "config", "prometheus.yml"], opts);
   assert.match(config.stdout, /SUCCESS: prometheus\.yml is valid/);

@@ -12,12 +12,12 @@ import { createServer, connect as tcpConnect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { systemBinary } from "./system-binary.js";
 
 /** `bin/sluice.js` of this checkout (this file runs from `dist/test/integration/helpers/`). */
 export const SLUICE_BIN = fileURLToPath(new URL("../../../../bin/sluice.js", import.meta.url));
 /** The machine's shared nats-server; never stopped by these tests. */
 export const SHARED_NATS = "nats://127.0.0.1:4222";
-export const NATS_SERVER_BIN = "/usr/sbin/nats-server";
 
 /** A subject prefix nobody else uses: `cl-<file>-<pid>-<random>`. */
 export function uniquePrefix(file: string): string {
@@ -280,7 +280,9 @@ export class ThrowawayNats {
   /** Starts the server and waits until it accepts TCP connections (at most 5 s). */
   async start(): Promise<void> {
     if (this.#child !== undefined) throw new Error("this nats-server is already running");
-    const child = spawn(NATS_SERVER_BIN, this.#args, { stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(systemBinary("nats-server"), this.#args, {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     this.#child = child;
     for (const stream of [child.stdout!, child.stderr!]) {
       stream.setEncoding("utf8");

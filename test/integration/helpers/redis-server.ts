@@ -6,6 +6,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { createServer, Socket } from "node:net";
 import { sleep } from "./redis-fixtures.js";
+import { systemBinary } from "./system-binary.js";
 
 export interface ThrowawayRedis {
   readonly port: number;
@@ -33,7 +34,7 @@ export async function startThrowawayRedis(): Promise<ThrowawayRedis> {
     async start() {
       if (child !== undefined) throw new Error("The throwaway redis-server is already running");
       child = spawn(
-        "redis-server",
+        systemBinary("redis-server"),
         [
           "--port",
           String(port),
