@@ -6,8 +6,8 @@
 // - A port that already answers is used as it is; that server is never stopped or touched.
 // - A binary is looked up on PATH, then in Debian's directories (SYSTEM_DIRS). When one is
 //   missing and this process is root, its Debian package is installed (`apt-get update`, then
-//   `apt-get install -y`); otherwise nothing is installed and the run stops with one line that
-//   names the package and how to install it.
+//   `apt-get install -y --no-install-recommends`); otherwise nothing is installed and the run
+//   stops with one line that names the package and how to install it.
 // - A server started here listens on 127.0.0.1 only, keeps its files in a temp dir of its own,
 //   and is stopped, its temp dir removed, when the run ends: the command's exit, an error, or a
 //   signal (SIGINT, SIGTERM, SIGHUP). It runs in its own process group, so a Ctrl-C reaches the
@@ -80,7 +80,7 @@ export function installHint(names) {
   return (
     `${what} ${names.length === 1 ? "is" : "are"} not installed: install the Debian ` +
     `package${packages.length === 1 ? "" : "s"} ${pkgs} (as root: apt-get update && ` +
-    `DEBIAN_FRONTEND=noninteractive apt-get install -y ${pkgs}), or put ` +
+    `DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ${pkgs}), or put ` +
     `${names.length === 1 ? "it" : "them"} on PATH`
   );
 }
@@ -126,7 +126,8 @@ export async function requireBinaries(names, { root = isRoot(), path, dirs, run,
   if (updated !== 0) {
     throw new ServiceError(`apt-get update failed (exit code ${updated}); ${installHint(missing)}`);
   }
-  const installed = await exec(aptGet, ["install", "-y", ...packages], {
+  // Only what the binaries need: the recommended extras (an exporter, disk tools) are not ours to add.
+  const installed = await exec(aptGet, ["install", "-y", "--no-install-recommends", ...packages], {
     ...process.env,
     DEBIAN_FRONTEND: "noninteractive",
   });
@@ -138,7 +139,7 @@ export async function requireBinaries(names, { root = isRoot(), path, dirs, run,
   }
   if (installed !== 0 || still.length > 0) {
     throw new ServiceError(
-      `apt-get install -y ${packages.join(" ")} failed (exit code ${installed}); ${installHint(
+      `apt-get install -y --no-install-recommends ${packages.join(" ")} failed (exit code ${installed}); ${installHint(
         still.length > 0 ? still : missing,
       )}`,
     );

@@ -203,6 +203,7 @@ test("services script - a missing binary: without root, one line naming the Debi
         err.message,
         "`prometheus` and `promtool` are not installed: install the Debian package prometheus " +
           "(as root: apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y " +
+          "--no-install-recommends " +
           "prometheus), or put them on PATH",
       );
     }
@@ -212,7 +213,7 @@ test("services script - a missing binary: without root, one line naming the Debi
   }
 });
 
-test("services script - a missing binary as root: apt-get update, then apt-get install -y of its package, noninteractive", {
+test("services script - a missing binary as root: apt-get update, then apt-get install -y --no-install-recommends of its package, noninteractive", {
   timeout: 10_000,
 }, async () => {
   const dir = fakeBin({ "apt-get": "exit 0", "nats-server": "exit 0" });
@@ -236,7 +237,10 @@ test("services script - a missing binary as root: apt-get update, then apt-get i
     );
     assert.deepEqual(calls, [
       { args: ["update"], frontend: undefined },
-      { args: ["install", "-y", "redis-server", "prometheus"], frontend: "noninteractive" },
+      {
+        args: ["install", "-y", "--no-install-recommends", "redis-server", "prometheus"],
+        frontend: "noninteractive",
+      },
     ]);
     assert.deepEqual(said, [
       "redis-server, prometheus, promtool missing: installing Debian package(s) redis-server prometheus",
