@@ -4,7 +4,9 @@
  *
  * Per scenario and per mode, one run of:
  * - `global`: 1 `sluice aggregator` process + 8 `sluice loadgen` processes (7 before a join)
- *   with a `mode: "global"` sliding-window rule of LIMIT per WINDOW_MS per key;
+ *   with a `mode: "global"` sliding-window rule of LIMIT per WINDOW_MS per key, everything with
+ *   its default options (so the nodes learn the fleet's size as a deployment's would); the
+ *   `no-aggregator` scenario runs the same nodes with no aggregator at all;
  * - `naive`: the same 8 loadgen processes with a `mode: "local"` rule of LIMIT / 8 each and no
  *   aggregator.
  * Every node offers Zipf-distributed hits over KEYS keys (the top HOT keys are offered at least
@@ -131,6 +133,8 @@ interface Scenario {
   readonly name: string;
   readonly what: string;
   readonly durationMs: number;
+  /** False: the global run has no aggregator (nodes on their own from the start). */
+  readonly aggregator?: false;
   readonly event?: { readonly kind: EventKind; readonly atMs: number; readonly node?: string };
   readonly nodes: readonly NodePlan[];
 }
@@ -140,17 +144,18 @@ const SKEWED_RATES = [6000, 3000, 1500, 750, 375, 188, 94, 93]; // sum 12,000 = 
 const STEADY_MS = 8000;
 const EVENT_RUN_MS = 9000;
 const EVENT_AT_MS = 4000;
+const steadyNodes = ids.map((id) => ({
+  id,
+  startMs: 0,
+  durationMs: STEADY_MS,
+  schedule: `0:${RATE_PER_NODE}`,
+}));
 const SCENARIOS: readonly Scenario[] = [
   {
     name: "steady",
     what: `8 nodes, ${RATE_PER_NODE} hits/s each`,
     durationMs: STEADY_MS,
-    nodes: ids.map((id) => ({
-      id,
-      startMs: 0,
-      durationMs: STEADY_MS,
-      schedule: `0:${RATE_PER_NODE}`,
-    })),
+    nodes: steadyNodes,
   },
   {
     name: "skewed",
@@ -201,6 +206,13 @@ const SCENARIOS: readonly Scenario[] = [
       durationMs: i === 7 ? EVENT_AT_MS : EVENT_RUN_MS,
       schedule: `0:${RATE_PER_NODE}`,
     })),
+  },
+  {
+    name: "no-aggregator",
+    what: `8 nodes, ${RATE_PER_NODE} hits/s each, started with no aggregator running`,
+    durationMs: STEADY_MS,
+    aggregator: false,
+    nodes: steadyNodes,
   },
 ];
 
@@ -398,7 +410,7 @@ async function runOnce(scenario: Scenario, mode: Mode, rulesFile: string): Promi
     transport.subscribe(subjects.allDecisions, observe);
     transport.subscribe(subjects.allUpdates, observe);
     await transport.flush();
-    if (mode === "global") {
+    if (mode === "global" && scenario.aggregator !== false) {
       launch(
         "aggregator",
         -AGGREGATOR_LEAD_MS,
@@ -453,10 +465,6 @@ async function runOnce(scenario: Scenario, mode: Mode, rulesFile: string): Promi
           String(REPORT_MS),
           "--sync-interval-ms",
           String(SYNC_INTERVAL_MS),
-          // The fleet size, as a deployment would configure it: the default share before the
-          // aggregator is first heard is then limit / 8, not the whole limit.
-          "--expected-nodes",
-          String(NODES),
           "--prefix",
           prefix,
           "--nats",
@@ -491,7 +499,9 @@ async function runOnce(scenario: Scenario, mode: Mode, rulesFile: string): Promi
             }
           }
         },
-        n.startMs === 0,
+        // Connected first, load at the start instant exactly; without an aggregator, started at
+        // that instant instead, load at once, as a fleet deployed before its aggregator would.
+        n.startMs === 0 && scenario.aggregator !== false,
       ),
     );
     // Every process has loaded its code: agree on the start.
@@ -922,6 +932,7 @@ async function main(): Promise<number> {
     );
     for (const sc of scenarios) {
       for (const mode of MODES) {
+        if (sc.aggregator === false && mode === "naive") continue; // the same as steady's
         log(`${sc.name} / ${mode}: ${sc.what} (${sc.durationMs / 1000} s)...`);
         const run = await runOnce(sc, mode, files[mode]);
         if (DUMP_DIR !== undefined) dump(run);
@@ -938,7 +949,7 @@ async function main(): Promise<number> {
   const after = conditions();
 
   console.log(
-    `Sluice accuracy: 8 node processes + 1 aggregator over NATS (${NATS_URL}), Node ${before["node"]}, ${before["cpus"]} CPUs, load ${before["loadavg1m"]} -> ${after["loadavg1m"]}, ${before["git"]}`,
+    `Sluice accuracy: 8 node processes + 1 aggregator (none in no-aggregator) over NATS (${NATS_URL}), Node ${before["node"]}, ${before["cpus"]} CPUs, load ${before["loadavg1m"]} -> ${after["loadavg1m"]}, ${before["git"]}`,
   );
   console.log(
     `Rule: sliding window, ${LIMIT} per ${WINDOW_MS} ms per key; ${KEYS} keys, Zipf ${ZIPF}; hot keys ${HOT_KEYS.join(", ")} (offered >= 2x the limit); windows of ${WINDOW_MS} ms at every ${REPORT_MS} ms bucket end, from ${WARMUP_MS} ms after start; sync interval ${SYNC_INTERVAL_MS} ms (SI). Naive = mode local, ${LIMIT}/${NODES} per node.\n`,
@@ -954,6 +965,7 @@ async function main(): Promise<number> {
         f.meanRatio.toFixed(3),
         f.lowestWindowRatio.toFixed(3),
         f.worstWindowRatio.toFixed(3),
+        f.coldStartWorstRatio.toFixed(3),
         f.event === undefined ? "-" : f.event.meanRatioBefore.toFixed(2),
         f.event === undefined
           ? "-"
@@ -975,6 +987,7 @@ async function main(): Promise<number> {
         "mean",
         "lowest",
         "worst",
+        "first 2 s",
         "before",
         "2 s after",
         "back within 5%",
@@ -990,7 +1003,8 @@ async function main(): Promise<number> {
   console.log(
     [
       "",
-      "mean / lowest / worst: hot keys' admitted per sliding window / limit, windows ending from 2 s on.",
+      "mean / lowest / worst: hot keys' admitted per sliding window / limit, windows ending from 2 s on;",
+      "first 2 s: the worst of the windows ending in the first 2 s (the cold start).",
       "before: hot keys' mean window ratio in the second before the event. 2 s after: lowest..highest",
       "window ratio in the 2 s after it. back within 5%: from the event until every hot key's window",
       "stays within 5% of the limit for a whole window (SI = sync interval); 'back' = first return.",
@@ -1036,10 +1050,11 @@ async function main(): Promise<number> {
     };
   }
   for (const [name, f] of Object.entries(g)) {
+    const worst = Math.max(f.worstWindowRatio, f.coldStartWorstRatio);
     goals[`${name}.worst`] = {
-      goal: `no window above ${GOAL_WORST * 100}% of the limit`,
-      value: f.worstWindowRatio,
-      pass: f.worstWindowRatio <= GOAL_WORST,
+      goal: `no window above ${GOAL_WORST * 100}% of the limit, from the first window`,
+      value: worst,
+      pass: worst <= GOAL_WORST,
     };
     if (f.event !== undefined) {
       goals[`${name}.converge`] = {
@@ -1101,7 +1116,7 @@ async function main(): Promise<number> {
       },
       scenarios: results.global,
       naive: results.naive,
-      simulation: sim,
+      simulation: { ...sim, admittedPerBucket: undefined },
       goals,
     }),
   );

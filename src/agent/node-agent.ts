@@ -15,6 +15,15 @@
  * (regression test: test/integration/cluster-nats-restart.test.ts). When nothing has come from the
  * aggregator for `staleAfterMs`, each global rule's `onAggregatorLoss` policy takes over until
  * it speaks again.
+ *
+ * While it follows no aggregator (at start, and while the aggregator is lost) the agent also
+ * listens to the other nodes' heartbeats and answers a node run it has not seen with one of its
+ * own, so nodes learn of each other within a round trip: the `static` policy's share is then
+ * limit / the nodes it knows of (at least the last count the aggregator gave), not the whole limit
+ * for a node that believes it is alone. For `discoveryMs` after start, until an aggregator is
+ * heard, keys the static policy decides are refused (with the rest of that moment as the wait),
+ * since a node cannot yet know how many share the limit: eight nodes started together before
+ * their aggregator would otherwise each admit the whole limit.
  */
 import { hostname } from "node:os";
 import { type Clock, monotonicClock, type TimerHandle, wallClockMs } from "../clock/clock.js";
@@ -43,6 +52,11 @@ const FIRST_REPORT_LOOK_BACK_MS = 1000;
  * far less than this when they are synchronised at all).
  */
 const MAX_EPOCH_AHEAD_MS = 10 * 60_000;
+
+/** Least time between two heartbeats sent to answer node runs not seen before, ms. */
+const ANSWER_GAP_MS = 20;
+/** A peer heard of is counted for this many of its heartbeat intervals after its last one. */
+const PEER_TTL_HEARTBEATS = 6;
 
 /** Least time between two warnings about implausible grants, ms. */
 const IMPLAUSIBLE_WARNING_MS = 60_000;
@@ -84,8 +98,20 @@ export interface NodeAgentOptions {
   readonly partitions?: number;
   /** Publish early once this many keys changed within an interval. @default 5000 */
   readonly maxBatchKeys?: number;
-  /** Nodes assumed live before the aggregator says, for the default share. @default 1 */
+  /**
+   * Nodes assumed live before the aggregator says (the node also counts the peers whose
+   * heartbeats it hears, and takes the larger), for the default share. @default 1
+   */
   readonly initialLiveNodes?: number;
+  /**
+   * After start, until the aggregator is first heard, how long keys decided by the `static`
+   * loss policy are refused while the node learns of its peers, ms (0..60000). The aggregator
+   * broadcasts every sync interval and peers answer within a round trip, so a node joining a
+   * running fleet is refused at most about one interval; with no aggregator, nodes decide at
+   * limit / the nodes they heard of once it has passed. 0 turns the hold off.
+   * @default 4 x syncIntervalMs, at least 100
+   */
+  readonly discoveryMs?: number;
   readonly clock?: Clock;
   /**
    * Where the agent's warnings go (implausible grants, a sign of forged updates), at most one a
@@ -211,6 +237,15 @@ class Agent implements NodeAgent {
   readonly #warn: (message: string) => void;
   #lastImplausibleWarningMs = Number.NEGATIVE_INFINITY;
   #implausibleSinceWarning = 0;
+  /** Other node runs heard of while following no aggregator: id -> [epoch, last heard]. */
+  readonly #peers = new Map<string, [epoch: number, lastHeardMs: number]>();
+  /** The heartbeat subscription, held while no aggregator is followed. */
+  #peerSub: Subscription | undefined;
+  #lastHeartbeatMs = Number.NEGATIVE_INFINITY;
+  #answerTimer: TimerHandle | undefined;
+  /** The live count last given by an aggregator, or `initialLiveNodes` before any. */
+  #aggregatorLiveNodes: number;
+  #everHeard = false;
   readonly #stats: Omit<NodeAgentStats, "aggregatorLost" | "aggregatorSilentMs" | "propagation">;
 
   constructor(o: NodeAgentOptions) {
@@ -256,6 +291,13 @@ class Agent implements NodeAgent {
       min: 1,
       max: 65_535,
     });
+    this.#aggregatorLiveNodes = initialLiveNodes;
+    const discoveryMs = optionalNumber(
+      "discoveryMs",
+      o.discoveryMs,
+      Math.max(100, 4 * this.#syncIntervalMs),
+      { min: 0, max: 60_000 },
+    );
     this.#subjects = createSubjects(
       o.subjectPrefix === undefined ? {} : { prefix: o.subjectPrefix },
     );
@@ -282,6 +324,7 @@ class Agent implements NodeAgent {
     const g = this.#limiter.global;
     g.setLiveNodes(initialLiveNodes);
     g.setSyncIntervalMs(this.#syncIntervalMs);
+    g.setStaticHold(this.#clock.nowMs() + discoveryMs);
     this.#setLost(true); // until the aggregator speaks, the loss policy decides
 
     this.#subs.push(
@@ -325,6 +368,7 @@ class Agent implements NodeAgent {
     const now = this.#clock.nowMs();
     const silent = now - this.#lastAggregatorMs > this.#staleAfterMs;
     if (silent !== this.#lost) this.#setLost(silent);
+    if (this.#lost) this.#expirePeers(now);
     // Paced by the aggregator's ticks while they are heard (see `#onTickHeard`); on our own
     // interval otherwise, and as a backstop if a broadcast went missing.
     const phased = now - this.#tickHeardMs <= 2 * this.#syncIntervalMs;
@@ -363,6 +407,80 @@ class Agent implements NodeAgent {
   #setLost(lost: boolean): void {
     this.#lost = lost;
     this.#limiter.global.setAggregatorLost(lost);
+    if (lost && this.#peerSub === undefined && !this.#closed) {
+      this.#peerSub = this.#transport.subscribe(this.#subjects.heartbeats, (bytes) =>
+        this.#onPeerHeartbeat(bytes),
+      );
+    } else if (!lost && this.#peerSub !== undefined) {
+      // The aggregator counts the nodes now; its broadcasts carry the count.
+      this.#peerSub.unsubscribe();
+      this.#peerSub = undefined;
+      this.#peers.clear();
+      this.#answerTimer?.cancel();
+      this.#answerTimer = undefined;
+    }
+  }
+
+  /**
+   * A heartbeat heard while no aggregator is followed: a node run not heard of before is
+   * counted and answered (one heartbeat of ours, at most one per ANSWER_GAP_MS, serves every
+   * newcomer at once, since heartbeats are broadcast); a leaving notice uncounts its run.
+   */
+  #onPeerHeartbeat(bytes: Uint8Array): void {
+    const r = decode(bytes);
+    if (!r.ok || r.message.type !== "heartbeat") return; // the aggregator-side checks count these
+    const hb = r.message;
+    if (hb.nodeId === this.nodeId || hb.role === Role.aggregator) return;
+    const known = this.#peers.get(hb.nodeId);
+    if (hb.role === Role.nodeLeaving) {
+      if (known !== undefined && known[0] === hb.nodeEpoch) this.#peers.delete(hb.nodeId);
+      this.#applyPeerCount();
+      return;
+    }
+    if (known !== undefined && hb.nodeEpoch < known[0]) return; // a late word from an old run
+    const isNew = known === undefined || known[0] !== hb.nodeEpoch;
+    this.#peers.set(hb.nodeId, [hb.nodeEpoch, this.#clock.nowMs()]);
+    if (!isNew) return;
+    this.#applyPeerCount();
+    this.#answer();
+  }
+
+  #answer(): void {
+    if (this.#answerTimer !== undefined || this.#closed) return;
+    const waitMs = this.#lastHeartbeatMs + ANSWER_GAP_MS - this.#clock.nowMs();
+    if (waitMs <= 0) {
+      this.#heartbeat();
+      return;
+    }
+    this.#answerTimer = this.#clock.setTimer(() => {
+      this.#answerTimer = undefined;
+      this.#heartbeat();
+    }, waitMs);
+  }
+
+  #expirePeers(now: number): void {
+    const ttlMs = PEER_TTL_HEARTBEATS * this.#heartbeatIntervalMs;
+    let expired = false;
+    for (const [id, [, lastHeardMs]] of this.#peers) {
+      if (now - lastHeardMs > ttlMs) {
+        this.#peers.delete(id);
+        expired = true;
+      }
+    }
+    if (expired) this.#applyPeerCount();
+  }
+
+  /**
+   * The loss policy's share while no aggregator is followed: limit / the larger of the nodes
+   * heard of (with this one) and the aggregator's last count.
+   */
+  #applyPeerCount(): void {
+    if (!this.#lost) return;
+    const known = this.#peers.size + 1;
+    const n = known > this.#aggregatorLiveNodes ? known : this.#aggregatorLiveNodes;
+    if (n === this.#stats.liveNodes) return;
+    this.#stats.liveNodes = n;
+    this.#limiter.global.setLiveNodes(n);
   }
 
   flush(): void {
@@ -470,6 +588,7 @@ class Agent implements NodeAgent {
 
   #sendHeartbeat(role: typeof Role.node | typeof Role.nodeLeaving): void {
     this.#heartbeatSeq = (this.#heartbeatSeq + 1) >>> 0;
+    this.#lastHeartbeatMs = this.#clock.nowMs();
     this.#transport.publish(
       this.#subjects.heartbeat(this.nodeId),
       encodeHeartbeat({
@@ -531,6 +650,10 @@ class Agent implements NodeAgent {
     if (aggregatorEpoch !== this.#aggregatorEpoch) this.#epochHeardSinceMs = this.#clock.nowMs();
     this.#aggregatorEpoch = aggregatorEpoch;
     this.#lastAggregatorMs = this.#clock.nowMs();
+    if (!this.#everHeard) {
+      this.#everHeard = true;
+      this.#limiter.global.setStaticHold(Number.NEGATIVE_INFINITY); // the aggregator is there
+    }
     if (this.#lost) this.#setLost(false);
     if (this.#resyncWhenHeard) {
       // The aggregator is back on the server (it subscribes before it publishes); it may have
@@ -626,6 +749,7 @@ class Agent implements NodeAgent {
       return;
     }
     this.#stats.liveNodes = m.liveNodes;
+    this.#aggregatorLiveNodes = m.liveNodes;
     this.#limiter.global.setLiveNodes(m.liveNodes);
   }
 
@@ -641,6 +765,10 @@ class Agent implements NodeAgent {
     for (const t of this.#timers) t.cancel();
     this.#phasedFlush?.cancel();
     this.#phasedFlush = undefined;
+    this.#answerTimer?.cancel();
+    this.#answerTimer = undefined;
+    this.#peerSub?.unsubscribe();
+    this.#peerSub = undefined;
     for (const s of this.#subs) s.unsubscribe();
   }
 }

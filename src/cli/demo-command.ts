@@ -145,6 +145,9 @@ class Board {
   readonly #started = wallClockMs();
   /** second index -> node -> [hot admitted, hot rejected, all admitted, all rejected] */
   readonly #seconds = new Map<number, Map<string, number[]>>();
+  /** Hot key admitted per report bucket (wall-clock aligned end -> count), for sliding windows. */
+  readonly #hotByBucket = new Map<number, number>();
+  #bucketMs = 0;
   #printed = -1;
   /** Notes (a node joins, leaves) waiting for the line of the second before them. */
   readonly #notes: { sec: number; text: string }[] = [];
@@ -164,6 +167,8 @@ class Board {
     }
     const c = byNode.get(node) ?? [0, 0, 0, 0];
     const hot = r.tracked["k0"] ?? [0, 0];
+    this.#bucketMs = r.intervalMs;
+    this.#hotByBucket.set(r.atWallMs, (this.#hotByBucket.get(r.atWallMs) ?? 0) + hot[0]);
     c[0]! += hot[0];
     c[1]! += hot[1];
     c[2]! += r.admitted;
@@ -246,10 +251,30 @@ class Board {
       seconds: rows.length,
       hotKeyMeanRatio: Math.round(mean * 1000) / 1000,
       hotKeyWorstSecondRatio: Math.round(Math.max(0, ...ratios) * 1000) / 1000,
+      hotKeyWorstWindowRatio: Math.round(this.#worstWindow() * 1000) / 1000,
       hotKeyLowestSecondRatio: Math.round(Math.min(Infinity, ...ratios) * 1000) / 1000,
       admitted: rows.reduce((a, r) => a + r.admitted, 0),
       rejected: rows.reduce((a, r) => a + r.rejected, 0),
     };
+  }
+
+  /**
+   * The hot key's most admitted in any window of the rule's length, over the limit, from the
+   * very first window (the cold start included), read at every report bucket's end.
+   */
+  #worstWindow(): number {
+    const ends = [...this.#hotByBucket.keys()].sort((a, b) => a - b);
+    if (ends.length === 0 || this.#bucketMs <= 0) return 0;
+    let worst = 0;
+    let sum = 0;
+    let first = 0;
+    for (const end of ends) {
+      sum += this.#hotByBucket.get(end)!;
+      while (ends[first]! <= end - this.#plan.windowMs)
+        sum -= this.#hotByBucket.get(ends[first++]!)!;
+      if (sum > worst) worst = sum;
+    }
+    return worst / this.#plan.limit;
   }
 
   printSummary(extra: Record<string, unknown>): void {
@@ -265,6 +290,9 @@ class Board {
     );
     console.log(
       `  k0 admitted per second / limit: mean ${s["hotKeyMeanRatio"]}, highest ${s["hotKeyWorstSecondRatio"]}, lowest ${s["hotKeyLowestSecondRatio"]}`,
+    );
+    console.log(
+      `  k0 in any ${this.#plan.windowMs} ms window from the first one / limit: at most ${s["hotKeyWorstWindowRatio"]}`,
     );
     console.log(`  all keys: admitted ${s["admitted"]}, rejected ${s["rejected"]}`);
     for (const [k, v] of Object.entries(extra))

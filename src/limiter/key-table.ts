@@ -176,6 +176,8 @@ export class KeyTable {
   /** The parameters the algorithm runs with: the rule's, or its default share when global. */
   #params: AlgorithmParams;
   #aggregatorLost = false;
+  /** Until then (this table's clock), the `static` loss policy refuses (see `setStaticHold`). */
+  #staticHoldUntilMs = Number.NEGATIVE_INFINITY;
   /** The node's sync interval: a refusal's wait once the grant's freeing time has passed. */
   #syncIntervalMs = 25;
   #liveNodes = 1;
@@ -250,6 +252,10 @@ export class KeyTable {
       if (policy === "open") return new DecisionResult(true, rule.limit, rule.limit, 0, 0);
       if (policy === "closed") {
         return new DecisionResult(false, 0, rule.limit, rule.windowMs, this.#syncIntervalMs);
+      }
+      if (nowMs < this.#staticHoldUntilMs) {
+        const waitMs = this.#staticHoldUntilMs - nowMs;
+        return new DecisionResult(false, 0, rule.limit, rule.windowMs, waitMs);
       }
       return rule.algorithm.decide(slots, base, this.#params, nowMs, cost);
     }
@@ -405,6 +411,14 @@ export class KeyTable {
     this.#liveNodes = n;
     const p = this.rule.params;
     this.#params = { ...p, capacity: p.capacity / n, ratePerMs: p.ratePerMs / n };
+  }
+
+  /**
+   * Global rules: until `untilMs`, hits the `static` loss policy would decide are refused, with
+   * the rest of that time as the wait (a node that cannot yet know how many share the limit).
+   */
+  setStaticHold(untilMs: number): void {
+    this.#staticHoldUntilMs = untilMs;
   }
 
   /** Global rules: whether the aggregator is lost (its `onAggregatorLoss` policy then applies). */

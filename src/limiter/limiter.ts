@@ -167,6 +167,12 @@ export interface GlobalControl {
   /** Switches every global rule to (or back from) its `onAggregatorLoss` policy. */
   setAggregatorLost(lost: boolean): void;
   /**
+   * Until `untilMs` (the limiter's clock), keys decided by the `static` loss policy are refused,
+   * with the rest of that time as `retryAfterMs`: a node that has not yet heard how many nodes
+   * share the limit. `-Infinity` ends the hold.
+   */
+  setStaticHold(untilMs: number): void;
+  /**
    * The node's sync interval, ms: the wait a refusal reports once its grant's freeing time has
    * passed, and the pace the version-jump bound of grants allows.
    */
@@ -277,6 +283,9 @@ class KeyedLimiter implements Limiter {
       },
       setAggregatorLost: (lost) => {
         for (const t of tables) t.setAggregatorLost(lost);
+      },
+      setStaticHold: (untilMs) => {
+        for (const t of tables) t.setStaticHold(untilMs);
       },
       setSyncIntervalMs: (ms) => {
         for (const t of tables) t.setSyncIntervalMs(ms);

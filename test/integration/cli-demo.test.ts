@@ -23,6 +23,7 @@ interface DemoSummary {
   seconds: number;
   hotKeyMeanRatio: number;
   hotKeyWorstSecondRatio: number;
+  hotKeyWorstWindowRatio: number;
   mode: string;
   invalidMessages: Record<string, number>;
   grantsSent: number;
@@ -53,6 +54,11 @@ function checkRun(name: string, lines: readonly SluiceLine[], mode: string, node
   assert.ok(
     summary.hotKeyWorstSecondRatio <= 1.1,
     `${name}: worst ${summary.hotKeyWorstSecondRatio}`,
+  );
+  // Every sliding window from the first one, the cold start included.
+  assert.ok(
+    summary.hotKeyWorstWindowRatio <= 1.05,
+    `${name}: worst window ${summary.hotKeyWorstWindowRatio}`,
   );
   // (The first second starts with an empty window, the last is cut short.)
   assert.ok(
