@@ -412,6 +412,22 @@ const cluster = dashboard(
       "none",
     ),
     timeseries(
+      "Admitted: nodes vs aggregator",
+      "Per global rule, hits admitted per second as the nodes count them and as the aggregator counted them from their reports. A gap is hits the aggregator never heard of.",
+      [
+        target(
+          `sum by (rule) (rate(ratelimit_decisions_total{${R},outcome="admitted"}[${RATE}])) and on (rule) sum by (rule) (ratelimit_aggregator_decisions_total{${R}})`,
+          "{{rule}} nodes",
+        ),
+        target(
+          `sum by (rule) (rate(ratelimit_aggregator_decisions_total{${R},outcome="admitted"}[${RATE}]))`,
+          "{{rule}} aggregator",
+        ),
+      ],
+      "reqps",
+      { min: 0 },
+    ),
+    timeseries(
       "Share of admitted hits per node",
       "Per rule, each node's fraction of the hits admitted by all nodes.",
       [

@@ -163,6 +163,13 @@ export interface NodeAgent {
   /** Publishes the pending counts now (also done on every sync tick). */
   flush(): void;
   /**
+   * Resolves once this node decides global rules with a known share: `true` when it first hears
+   * an aggregator, `false` when `discoveryMs` passes without one (it then decides at limit / the
+   * nodes it heard of) or the agent closes first. For start-up ordering and readiness probes:
+   * `check()` never needs it (until then, it refuses what the static policy would decide).
+   */
+  ready(): Promise<boolean>;
+  /**
    * Publishes a last batch and a leaving notice (the aggregator then drops this node at once and
    * hands its grants to the others), stops every timer and subscription. The limiter's global
    * rules then follow their `onAggregatorLoss` policy (`stats().aggregatorLost` still says what
@@ -246,6 +253,9 @@ class Agent implements NodeAgent {
   /** The live count last given by an aggregator, or `initialLiveNodes` before any. */
   #aggregatorLiveNodes: number;
   #everHeard = false;
+  readonly #ready: Promise<boolean>;
+  #markReady: (heard: boolean) => void = () => {};
+  #discoveryTimer: TimerHandle | undefined;
   readonly #stats: Omit<NodeAgentStats, "aggregatorLost" | "aggregatorSilentMs" | "propagation">;
 
   constructor(o: NodeAgentOptions) {
@@ -325,6 +335,15 @@ class Agent implements NodeAgent {
     g.setLiveNodes(initialLiveNodes);
     g.setSyncIntervalMs(this.#syncIntervalMs);
     g.setStaticHold(this.#clock.nowMs() + discoveryMs);
+    this.#ready = new Promise((resolve) => {
+      this.#markReady = (heard) => {
+        this.#markReady = () => {};
+        this.#discoveryTimer?.cancel();
+        this.#discoveryTimer = undefined;
+        resolve(heard);
+      };
+    });
+    this.#discoveryTimer = this.#clock.setTimer(() => this.#markReady(false), discoveryMs);
     this.#setLost(true); // until the aggregator speaks, the loss policy decides
 
     this.#subs.push(
@@ -351,6 +370,10 @@ class Agent implements NodeAgent {
       this.#clock.setRepeating(() => this.#heartbeat(), heartbeatIntervalMs),
     );
     this.#heartbeat();
+  }
+
+  ready(): Promise<boolean> {
+    return this.#ready;
   }
 
   stats(): NodeAgentStats {
@@ -653,6 +676,7 @@ class Agent implements NodeAgent {
     if (!this.#everHeard) {
       this.#everHeard = true;
       this.#limiter.global.setStaticHold(Number.NEGATIVE_INFINITY); // the aggregator is there
+      this.#markReady(true);
     }
     if (this.#lost) this.#setLost(false);
     if (this.#resyncWhenHeard) {
@@ -767,6 +791,7 @@ class Agent implements NodeAgent {
     this.#phasedFlush = undefined;
     this.#answerTimer?.cancel();
     this.#answerTimer = undefined;
+    this.#markReady(false);
     this.#peerSub?.unsubscribe();
     this.#peerSub = undefined;
     for (const s of this.#subs) s.unsubscribe();

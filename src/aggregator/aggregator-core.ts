@@ -109,6 +109,16 @@ export interface AggregatorCoreOptions {
   readonly pacing?: number;
 }
 
+/** One global rule as the aggregator sees it (see `AggregatorCore.usage`). */
+export interface RuleUsage {
+  readonly rule: string;
+  readonly keys: number;
+  readonly maxRatio: number;
+  readonly admittedInWindow: number;
+  readonly admittedCounted: number;
+  readonly rejectedCounted: number;
+}
+
 /** Counters, read by telemetry and tests. */
 export interface AggregatorStats {
   batches: number;
@@ -148,7 +158,7 @@ interface SavedRule {
 }
 /** A key in a checkpoint: its window's non-empty bins, and its node streams' counts. */
 type SavedKey = [key: string, bins: SavedBin[], streams?: SavedStream[]];
-type SavedBin = [age: number, cost: number, meanOffsetMs: number];
+type SavedBin = [age: number, cost: number, meanOffsetMs: number, firstOffsetMs: number];
 type SavedStream = [
   nodeId: string,
   nodeEpoch: number,
@@ -251,6 +261,8 @@ class KeyState {
   lastReportMs: number;
   /** When grants were last computed for this key (pacing counts from there). */
   lastAllocMs: number;
+  /** Pacing credit the last allocation could not hand out in whole units (< one unit). */
+  paceCarry = 0;
   /** When a node first reported refusing this key's hits (-1: never); see ECHO_DAMPING_WINDOWS. */
   overloadSinceMs = -1;
   dirty = false;
@@ -273,6 +285,9 @@ class RuleState {
   /** The global window's shape: the rule's window, in `windowBins()` bins. */
   readonly shape: gw.WindowShape;
   readonly keys = new Map<string, KeyState>();
+  /** Cost counted as admitted and as rejected for the rule since start (all keys, all nodes). */
+  admittedCounted = 0;
+  rejectedCounted = 0;
   /** Budget of the window's oldest this-many ms is released early (see `lagCompensationMs`). */
   readonly lagMs: number;
   /** Budget freed over this long after the lag is handed out with a ramp (see `grantRampMs`). */
@@ -421,8 +436,12 @@ export class AggregatorCore {
     return windowUsed(rs, ks, now);
   }
 
-  /** Global usage per rule: the sum over keys of window admitted / limit (for telemetry). */
-  usage(): { rule: string; keys: number; maxRatio: number; admittedInWindow: number }[] {
+  /**
+   * Per rule, for telemetry: keys held, the hottest key's window admitted / limit, the admitted
+   * cost in all its windows, and the cost counted as admitted and rejected since start (what the
+   * nodes reported, for comparison with their own counters).
+   */
+  usage(): RuleUsage[] {
     const now = this.#clock.nowMs();
     const out = [];
     for (const rs of this.#rules.values()) {
@@ -433,7 +452,14 @@ export class AggregatorCore {
         sum += w;
         if (w / rs.rule.limit > maxRatio) maxRatio = w / rs.rule.limit;
       }
-      out.push({ rule: rs.rule.name, keys: rs.keys.size, maxRatio, admittedInWindow: sum });
+      out.push({
+        rule: rs.rule.name,
+        keys: rs.keys.size,
+        maxRatio,
+        admittedInWindow: sum,
+        admittedCounted: rs.admittedCounted,
+        rejectedCounted: rs.rejectedCounted,
+      });
     }
     return out;
   }
@@ -561,8 +587,12 @@ export class AggregatorCore {
       // they arrived: otherwise they would stay in the window up to a sync interval too long.
       gw.addAdmitted(ks.window, rs.shape, now, now - e.ageMs, dA);
       this.stats.admittedCounted += dA;
+      rs.admittedCounted += dA;
     }
-    if (dR > 0 && ks.overloadSinceMs < 0) ks.overloadSinceMs = now;
+    if (dR > 0) {
+      rs.rejectedCounted += dR;
+      if (ks.overloadSinceMs < 0) ks.overloadSinceMs = now;
+    }
     nk.pendingDemand += dA + dR;
     nk.reportedSinceDemand = true;
     // What the node holds now, consistent with the counts it sent in the same entry.
@@ -761,6 +791,7 @@ export class AggregatorCore {
     const sinceMs = now - ks.lastAllocMs;
     ks.lastAllocMs = now;
     let grantable = budget;
+    let paceCredit = Number.POSITIVE_INFINITY;
     if (this.#pacing > 0) {
       const paceMs =
         sinceMs < this.#syncIntervalMs
@@ -775,7 +806,8 @@ export class AggregatorCore {
         this.#pacing > ECHO_DAMPING_PACING
           ? ECHO_DAMPING_PACING
           : this.#pacing;
-      const cap = held + limit * (paceMs / rs.rule.windowMs) * pacing;
+      paceCredit = ks.paceCarry + limit * (paceMs / rs.rule.windowMs) * pacing;
+      const cap = held + paceCredit;
       if (grantable > cap) grantable = cap;
     }
     const shares = allocate(grantable, inputs);
@@ -785,7 +817,16 @@ export class AggregatorCore {
       const c = inputs[j]!.committed;
       handedOut += shares[j]! > c ? shares[j]! : c;
     }
-    const retryMs = this.#retryAfterMs(rs, ks, now, lagMs, budgetNow, handedOut);
+    if (this.#pacing > 0) {
+      // What pacing allowed and whole units did not hand out waits for the next tick, up to one
+      // unit: a rule paced at under a unit per tick (under 26.7/s at 25 ms and pacing 1.5) had
+      // every tick's share rounded to nothing and was never granted again after its first
+      // window.
+      const left = paceCredit - (handedOut - held);
+      const unit = rs.rule.defaultCost;
+      ks.paceCarry = left > unit ? unit : left > 0 ? left : 0;
+    }
+    const retryMs = this.#retryAfterMs(rs, ks, now, { lagMs, earlyCap, used, handedOut });
     // A real freeing time is absolute and stable; "the next tick" (0) moves with every tick.
     const freeAtMs = retryMs > 0 ? now + retryMs : Number.NEGATIVE_INFINITY;
     // Of the new allowance (beyond what each node holds), the part the window has freed already
@@ -851,24 +892,29 @@ export class AggregatorCore {
 
   /**
    * What a node out of room should answer as `retryAfterMs`, from this allocation: how long
-   * until the key's window (receiving nothing new) frees one hit's cost beyond everything handed
-   * out now (`handedOut`: what every node may still admit), read at the same early cut as the
-   * budget (`lagMs`). 0 when the budget is not all handed out (pacing held it back, or demand
-   * was met): then the next tick can grant more, and the node answers with a sync interval.
-   * A lower bound: the freed capacity is granted at the first tick after it frees, and may go
-   * to another node.
+   * until the key's budget, as `#allocateKey` computes it (receiving nothing new: the window
+   * frees its oldest bins, and the lag compensation releases up to `earlyCap` of them early),
+   * covers one hit's cost beyond everything handed out now (`handedOut`: what every node may
+   * still admit). 0 when it covers it already (pacing held budget back, or demand was met):
+   * then the next tick can grant more, and the node answers with a sync interval. A lower
+   * bound: the freed capacity is granted at the first tick after it frees, and may go to
+   * another node.
    */
   #retryAfterMs(
     rs: RuleState,
     ks: KeyState,
     now: number,
-    lagMs: number,
-    budgetNow: number,
-    handedOut: number,
+    b: { lagMs: number; earlyCap: number; used: number; handedOut: number },
   ): number {
-    const needed = handedOut + rs.rule.defaultCost - budgetNow;
-    if (needed <= 1e-9) return 0;
-    return gw.freeingTime(ks.window, rs.shape, now, lagMs, needed);
+    // budget(d) = limit - used + min(F(d + lag), F(d) + earlyCap), F(t) = what frees by t.
+    const target = b.handedOut + rs.rule.defaultCost - (rs.rule.limit - b.used);
+    const early = oldestBand(rs, ks, now, b.lagMs);
+    if (target <= (early < b.earlyCap ? early : b.earlyCap) + 1e-9) return 0;
+    const freedBy = (x: number) => (x > 0 ? gw.freeingTime(ks.window, rs.shape, now, 0, x) : 0);
+    const byLag = freedBy(target) - b.lagMs;
+    const byCap = freedBy(target - b.earlyCap);
+    const d = byLag > byCap ? byLag : byCap;
+    return d > 0 ? d : Number.MIN_VALUE;
   }
 
   /**
@@ -944,7 +990,9 @@ export class AggregatorCore {
             streams.push([nk.node.id, nk.node.epoch, nk.generation, nk.admitted, nk.rejected]);
           }
         }
-        const bins = saved.bins.map((b): SavedBin => [b.age, b.cost, b.meanOffsetMs]);
+        const bins = saved.bins.map(
+          (b): SavedBin => [b.age, b.cost, b.meanOffsetMs, b.firstOffsetMs],
+        );
         keys.push([key, bins, streams]);
       }
       rules[rs.rule.name] = { binMs: rs.shape.binMs, nowOffsetMs, keys };
@@ -992,9 +1040,14 @@ export class AggregatorCore {
         }
         for (const bin of bins) {
           if (!Array.isArray(bin)) continue;
-          const [age, cost, meanOffsetMs] = bin;
+          const [age, cost, meanOffsetMs, firstOffsetMs] = bin;
           if (!isCount(age) || !Number.isInteger(age) || !isPositive(cost)) continue;
-          const savedBin = { age, cost, meanOffsetMs: isCount(meanOffsetMs) ? meanOffsetMs : 0 };
+          const savedBin = {
+            age,
+            cost,
+            meanOffsetMs: meanOffsetMs === -1 || isCount(meanOffsetMs) ? meanOffsetMs : 0,
+            firstOffsetMs: isCount(firstOffsetMs) ? firstOffsetMs : 0,
+          };
           gw.restoreBin(ks.window, rs.shape, now, savedBin, binMs, offsetMs, elapsedMs);
         }
         for (const st of Array.isArray(streams) ? streams : []) {

@@ -9,16 +9,18 @@
  * A bin's hits are read as spread evenly over it, as admissions that go on from one bin to the
  * next are, except in a bin that begins a burst (its first hit came while the bin before was
  * empty: the first burst of a cold start, a key that turns hot, load back after a pause). Its
- * hits started inside it, so it keeps the cost-weighted sum of their offsets into it, hence their
- * mean time m, and they are read as spread over [2m - binMs, end) (clamped to the bin): from where
- * they started. Read as spread over the whole bin, they counted as leaving the window up to a
- * bin early, and that budget was granted before it freed: the first window after a fleet starts
- * held up to 10% over the limit. Hits bunched early in such a bin are read as later than they
- * were, which only holds budget back.
+ * hits started inside it, so it keeps the offset of its first admission e and the cost-weighted
+ * sum of their offsets (their mean m), and they are read as spread evenly from
+ * max(e, 2m - binMs) to the bin's end: from where they started (a burst that runs on to the bin's
+ * end, exactly; a single instant, as leaving over the rest of the bin, never early; a stray hit
+ * before the burst moves e, not the mean, much). Read as spread over the whole bin, they counted
+ * as leaving the window up to a bin early, and that budget was granted before it freed: the
+ * first window after a fleet starts held up to 10% over the limit. Hits bunched early in such a
+ * bin are read as later than they were, which only holds budget back.
  *
- * Layout (a Float64Array of 1 + 2R cells, R = bins + 1 ring slots): [current bin index, R costs,
- * R offset sums, CONTINUES for a bin that continued the one before]. Bin j covers
- * [j * binMs, (j + 1) * binMs) and lives in slot j mod R. Pure: time is always an argument.
+ * Layout (a Float64Array of 1 + 3R cells, R = bins + 1 ring slots): [current bin index, R costs,
+ * R offset sums (CONTINUES for a bin that continued the one before), R first offsets]. Bin j
+ * covers [j * binMs, (j + 1) * binMs) and lives in slot j mod R. Pure: time is always an argument.
  */
 import { InvalidArgumentError } from "../errors.js";
 
@@ -41,7 +43,7 @@ const CURRENT = 0;
 const CONTINUES = -1;
 
 export function createGlobalWindow(shape: WindowShape, nowMs: number): Float64Array {
-  const w = new Float64Array(1 + 2 * (shape.bins + 1));
+  const w = new Float64Array(1 + 3 * (shape.bins + 1));
   w[CURRENT] = Math.floor(nowMs / shape.binMs);
   return w;
 }
@@ -55,6 +57,10 @@ function offsetCell(shape: WindowShape, bin: number): number {
   return costCell(shape, bin) + shape.bins + 1;
 }
 
+function firstCell(shape: WindowShape, bin: number): number {
+  return costCell(shape, bin) + 2 * (shape.bins + 1);
+}
+
 /** Moves the ring to the bin holding `nowMs`, emptying the bins that left; returns its index. */
 export function advanceWindow(w: Float64Array, shape: WindowShape, nowMs: number): number {
   const current = w[CURRENT]!;
@@ -66,6 +72,7 @@ export function advanceWindow(w: Float64Array, shape: WindowShape, nowMs: number
     for (let j = current + 1; j <= k; j++) {
       w[costCell(shape, j)] = 0;
       w[offsetCell(shape, j)] = 0;
+      w[firstCell(shape, j)] = 0;
     }
   }
   w[CURRENT] = k;
@@ -90,12 +97,35 @@ export function addAdmitted(
   let offset = atMs - bin * shape.binMs;
   if (offset < 0) offset = 0;
   else if (offset > shape.binMs) offset = shape.binMs;
+  addToBin(w, shape, bin, k, cost, offset, offset, true);
+}
+
+/**
+ * Adds `cost` to bin `bin` (k: the current bin) with `sumOffset` its mean offset into it and
+ * `firstOffset` its earliest. A bin's first cost decides whether it continues the bin before
+ * (when `mayContinue` and that bin holds cost) or begins a burst.
+ */
+function addToBin(
+  w: Float64Array,
+  shape: WindowShape,
+  bin: number,
+  k: number,
+  cost: number,
+  sumOffset: number,
+  firstOffset: number,
+  mayContinue: boolean,
+): void {
   const at = costCell(shape, bin);
-  if (w[at] === 0 && bin > k - shape.bins && w[costCell(shape, bin - 1)]! > 0) {
-    w[offsetCell(shape, bin)] = CONTINUES;
+  const sum = offsetCell(shape, bin);
+  if (w[at] === 0) {
+    const continues = mayContinue && bin > k - shape.bins && w[costCell(shape, bin - 1)]! > 0;
+    w[sum] = continues ? CONTINUES : 0;
+    w[firstCell(shape, bin)] = firstOffset;
+  } else if (firstOffset < w[firstCell(shape, bin)]!) {
+    w[firstCell(shape, bin)] = firstOffset; // a late report of an earlier hit
   }
   w[at]! += cost;
-  if (w[offsetCell(shape, bin)] !== CONTINUES) w[offsetCell(shape, bin)]! += cost * offset;
+  if (w[sum] !== CONTINUES) w[sum]! += cost * sumOffset;
 }
 
 /** Where bin `bin`'s hits are read to start (see the module header), absolute ms. */
@@ -103,7 +133,9 @@ function spreadStart(w: Float64Array, shape: WindowShape, bin: number, cost: num
   const start = bin * shape.binMs;
   const sum = w[offsetCell(shape, bin)]!;
   if (sum === CONTINUES) return start;
-  const from = (2 * sum) / cost - shape.binMs;
+  const byMean = (2 * sum) / cost - shape.binMs;
+  const first = w[firstCell(shape, bin)]!;
+  const from = first > byMean ? first : byMean;
   if (!(from > 0)) return start;
   return start + (from < shape.binMs * 0.999 ? from : shape.binMs * 0.999);
 }
@@ -219,6 +251,8 @@ export interface SavedBin {
   readonly age: number;
   readonly cost: number;
   readonly meanOffsetMs: number;
+  /** Offset of its first admission, when it began a burst. */
+  readonly firstOffsetMs: number;
 }
 
 /** The window's non-empty bins by age at `nowMs`, with how far into the current bin `nowMs` is. */
@@ -233,7 +267,13 @@ export function binsByAge(
     const cost = w[costCell(shape, k - age)]!;
     if (cost > 0) {
       const sum = w[offsetCell(shape, k - age)]!;
-      bins.push({ age, cost, meanOffsetMs: sum === CONTINUES ? CONTINUES : sum / cost });
+      const continues = sum === CONTINUES;
+      bins.push({
+        age,
+        cost,
+        meanOffsetMs: continues ? CONTINUES : sum / cost,
+        firstOffsetMs: continues ? 0 : w[firstCell(shape, k - age)]!,
+      });
     }
   }
   return { bins, nowOffsetMs: Math.max(0, nowMs - k * shape.binMs) };
@@ -261,7 +301,9 @@ export function restoreBin(
   // The saved bin's span, in ms relative to the save (<= 0).
   const binStart = -savedNowOffsetMs - saved.age * savedBinMs;
   const binEnd = binStart + savedBinMs;
-  const from = saved.meanOffsetMs >= 0 ? 2 * saved.meanOffsetMs - savedBinMs : 0;
+  const byMean = saved.meanOffsetMs >= 0 ? 2 * saved.meanOffsetMs - savedBinMs : 0;
+  const firstAt = saved.meanOffsetMs >= 0 ? saved.firstOffsetMs : 0;
+  const from = firstAt > byMean ? firstAt : byMean;
   let spanStart = binStart + (from > 0 ? from : 0);
   const spanEnd = binEnd < 0 ? binEnd : 0;
   if (spanStart > spanEnd) spanStart = spanEnd;
@@ -279,10 +321,9 @@ export function restoreBin(
     // A point span (no length) is all in the bin that holds it.
     const cost = perMs > 0 ? perMs * (b - a) : end < binFrom + shape.binMs ? saved.cost : 0;
     if (!(cost > 0)) continue;
-    w[costCell(shape, bin)]! += cost;
-    if (w[offsetCell(shape, bin)] !== CONTINUES) {
-      w[offsetCell(shape, bin)]! += cost * ((a + binFrom + shape.binMs) / 2 - binFrom);
-    }
+    // Read from where the part starts, never as spread over the whole bin.
+    const mean = (a + binFrom + shape.binMs) / 2 - binFrom;
+    addToBin(w, shape, bin, k, cost, mean, a - binFrom, false);
   }
   return true;
 }

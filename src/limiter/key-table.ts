@@ -200,6 +200,8 @@ export class KeyTable {
   #dirtyList = new Int32Array(0);
   #dirtyCount = 0;
   #retired: AccountingEntry[] = [];
+  /** Global rules: cost waiting in `acquire()`, by key (see `addWaiting`). */
+  readonly #waiting = new Map<string, number>();
   #scratch: Float64Array;
 
   constructor(rule: CompiledRule) {
@@ -483,6 +485,21 @@ export class KeyTable {
     this.#mark(slot, extra);
   }
 
+  /**
+   * Global rules: `cost` of demand for `key` starts (or, negative, stops) waiting in
+   * `acquire()`. While it waits, every drain reports it as rejected cost in the key's counts, so
+   * the aggregator sees the key is wanted at every tick and grants it as soon as its window
+   * frees: a node whose only demand is a waiting call would otherwise report nothing, and be
+   * granted nothing. Not a decision: the rule's rejected-hit counter is left alone (a call that
+   * gives up counts once, when it does).
+   */
+  addWaiting(key: string, cost: number): void {
+    if (!this.#global) return;
+    const left = (this.#waiting.get(key) ?? 0) + cost;
+    if (left > EPSILON) this.#waiting.set(key, left);
+    else this.#waiting.delete(key);
+  }
+
   #rememberActive(slot: number, generation: number): void {
     if (this.#activeCount + 2 > this.#activeAtDrain.length) {
       const bigger = new Float64Array(this.#activeAtDrain.length * 2);
@@ -540,6 +557,14 @@ export class KeyTable {
    * sent nothing and kept being granted for about three intervals). Allocates nothing.
    */
   drain(visit: ChangeVisitor, nowMs: number): void {
+    if (this.#waiting.size > 0) {
+      for (const [key, cost] of this.#waiting) {
+        const slot = this.#map.get(key) ?? this.#insert(key, nowMs);
+        const extra = slot * this.#stride + this.#algoStride;
+        this.#slots[extra + PENDING_REJECTED]! += cost;
+        this.#mark(slot, extra);
+      }
+    }
     const slots = this.#slots;
     if (this.#global) {
       // Keys active at the last drain and not changed since: report their quiet once.

@@ -448,8 +448,16 @@ class KeyedLimiter implements Limiter {
       // little, so a contended strict key is not asked again in a busy loop. A global key's
       // wait also ends when a new grant for it arrives.
       const waitMs = Math.min(Math.max(refusal.retryAfterMs, MIN_RETRY_MS), remainingMs);
-      const wakeOn = table.rule.mode === "global" ? `${rule}\0${key}` : undefined;
-      await this.#sleep(waitMs, signal, wakeOn);
+      if (table.rule.mode !== "global") {
+        await this.#sleep(waitMs, signal);
+        continue;
+      }
+      table.addWaiting(key, cost);
+      try {
+        await this.#sleep(waitMs, signal, `${rule}\0${key}`);
+      } finally {
+        table.addWaiting(key, -cost);
+      }
     }
   }
 

@@ -106,8 +106,8 @@ export const INSTRUMENTS = {
     "counter",
     "{grant}",
     [rule, outcome, node],
-    "limiter.stats()[].grantsApplied / grantsIgnored (global rules)",
-    "Grants that reached the limiter, applied or ignored (stale, or for a key no longer held)",
+    "limiter.stats()[].grantsApplied / grantsIgnored / grantsImplausible (global rules)",
+    "Grants that reached the limiter: applied, ignored (stale, or for a key no longer held) or implausible (more than the rule allows, or a version jump: dropped)",
   ),
   ruleLimit: spec(
     "ratelimit.rule.limit",
@@ -208,6 +208,14 @@ export const INSTRUMENTS = {
     "Admitted cost in the global windows of all the rule's keys, summed",
   ),
 
+  aggregatorDecisions: spec(
+    "ratelimit.aggregator.decisions",
+    "counter",
+    "{hit}",
+    [rule, outcome, aggregator],
+    "aggregator core.usage()[].admittedCounted / rejectedCounted",
+    "Hits the aggregator counted from the nodes' reports, in cost units, by global rule and outcome (compare with ratelimit.decisions of the nodes)",
+  ),
   aggregatorKeys: spec(
     "ratelimit.aggregator.keys",
     "updowncounter",

@@ -144,6 +144,8 @@ const NODE_MESSAGE_REASONS = [
   "future-aggregator",
 ];
 const AGGREGATOR_MESSAGE_REASONS = [...DECODE_FAILURES, "wrong-type", "sender-mismatch"];
+/** A node also drops grant entries no aggregator could have sent (see `GrantOutcome`). */
+const NODE_ENTRY_REASONS = [...ENTRY_DROP_REASONS, "implausible-grant"];
 
 /** Builds the MeterProvider, readers and endpoint described by `options`. */
 export async function createTelemetry(options: TelemetryOptions = {}): Promise<Telemetry> {
@@ -364,6 +366,7 @@ class TelemetryImpl implements Telemetry {
         if (rule?.mode === "global") {
           obs("grantsReceived", s.grantsApplied, { ...at, [ATTR.outcome]: "applied" });
           obs("grantsReceived", s.grantsIgnored, { ...at, [ATTR.outcome]: "ignored" });
+          obs("grantsReceived", s.grantsImplausible, { ...at, [ATTR.outcome]: "implausible" });
         }
       }
     }
@@ -379,7 +382,7 @@ class TelemetryImpl implements Telemetry {
       obs("entries", s.entriesSent, { ...node, [ATTR.direction]: "sent" });
       for (const reason of union(NODE_MESSAGE_REASONS, s.invalidMessages))
         obs("invalidMessages", s.invalidMessages[reason] ?? 0, { ...node, [ATTR.reason]: reason });
-      for (const reason of union(ENTRY_DROP_REASONS, s.invalidEntries))
+      for (const reason of union(NODE_ENTRY_REASONS, s.invalidEntries))
         obs("invalidEntries", s.invalidEntries[reason] ?? 0, { ...node, [ATTR.reason]: reason });
       obs("grantStaleness", s.aggregatorSilentMs / 1000, node); // skipped while Infinity
       obs("aggregatorLost", s.aggregatorLost ? 1 : 0, node);
@@ -412,6 +415,8 @@ class TelemetryImpl implements Telemetry {
         obs("usageRatio", u.maxRatio, at);
         obs("windowAdmitted", u.admittedInWindow, at);
         obs("aggregatorKeys", u.keys, at);
+        obs("aggregatorDecisions", u.admittedCounted, { ...at, [ATTR.outcome]: "admitted" });
+        obs("aggregatorDecisions", u.rejectedCounted, { ...at, [ATTR.outcome]: "rejected" });
       }
     }
   }

@@ -5,6 +5,7 @@
  * machine's Redis under a unique key prefix; an HTTP GET that leaves no connection behind; and a
  * parser of the Prometheus text format.
  */
+import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { request } from "node:http";
 import {
@@ -122,6 +123,7 @@ export async function startSluice(o: SluiceOptions): Promise<Sluice> {
       heartbeatIntervalMs: 100,
     });
     opened.push(agent);
+    assert.equal(await agent.ready(), true, "the node heard the aggregator");
     nodeTelemetry.observeLimiter(limiter, { node: nodeId });
     nodeTelemetry.observeAgent(agent);
     aggregatorTelemetry.observeAggregator(service);

@@ -102,6 +102,11 @@ const AGGREGATOR_FAMILIES: Record<string, Expected> = {
   ratelimit_usage_ratio: { type: "gauge", unit: "1", labels: ["aggregator", "rule"] },
   ratelimit_window_admitted: { type: "gauge", unit: "{hit}", labels: ["aggregator", "rule"] },
   ratelimit_aggregator_keys: { type: "gauge", unit: "{key}", labels: ["aggregator", "rule"] },
+  ratelimit_aggregator_decisions_total: {
+    type: "counter",
+    unit: "{hit}",
+    labels: ["aggregator", "outcome", "rule"],
+  },
 };
 
 /** The Prometheus family name this exporter gives an OTel instrument. */
@@ -285,6 +290,7 @@ test("telemetry prometheus - every instrument on the node and aggregator endpoin
       ["bad-key", 0],
       ["bad-number", 0],
       ["bad-rule", 0],
+      ["implausible-grant", 0],
     ],
   );
   const staleness = sampleOf(node, "ratelimit_grant_staleness", n).value;
@@ -334,6 +340,13 @@ test("telemetry prometheus - every instrument on the node and aggregator endpoin
   assert.equal(sampleOf(agg, "ratelimit_usage_ratio", g).value, 1, "5 admitted of 5");
   assert.equal(sampleOf(agg, "ratelimit_window_admitted", g).value, 5);
   assert.equal(sampleOf(agg, "ratelimit_aggregator_keys", g).value, 1);
+  // What the aggregator counted is what the node admitted and rejected on the global rule.
+  const nodeGlobal = limiter.stats().find((s) => s.rule === "api-global")!;
+  const aggDecided = (outcome: string) =>
+    sampleOf(agg, "ratelimit_aggregator_decisions_total", { ...g, outcome }).value;
+  assert.equal(aggDecided("admitted"), 5);
+  assert.equal(aggDecided("admitted"), nodeGlobal.admittedHits);
+  assert.equal(aggDecided("rejected"), nodeGlobal.rejectedHits);
   assert.deepEqual(
     agg.get("ratelimit_usage_ratio")!.samples.map((s) => s.labels["rule"]),
     ["api-global"],

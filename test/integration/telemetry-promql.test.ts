@@ -264,14 +264,14 @@ test("telemetry promql - prometheus evaluates every dashboard and alert expressi
     data: { groups: { rules: { name: string; health: string; lastError?: string }[] }[] };
   };
   const loadedRules = loaded.data.groups.flatMap((g) => g.rules);
-  assert.equal(loadedRules.length, 10, "rules loaded from alerts.yml");
+  assert.equal(loadedRules.length, 11, "rules loaded from alerts.yml");
   for (const r of loadedRules) {
     if (r.health !== "ok") failures.push(`rule ${r.name}: health ${r.health} ${r.lastError ?? ""}`);
   }
 
   assert.deepEqual(failures, [], `expressions that failed:\n${failures.join("\n")}`);
   assert.ok(panelExprs >= 30, `evaluated ${panelExprs} panel expressions`);
-  assert.equal(alertCount, 6);
+  assert.equal(alertCount, 7);
 });
 
 test("telemetry promql - promtool checks the config and rules and passes the alert unit tests", async () => {
@@ -280,7 +280,7 @@ test("telemetry promql - promtool checks the config and rules and passes the ale
   const config = await run(promtool, ["check", "config", "prometheus.yml"], opts);
   assert.match(config.stdout, /SUCCESS: prometheus\.yml is valid/);
   const rules = await run(promtool, ["check", "rules", "alerts.yml"], opts);
-  assert.match(rules.stdout, /SUCCESS: 10 rules found/);
+  assert.match(rules.stdout, /SUCCESS: 11 rules found/);
   const unit = await run(promtool, ["test", "rules", "alerts.test.yml"], opts);
   assert.match(unit.stdout, /SUCCESS/);
   // Every alert of alerts.yml has a unit test that expects it to fire, and one that expects
@@ -289,7 +289,7 @@ test("telemetry promql - promtool checks the config and rules and passes the ale
   const alerts = [
     ...readFileSync(join(CONFIG_DIR, "alerts.yml"), "utf8").matchAll(/- alert: (\w+)/g),
   ];
-  assert.equal(alerts.length, 6);
+  assert.equal(alerts.length, 7);
   const cases = (
     parse(tests) as {
       tests: { alert_rule_test?: { alertname: string; exp_alerts: unknown[] }[] }[];
