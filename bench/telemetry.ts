@@ -80,10 +80,10 @@ interface Case extends BenchCase {
 }
 
 /**
- * A case with INSTANCES limiters, used in turn, one per round: how one limiter's state happens to
- * sit in memory moves its cost by a percent or so for the life of the process, and taking turns
- * spreads that over the rounds instead of biasing a whole run. `observe` (the "on" case) moves
- * the telemetry to the limiter in use.
+ * A case with INSTANCES limiters, used in turn, one per round: two limiters of the same
+ * configuration need not cost the same for the life of a process (where their state sits in
+ * memory, for one), and taking turns spreads that over the rounds instead of biasing a whole run.
+ * `observe` (the "on" case) moves the telemetry to the limiter in use.
  */
 function checkCase(
   name: string,
