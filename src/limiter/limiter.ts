@@ -220,9 +220,14 @@ class KeyedLimiter implements Limiter {
   #closed = false;
   readonly global: GlobalControl;
   readonly #latency = new LatencyHistogram(DECISION_LATENCY_BOUNDS_S);
-  /** check() calls are timed when `#timing` and (count & mask) === 0. */
+  /** A check() call is timed when `#timing` and the count below comes round to 0. */
   readonly #sampleMask: number;
   readonly #timing: boolean;
+  /**
+   * check() calls modulo latencySampleEvery. Kept wrapped, never a running total: a total leaves
+   * V8's small-integer range after 2^31 calls (2^30 with pointer compression), and the field is
+   * then stored as a boxed double.
+   */
   #checks = 0;
   #lastRule: string | undefined;
   #lastTable: KeyTable | undefined;
@@ -313,7 +318,9 @@ class KeyedLimiter implements Limiter {
     const table = rule === this.#lastRule ? this.#lastTable! : this.#table(rule);
     cost = costOf(table, key, cost);
     if (table.rule.mode === "strict") throw strictInCheck(rule);
-    if ((++this.#checks & this.#sampleMask) !== 0 || !this.#timing) {
+    const n = (this.#checks + 1) & this.#sampleMask;
+    this.#checks = n;
+    if (n !== 0 || !this.#timing) {
       return table.decide(key, this.#clock.nowMs(), cost);
     }
     const startMs = this.#clock.nowMs();
