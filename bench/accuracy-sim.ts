@@ -4,7 +4,8 @@
  * algorithm's own behaviour, free of scheduling noise, and the same on every run.
  *
  * Every message is delivered `latencyMs` after it is published; agents assume all `nodes` live
- * until the aggregator says (as `--expected-nodes` does in the process bench); timers are started
+ * until the aggregator says (`initialLiveNodes`; the load starts after they have heard it anyway);
+ * timers are started
  * 7 ms apart so their sync ticks are not aligned with each other or with the aggregator's. Each
  * node offers one key (the hot key) `hitsPerMsPerNode` hits per ms from t = 0 (a step start,
  * as in the process bench), decided by a global sliding-window rule of `limit` per 1000 ms.

@@ -94,7 +94,7 @@ export interface NodeAgentOptions {
   readonly heartbeatIntervalMs?: number;
   /** Aggregator silence after which `onAggregatorLoss` applies, ms. @default 2000 */
   readonly staleAfterMs?: number;
-  /** Decision subjects to spread batches over (1..65536); match the aggregators. @default 1 */
+  /** Decision subjects to spread batches over (1..65536); the aggregator reads them all. @default 1 */
   readonly partitions?: number;
   /** Publish early once this many keys changed within an interval. @default 5000 */
   readonly maxBatchKeys?: number;

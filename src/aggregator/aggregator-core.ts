@@ -6,8 +6,9 @@
  * Out: from `tick()`, the rate updates to send (one per node that has changed grants) and the
  *      rule defaults to broadcast (default share = limit / live nodes).
  *
- * Per (rule, key) it keeps a segmented sliding window of global admitted cost, binned by the
- * aggregator's monotonic clock when each report arrives (node clocks never enter the math), and
+ * Per (rule, key) it keeps a sliding window of global admitted cost in bins of the aggregator's
+ * monotonic clock, each report's hits binned at receipt minus the age the node measured for them
+ * (a duration: node clocks never enter the math; see global-window.ts), and
  * per node that reported the key: the cumulative counts last seen (per node epoch and key
  * generation: a lower value is an old or reordered report and changes nothing), a smoothed demand
  * rate, the grant the node says it holds and the grants sent to it since.
@@ -826,9 +827,19 @@ export class AggregatorCore {
       const unit = rs.rule.defaultCost;
       ks.paceCarry = left > unit ? unit : left > 0 ? left : 0;
     }
-    const retryMs = this.#retryAfterMs(rs, ks, now, { lagMs, earlyCap, used, handedOut });
-    // A real freeing time is absolute and stable; "the next tick" (0) moves with every tick.
-    const freeAtMs = retryMs > 0 ? now + retryMs : Number.NEGATIVE_INFINITY;
+    // The wait a grant carries, computed once and only when a node is out of room or a grant
+    // goes out. A real freeing time is absolute and stable; "the next tick" (0) moves with every
+    // tick, so it compares as -Infinity.
+    let retryMs = -1;
+    let freeAtMs = 0;
+    const wait = () => {
+      if (retryMs < 0) {
+        const b = { lagMs, earlyCap, used, handedOut, early: early < earlyCap ? early : earlyCap };
+        retryMs = this.#retryAfterMs(rs, ks, now, b);
+        freeAtMs = retryMs > 0 ? now + retryMs : Number.NEGATIVE_INFINITY;
+      }
+      return freeAtMs;
+    };
     // Of the new allowance (beyond what each node holds), the part the window has freed already
     // is usable at once, split max-min fair over the increases (a light node's small increase
     // comes whole: ramped, its next hit could find less than one unit usable); the rest ramps
@@ -850,8 +861,8 @@ export class AggregatorCore {
       const starved = outOfRoom && allowance > nk.sentAllowance;
       const waitMoved =
         outOfRoom &&
-        freeAtMs !== nk.sentFreeAtMs &&
-        !(Math.abs(freeAtMs - nk.sentFreeAtMs) <= this.#syncIntervalMs);
+        wait() !== nk.sentFreeAtMs &&
+        !(Math.abs(wait() - nk.sentFreeAtMs) <= this.#syncIntervalMs);
       if (
         nk.sentVersion > 0 &&
         !starved &&
@@ -860,7 +871,7 @@ export class AggregatorCore {
       ) {
         continue;
       }
-      nk.sentFreeAtMs = freeAtMs;
+      nk.sentFreeAtMs = wait();
       ks.version = (ks.version + 1) >>> 0 || 1;
       nk.sentVersion = ks.version;
       nk.sentAllowance = allowance;
@@ -904,12 +915,12 @@ export class AggregatorCore {
     rs: RuleState,
     ks: KeyState,
     now: number,
-    b: { lagMs: number; earlyCap: number; used: number; handedOut: number },
+    b: { lagMs: number; earlyCap: number; used: number; handedOut: number; early: number },
   ): number {
-    // budget(d) = limit - used + min(F(d + lag), F(d) + earlyCap), F(t) = what frees by t.
+    // budget(d) = limit - used + min(F(d + lag), F(d) + earlyCap), F(t) = what frees by t;
+    // `early` is that min at d = 0 (the early release in the budget now).
     const target = b.handedOut + rs.rule.defaultCost - (rs.rule.limit - b.used);
-    const early = oldestBand(rs, ks, now, b.lagMs);
-    if (target <= (early < b.earlyCap ? early : b.earlyCap) + 1e-9) return 0;
+    if (target <= b.early + 1e-9) return 0;
     const freedBy = (x: number) => (x > 0 ? gw.freeingTime(ks.window, rs.shape, now, 0, x) : 0);
     const byLag = freedBy(target) - b.lagMs;
     const byCap = freedBy(target - b.earlyCap);

@@ -29,13 +29,15 @@ export interface WindowShape {
   readonly windowMs: number;
   readonly bins: number;
   readonly binMs: number;
+  /** Ring slots: bins + 1 (the bin the window start cuts, and the bin in progress). */
+  readonly ring: number;
 }
 
 export function windowShape(windowMs: number, bins: number): WindowShape {
   if (!(windowMs > 0 && Number.isInteger(bins) && bins >= 1)) {
     throw new InvalidArgumentError("bins", "an integer >= 1 over a window > 0 ms", bins);
   }
-  return { windowMs, bins, binMs: windowMs / bins };
+  return { windowMs, bins, binMs: windowMs / bins, ring: bins + 1 };
 }
 
 const CURRENT = 0;
@@ -43,22 +45,23 @@ const CURRENT = 0;
 const CONTINUES = -1;
 
 export function createGlobalWindow(shape: WindowShape, nowMs: number): Float64Array {
-  const w = new Float64Array(1 + 3 * (shape.bins + 1));
+  const w = new Float64Array(1 + 3 * shape.ring);
   w[CURRENT] = Math.floor(nowMs / shape.binMs);
   return w;
 }
 
 function costCell(shape: WindowShape, bin: number): number {
-  const ring = shape.bins + 1;
-  return 1 + (((bin % ring) + ring) % ring);
+  const ring = shape.ring;
+  const s = bin % ring;
+  return 1 + (s < 0 ? s + ring : s);
 }
 
 function offsetCell(shape: WindowShape, bin: number): number {
-  return costCell(shape, bin) + shape.bins + 1;
+  return costCell(shape, bin) + shape.ring;
 }
 
 function firstCell(shape: WindowShape, bin: number): number {
-  return costCell(shape, bin) + 2 * (shape.bins + 1);
+  return costCell(shape, bin) + 2 * shape.ring;
 }
 
 /** Moves the ring to the bin holding `nowMs`, emptying the bins that left; returns its index. */
@@ -66,13 +69,14 @@ export function advanceWindow(w: Float64Array, shape: WindowShape, nowMs: number
   const current = w[CURRENT]!;
   const k = Math.floor(nowMs / shape.binMs);
   if (k <= current) return current; // a clock standing still or going back changes nothing
-  const ring = shape.bins + 1;
+  const ring = shape.ring;
   if (k - current >= ring) w.fill(0, 1);
   else {
     for (let j = current + 1; j <= k; j++) {
-      w[costCell(shape, j)] = 0;
-      w[offsetCell(shape, j)] = 0;
-      w[firstCell(shape, j)] = 0;
+      const at = costCell(shape, j);
+      w[at] = 0;
+      w[at + ring] = 0;
+      w[at + 2 * ring] = 0;
     }
   }
   w[CURRENT] = k;
@@ -116,13 +120,14 @@ function addToBin(
   mayContinue: boolean,
 ): void {
   const at = costCell(shape, bin);
-  const sum = offsetCell(shape, bin);
+  const sum = at + shape.ring;
+  const first = sum + shape.ring;
   if (w[at] === 0) {
     const continues = mayContinue && bin > k - shape.bins && w[costCell(shape, bin - 1)]! > 0;
     w[sum] = continues ? CONTINUES : 0;
-    w[firstCell(shape, bin)] = firstOffset;
-  } else if (firstOffset < w[firstCell(shape, bin)]!) {
-    w[firstCell(shape, bin)] = firstOffset; // a late report of an earlier hit
+    w[first] = firstOffset;
+  } else if (firstOffset < w[first]!) {
+    w[first] = firstOffset; // a late report of an earlier hit
   }
   w[at]! += cost;
   if (w[sum] !== CONTINUES) w[sum]! += cost * sumOffset;
@@ -131,10 +136,11 @@ function addToBin(
 /** Where bin `bin`'s hits are read to start (see the module header), absolute ms. */
 function spreadStart(w: Float64Array, shape: WindowShape, bin: number, cost: number): number {
   const start = bin * shape.binMs;
-  const sum = w[offsetCell(shape, bin)]!;
+  const at = offsetCell(shape, bin);
+  const sum = w[at]!;
   if (sum === CONTINUES) return start;
   const byMean = (2 * sum) / cost - shape.binMs;
-  const first = w[firstCell(shape, bin)]!;
+  const first = w[at + shape.ring]!;
   const from = first > byMean ? first : byMean;
   if (!(from > 0)) return start;
   return start + (from < shape.binMs * 0.999 ? from : shape.binMs * 0.999);
@@ -153,11 +159,10 @@ function costBefore(w: Float64Array, shape: WindowShape, bin: number, atMs: numb
 /** Cost admitted in the window ending at `nowMs`, that is after `nowMs - windowMs`. */
 export function windowUsed(w: Float64Array, shape: WindowShape, nowMs: number): number {
   const k = advanceWindow(w, shape, nowMs);
-  const cut = nowMs - shape.windowMs;
+  // Every slot holds a bin of the window; only the oldest (k - bins) is cut by its start.
   let sum = 0;
-  for (let j = k - shape.bins; j <= k; j++) {
-    sum += w[costCell(shape, j)]! - costBefore(w, shape, j, cut);
-  }
+  for (let i = 1; i <= shape.ring; i++) sum += w[i]!;
+  sum -= costBefore(w, shape, k - shape.bins, nowMs - shape.windowMs);
   return sum > 0 ? sum : 0;
 }
 

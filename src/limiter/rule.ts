@@ -59,7 +59,8 @@ export interface RuleConfig {
   readonly onAggregatorLoss?: AggregatorLossPolicy;
   /**
    * Strict rules: what to decide when the store does not answer within `storeTimeoutMs`:
-   * `open` admits, `closed` refuses, `local` decides with the local limiter at this node's share.
+   * `open` admits, `closed` refuses, `local` decides with this process's own table at the rule's
+   * limit (so the limit then holds per process, not across them).
    * @default "local"
    */
   readonly onStoreFailure?: StoreFailurePolicy;

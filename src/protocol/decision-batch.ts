@@ -1,5 +1,5 @@
 /**
- * DecisionBatch (type 1), node → aggregator on `<prefix>.v1.decisions.<partition>`.
+ * DecisionBatch (type 1), node → aggregator on `<prefix>.v1.decisions.<partition>.<nodeId>`.
  *
  * Body: nodeId str, nodeEpoch f64, seq u32, sentAtWallMs f64, groupCount u16, then per group:
  * rule str, entryCount u32, then per entry: key str, generation u32, admitted f64, rejected f64,

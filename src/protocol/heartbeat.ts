@@ -1,8 +1,9 @@
 /**
- * Heartbeat (type 3), node or aggregator → everyone on `<prefix>.v1.heartbeats`.
+ * Heartbeat (type 3), a node → the aggregator (and the nodes that follow no aggregator) on
+ * `<prefix>.v1.heartbeats.<nodeId>`.
  *
- * Body: nodeId str, nodeEpoch f64, seq u32, sentAtWallMs f64, role u8 (1 node, 2 aggregator,
- * 3 node leaving).
+ * Body: nodeId str, nodeEpoch f64, seq u32, sentAtWallMs f64, role u8 (1 node, 2 reserved for
+ * aggregators, 3 node leaving).
  * Always one frame.
  */
 import { InvalidArgumentError } from "../errors.js";

@@ -1,6 +1,6 @@
 /**
- * Which decisions partition a (rule, key) pair belongs to, so one aggregator (or one shard of
- * the aggregator) sees every count of a key.
+ * Which decisions partition a (rule, key) pair belongs to: every count of a key goes to the same
+ * subject, whichever node sends it.
  *
  * partition = jumpConsistentHash(FNV-1a-64(UTF-8(rule) ‖ 0xFF ‖ UTF-8(key)), partitions).
  * 0xFF never occurs in UTF-8, so the separator makes the pair unambiguous.

@@ -1,10 +1,10 @@
 /**
  * Every NATS subject Sluice uses, versioned, in one place:
  *
- *     <prefix>.v1.decisions.<partition>   node → aggregator  DecisionBatch
- *     <prefix>.v1.updates.<nodeId>        aggregator → node  RateUpdate
- *     <prefix>.v1.heartbeats              both ways          Heartbeat
- *     <prefix>.v1.defaults                aggregator → node  RuleDefaults
+ *     <prefix>.v1.decisions.<partition>.<nodeId>   node → aggregator           DecisionBatch
+ *     <prefix>.v1.updates.<nodeId>                  aggregator → node           RateUpdate
+ *     <prefix>.v1.heartbeats.<nodeId>               node → aggregator, nodes    Heartbeat
+ *     <prefix>.v1.defaults                          aggregator → node           RuleDefaults
  *
  * The layout follows roles so server permissions can say who may publish what: nodes publish
  * decisions and heartbeats only; only aggregators publish updates and defaults.

@@ -1,5 +1,5 @@
 /**
- * The trust model (DESIGN.md "Trust model"): the example server config `deploy/nats-server.conf`,
+ * The trust model (docs/operations.md): the example server config `deploy/nats-server.conf`,
  * started on a free loopback port with this file's own subject prefix, enforces subject
  * permissions by role. A node's credentials cannot publish a rate update or the defaults (the
  * server refuses, the client reports a permissions violation, nobody receives the message) nor
