@@ -814,9 +814,15 @@ export class AggregatorCore {
     const shares = allocate(grantable, inputs);
     roundToUnits(shares, inputs, rs.rule.defaultCost, ks.nodes);
     let handedOut = 0;
+    // For the wait a grant carries: what nodes may still admit once they hold these grants (a
+    // node on its default share now, which the allocation must count, holds its grant by then).
+    let handedOutHeld = 0;
     for (let j = 0; j < inputs.length; j++) {
       const c = inputs[j]!.committed;
-      handedOut += shares[j]! > c ? shares[j]! : c;
+      const s = shares[j]!;
+      handedOut += s > c ? s : c;
+      const ch = this.#committed(ks.nodes[j]!, 0);
+      handedOutHeld += s > ch ? s : ch;
     }
     if (this.#pacing > 0) {
       // What pacing allowed and whole units did not hand out waits for the next tick, up to one
@@ -834,7 +840,8 @@ export class AggregatorCore {
     let freeAtMs = 0;
     const wait = () => {
       if (retryMs < 0) {
-        const b = { lagMs, earlyCap, used, handedOut, early: early < earlyCap ? early : earlyCap };
+        const released = early < earlyCap ? early : earlyCap;
+        const b = { lagMs, earlyCap, used, handedOut: handedOutHeld, early: released };
         retryMs = this.#retryAfterMs(rs, ks, now, b);
         freeAtMs = retryMs > 0 ? now + retryMs : Number.NEGATIVE_INFINITY;
       }
