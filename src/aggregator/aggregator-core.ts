@@ -932,7 +932,10 @@ export class AggregatorCore {
     const byLag = freedBy(target) - b.lagMs;
     const byCap = freedBy(target - b.earlyCap);
     const d = byLag > byCap ? byLag : byCap;
-    return d > 0 ? d : Number.MIN_VALUE;
+    // Within (0, windowMs] whatever the reports held (counts near the largest double make the
+    // arithmetic overflow): the wait goes on the wire, which takes finite numbers only.
+    if (!(d > 0)) return Number.MIN_VALUE;
+    return d < rs.rule.windowMs ? d : rs.rule.windowMs;
   }
 
   /**

@@ -4,10 +4,12 @@
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import fc from "fast-check";
 import { AggregatorCore } from "../../src/aggregator/aggregator-core.js";
 import { ManualClock } from "../../src/clock/clock.js";
 import { createLimiter } from "../../src/limiter/limiter.js";
 import type { RuleConfig } from "../../src/limiter/rule.js";
+import { encode } from "../../src/protocol/encode.js";
 import type { DecisionBatch, GrantEntry } from "../../src/protocol/messages.js";
 
 const RULE: RuleConfig = {
@@ -137,4 +139,32 @@ test("aggregator core - a rule paced at under a unit per tick is still granted w
   // From 2 s to 6 s the node may admit what the window frees: 10 per second.
   const inLastFour = allowanceAt[239]! - allowanceAt[79]!;
   assert.ok(inLastFour >= 36 && inLastFour <= 41, `admitted in 4 s: ${inLastFour} (limit 40)`);
+});
+
+test("aggregator core - whatever counts the reports carry, every update it returns can be encoded", () => {
+  const extremes = [0, 5e-324, 1, 1e15, Number.MAX_VALUE];
+  fc.assert(
+    fc.property(
+      fc.array(
+        fc.record({
+          admitted: fc.constantFrom(...extremes),
+          rejected: fc.constantFrom(...extremes),
+          ageMs: fc.constantFrom(0, 1e15, Number.MAX_VALUE),
+          isNew: fc.boolean(),
+          allowance: fc.constantFrom(...extremes),
+        }),
+        { minLength: 1, maxLength: 6 },
+      ),
+      (reports) => {
+        const clock = new ManualClock(1_000_000);
+        const c = core(clock);
+        for (const [i, r] of reports.entries()) {
+          const grant = { version: i, allowance: r.allowance } as GrantEntry;
+          c.ingestBatch(report(i + 1, { ...r, grant: i % 2 === 0 ? undefined : grant }));
+          clock.advance(25);
+          for (const u of c.tick().updates) encode({ type: "rate-update", ...u }); // throws if not
+        }
+      },
+    ),
+  );
 });
