@@ -13,7 +13,7 @@
  * twice the limit), on a per-node `--schedule`, and reports every key's admitted and rejected
  * counts per REPORT_MS bucket (wall-clock aligned, so buckets of different processes line up).
  *
- * Computed from those reports, summed over nodes (see `accuracy-analysis.ts`): each hot key's
+ * Computed from those reports, summed over nodes (see test/support/window-analysis.ts): each hot key's
  * admitted cost in every sliding window of WINDOW_MS (measured at every bucket end) over the
  * limit; the settling time after a shift, join or leave; and the decisions that differ from an
  * exact sliding-window limiter. Prints progress to stderr, a table to stdout, and as the last
@@ -22,11 +22,11 @@
  *
  * Environment: NATS_URL (default nats://127.0.0.1:4222); ACC_SCENARIOS=steady,shift,... to run a
  * subset; ACC_REPORT_MS (default 25); ACC_DUMP=<dir> to write each run's per-bucket counts there;
- * ACC_MODES=global to skip the naive runs. For experiments with the aggregator's tuning:
- * ACC_SYNC_MS (the sync interval of nodes and aggregator, default 25; the convergence goal is
- * two of them), ACC_GRANT_RAMP_MS (`--grant-ramp-ms`), ACC_LAG_MS (`--lag-compensation-ms`),
- * ACC_PACING (`--pacing`), ACC_HIT_WAIT=off (`--no-hit-wait`) and ACC_ECHO_DAMPING=on
- * (`--echo-damping`); unset, the defaults apply. The settings used are printed.
+ * ACC_MODES=global to skip the naive runs. For experiments with the aggregator's tuning: its
+ * fields' variables (`env` in src/aggregator/tuning.ts: ACC_SYNC_MS, the sync interval of nodes
+ * and aggregator, default 25, the convergence goal being two of them; ACC_GRANT_RAMP_MS,
+ * ACC_LAG_MS, ACC_PACING, ACC_HIT_WAIT=off, ACC_ECHO_DAMPING=on, ...); unset, the defaults
+ * apply. The settings used are printed.
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -36,11 +36,13 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { maxMinFair } from "../src/aggregator/allocator.js";
+import { tuningFlagsFromEnv } from "../src/aggregator/tuning.js";
 import { wallClockMs } from "../src/clock/clock.js";
 import { decode } from "../src/protocol/decode.js";
 import { DEFAULT_SYNC_INTERVAL_MS } from "../src/protocol/limits.js";
 import { createSubjects } from "../src/protocol/subjects.js";
 import { connectNats } from "../src/transport/nats/nats-transport.js";
+import { runSim, type SimResult } from "../test/support/fleet-sim.js";
 import {
   convergence,
   decisionErrors,
@@ -50,8 +52,7 @@ import {
   ratioStats,
   sumRange,
   windowSums,
-} from "./accuracy-analysis.js";
-import { runSim, type SimResult } from "./accuracy-sim.js";
+} from "../test/support/window-analysis.js";
 import { table } from "./harness.js";
 
 const NATS_URL = process.env["NATS_URL"] ?? "nats://127.0.0.1:4222";
@@ -68,33 +69,12 @@ const MODES = (process.env["ACC_MODES"] ?? "global,naive")
   .split(",")
   .map((m) => m.trim())
   .filter((m): m is Mode => m === "global" || m === "naive");
-/** Extra CLI options from the environment (see the header); empty when unset. */
-function envOption(name: string, option: string): string[] {
-  const v = process.env[name];
-  if (v === undefined || v.trim() === "") return [];
-  if (!(Number(v) >= 0)) throw new Error(`${name} must be a number >= 0, got "${v}"`);
-  return [option, v.trim()];
-}
-const RAMP_OPTION = envOption("ACC_GRANT_RAMP_MS", "--grant-ramp-ms");
-const LAG_OPTION = envOption("ACC_LAG_MS", "--lag-compensation-ms");
-const PACING_OPTION = envOption("ACC_PACING", "--pacing");
-/** A CLI flag from the environment: `[option]` when `name` is `value`, empty when unset. */
-function envSwitch(name: string, value: string, option: string): string[] {
-  const v = process.env[name]?.trim();
-  if (v === undefined || v === "") return [];
-  if (v !== value) throw new Error(`${name} must be "${value}" or unset, got "${v}"`);
-  return [option];
-}
-const HIT_WAIT_OPTION = envSwitch("ACC_HIT_WAIT", "off", "--no-hit-wait");
-const DAMPING_OPTION = envSwitch("ACC_ECHO_DAMPING", "on", "--echo-damping");
-/** The aggregator options set from the environment, as passed to it. */
-const TUNING_OPTIONS = [
-  ...RAMP_OPTION,
-  ...LAG_OPTION,
-  ...PACING_OPTION,
-  ...HIT_WAIT_OPTION,
-  ...DAMPING_OPTION,
-];
+/**
+ * The aggregator's tuning set from the environment (its fields' `env` names in tuning.ts, e.g.
+ * ACC_PACING, ACC_HIT_WAIT=off), as flags passed to it; the sync interval and the warm-up are
+ * set for every process by this bench itself.
+ */
+const TUNING_OPTIONS = tuningFlagsFromEnv(process.env, ["syncIntervalMs", "warmupMs"]);
 /** Windows ending before this (ms after the nodes start) are the cold start, measured apart. */
 const WARMUP_MS = 2000;
 /** The last ms of a run are left out: nodes stop a few ms apart. */
@@ -1108,11 +1088,7 @@ async function main(): Promise<number> {
         warmupMs: WARMUP_MS,
         tolerance: TOLERANCE,
         holdMs: HOLD_MS,
-        grantRampMs: RAMP_OPTION[1] === undefined ? "default" : Number(RAMP_OPTION[1]),
-        lagCompensationMs: LAG_OPTION[1] === undefined ? "default" : Number(LAG_OPTION[1]),
-        pacing: PACING_OPTION[1] === undefined ? "default" : Number(PACING_OPTION[1]),
-        hitWait: HIT_WAIT_OPTION.length === 0 ? "default" : "off",
-        echoDamping: DAMPING_OPTION.length === 0 ? "default" : "on",
+        aggregatorFlags: TUNING_OPTIONS,
       },
       scenarios: results.global,
       naive: results.naive,

@@ -29,6 +29,7 @@
  * Prints a table, then one JSON line (the last line of output).
  */
 import { AggregatorCore } from "../src/aggregator/aggregator-core.js";
+import { resolveTuning } from "../src/aggregator/tuning.js";
 import { ManualClock } from "../src/clock/clock.js";
 import { compileRules } from "../src/config/rules-file.js";
 import { encodeDecisionBatch } from "../src/protocol/decision-batch.js";
@@ -127,9 +128,8 @@ const core = new AggregatorCore({
   rules,
   aggregatorId: "bench",
   epoch: AGGREGATOR_EPOCH,
-  clock,
-  syncIntervalMs: SYNC_INTERVAL_MS,
-  warmupMs: 0,
+  tuning: resolveTuning({ syncIntervalMs: SYNC_INTERVAL_MS, warmupMs: 0 }),
+  startMs: clock.nowMs(),
 });
 
 const phaseNs = { decode: 0n, ingest: 0n, tick: 0n, encodeUpdates: 0n };
@@ -157,11 +157,11 @@ for (let round = 0; round < ROUNDS; round++) {
   }
   const t1 = process.hrtime.bigint();
   for (const b of batches) {
-    core.ingestBatch(b);
+    core.ingestBatch(b, clock.nowMs());
     for (const g of b.groups) entries += g.entries.length;
   }
   const t2 = process.hrtime.bigint();
-  const { updates, defaults } = core.tick();
+  const { updates, defaults } = core.tick(clock.nowMs(), 1_764_000_000_000 + clock.nowMs());
   const t3 = process.hrtime.bigint();
   const cpu1 = process.cpuUsage(cpu0);
   let updateBytes = 0;

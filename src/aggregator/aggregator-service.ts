@@ -14,48 +14,23 @@ import { InvalidArgumentError } from "../errors.js";
 import type { CompiledRule } from "../limiter/rule.js";
 import { decode } from "../protocol/decode.js";
 import { encode } from "../protocol/encode.js";
-import { DEFAULT_SYNC_INTERVAL_MS, SYNC_INTERVAL_BOUNDS } from "../protocol/limits.js";
 import { createSubjects, isValidNodeId, senderOf } from "../protocol/subjects.js";
 import type { Subscription, Transport } from "../transport/transport.js";
-import { expectBoolean, optionalNumber } from "../validate.js";
-import { AggregatorCore, type AggregatorStats } from "./aggregator-core.js";
+import { optionalNumber } from "../validate.js";
+import { AggregatorCore, type AggregatorStats, type RuleUsage } from "./aggregator-core.js";
+import { type AggregatorTuning, resolveTuning } from "./tuning.js";
 
-export interface AggregatorServiceOptions {
+/**
+ * The service's options: where it listens and how it is named, plus any of the aggregator's
+ * tuning (`AggregatorTuning`, documented in tuning.ts: unit, default, bounds), checked there.
+ */
+export interface AggregatorServiceOptions extends Partial<AggregatorTuning> {
   readonly rules: readonly CompiledRule[];
   readonly transport: Transport;
   /** `[A-Za-z0-9_-]{1,64}`. @default `agg-<hostname>-<pid>` */
   readonly aggregatorId?: string;
   /** @default "ratelimit" */
   readonly subjectPrefix?: string;
-  /** Tick period: grants are recomputed and sent this often, ms (10..10000). @default DEFAULT_SYNC_INTERVAL_MS (25) */
-  readonly syncIntervalMs?: number;
-  /** Node heartbeat TTL, ms. @default 3000 */
-  readonly nodeTtlMs?: number;
-  /**
-   * After start, grants are withheld this long while the windows fill from reports, ms. A
-   * restarted aggregator knows nothing of the hits admitted before it started; granting at once
-   * could let a key admit its limit twice within one window. Meanwhile nodes keep the grants they
-   * hold (from the previous run) and the default share for new keys. Restoring windows from a
-   * checkpoint makes this unnecessary.
-   * @default the longest global window, at most 5000
-   */
-  readonly warmupMs?: number;
-  /**
-   * See `AggregatorCoreOptions.grantRampMs` (scheduled grants, opt-in; 0 = off).
-   * @default 0
-   */
-  readonly grantRampMs?: number;
-  /**
-   * See `AggregatorCoreOptions.lagCompensationMs` (0..windowMs / 2).
-   * @default syncIntervalMs / 2; 0.3 x syncIntervalMs with a ramp
-   */
-  readonly lagCompensationMs?: number;
-  /** See `AggregatorCoreOptions.pacing` (0 turns pacing off). @default 1.5 */
-  readonly pacing?: number;
-  /** See `AggregatorCoreOptions.hitWaitCompensation`. @default true */
-  readonly hitWaitCompensation?: boolean;
-  /** See `AggregatorCoreOptions.echoDamping` (opt-in). @default false */
-  readonly echoDamping?: boolean;
   readonly clock?: Clock;
   /**
    * Saves the global windows to a store (e.g. `createRedisCheckpointStore`) every `intervalMs`,
@@ -116,6 +91,10 @@ export interface AggregatorServiceStats extends AggregatorStats {
 
 export interface AggregatorService {
   readonly core: AggregatorCore;
+  /** The core's per-rule usage now (see `AggregatorCore.usage`). */
+  usage(): RuleUsage[];
+  /** Admitted cost in the global window of (rule, key) now. */
+  windowAdmitted(rule: string, key: string): number;
   /**
    * Loads the last checkpoint (if `checkpoint` is configured and one exists) into the windows
    * and ends the warm-up. Call once, right after creating the service. Returns keys restored.
@@ -164,12 +143,15 @@ class Service implements AggregatorService {
         id,
       );
     }
-    const syncIntervalMs = optionalNumber(
-      "syncIntervalMs",
-      o.syncIntervalMs,
-      DEFAULT_SYNC_INTERVAL_MS,
-      SYNC_INTERVAL_BOUNDS,
-    );
+    const given = resolveTuning(o);
+    // Without a warm-up given: the longest global window (at most 5 s), what a restarted run
+    // cannot know of the hits admitted just before it.
+    const globalWindows = o.rules.filter((r) => r.mode === "global").map((r) => r.windowMs);
+    const tuning: AggregatorTuning = {
+      ...given,
+      warmupMs: given.warmupMs ?? Math.min(5000, Math.max(0, ...globalWindows)),
+    };
+    const syncIntervalMs = tuning.syncIntervalMs;
     this.#transport = o.transport;
     this.#clock = o.clock ?? monotonicClock;
     this.#subjects = createSubjects(
@@ -179,37 +161,8 @@ class Service implements AggregatorService {
       rules: o.rules,
       aggregatorId: id,
       epoch: wallClockMs() + randomBytes(4).readUInt32LE() / 2 ** 32,
-      clock: this.#clock,
-      syncIntervalMs,
-      nodeTtlMs: optionalNumber("nodeTtlMs", o.nodeTtlMs, 3000, { min: 10 }),
-      warmupMs: optionalNumber(
-        "warmupMs",
-        o.warmupMs,
-        Math.min(
-          5000,
-          Math.max(0, ...o.rules.filter((r) => r.mode === "global").map((r) => r.windowMs)),
-        ),
-        { min: 0 },
-      ),
-      ...(o.lagCompensationMs === undefined
-        ? {}
-        : {
-            lagCompensationMs: optionalNumber("lagCompensationMs", o.lagCompensationMs, 0, {
-              min: 0,
-            }),
-          }),
-      ...(o.grantRampMs === undefined
-        ? {}
-        : { grantRampMs: optionalNumber("grantRampMs", o.grantRampMs, 0, { min: 0 }) }),
-      ...(o.pacing === undefined
-        ? {}
-        : { pacing: optionalNumber("pacing", o.pacing, 0, { min: 0, max: 1000 }) }),
-      ...(o.hitWaitCompensation === undefined
-        ? {}
-        : { hitWaitCompensation: expectBoolean("hitWaitCompensation", o.hitWaitCompensation) }),
-      ...(o.echoDamping === undefined
-        ? {}
-        : { echoDamping: expectBoolean("echoDamping", o.echoDamping) }),
+      tuning,
+      startMs: this.#clock.nowMs(),
     });
     this.#subs.push(
       this.#transport.subscribe(this.#subjects.allDecisions, (bytes, subject) =>
@@ -237,7 +190,10 @@ class Service implements AggregatorService {
     if (this.#checkpoint === undefined) return 0;
     try {
       const bytes = await this.#checkpoint.store.load(this.#checkpoint.name ?? "sluice-aggregator");
-      this.#keysRestored = bytes === undefined ? 0 : this.core.restoreWindows(bytes, wallClockMs());
+      this.#keysRestored =
+        bytes === undefined
+          ? 0
+          : this.core.restoreWindows(bytes, this.#clock.nowMs(), wallClockMs());
     } catch {
       this.#checkpointErrors++;
       this.#keysRestored = 0;
@@ -251,7 +207,7 @@ class Service implements AggregatorService {
     try {
       await cp.store.save(
         cp.name ?? "sluice-aggregator",
-        this.core.exportWindows(wallClockMs()),
+        this.core.exportWindows(this.#clock.nowMs(), wallClockMs()),
         this.#checkpointTtlMs,
       );
       this.#checkpointsSaved++;
@@ -284,8 +240,8 @@ class Service implements AggregatorService {
       this.#count(this.#invalidMessages, "sender-mismatch");
       return;
     }
-    if (m.type === "decision-batch") this.core.ingestBatch(m);
-    else this.core.ingestHeartbeat(m, wallClockMs());
+    if (m.type === "decision-batch") this.core.ingestBatch(m, this.#clock.nowMs());
+    else this.core.ingestHeartbeat(m, this.#clock.nowMs(), wallClockMs());
     if (this.core.wantsEarlyTick) this.#earlyTick();
   }
 
@@ -311,7 +267,7 @@ class Service implements AggregatorService {
     if (this.#closed) return;
     const started = this.#clock.nowMs();
     this.#lastTickStartMs = started;
-    const { updates, defaults } = this.core.tick();
+    const { updates, defaults } = this.core.tick(started, wallClockMs());
     for (const u of updates) {
       const subject = this.#subjects.updates(u.targetNodeId);
       for (const frame of encode({ type: "rate-update", ...u }))
@@ -322,6 +278,14 @@ class Service implements AggregatorService {
     }
     this.#ticks++;
     this.#lastTickDurationMs = this.#clock.nowMs() - started;
+  }
+
+  usage(): RuleUsage[] {
+    return this.core.usage(this.#clock.nowMs());
+  }
+
+  windowAdmitted(rule: string, key: string): number {
+    return this.core.windowAdmitted(rule, key, this.#clock.nowMs());
   }
 
   stats(): AggregatorServiceStats {

@@ -102,6 +102,20 @@ export function allocate(
   return shares;
 }
 
+/**
+ * What the nodes may still admit after an allocation: the sum over nodes of max(committed,
+ * share), the quantity {@link allocate} keeps within its budget.
+ */
+export function handedOut(committed: readonly number[], shares: readonly number[]): number {
+  let sum = 0;
+  for (let j = 0; j < shares.length; j++) {
+    const c = committed[j]!;
+    const s = shares[j]!;
+    sum += s > c ? s : c;
+  }
+  return sum;
+}
+
 /** A node's allocation input with what it has reported admitted (the base of its allowance). */
 export interface RoundingInput extends AllocationInput {
   readonly base: number;

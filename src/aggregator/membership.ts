@@ -29,6 +29,8 @@ export interface NodeRecord {
 }
 
 const OFFSET_SAMPLES = 16;
+/** Batches of one node closer than this are the partitions of one flush (sync interval >= 10). */
+const SAME_FLUSH_MS = 5;
 
 export interface TouchResult {
   readonly node: NodeRecord;
@@ -89,6 +91,22 @@ export class Membership {
     node.offsetSamples.push(sentAtWallMs - receivedWallMs);
     if (node.offsetSamples.length > OFFSET_SAMPLES) node.offsetSamples.shift();
     node.clockOffsetMs = Math.max(...node.offsetSamples);
+  }
+
+  /**
+   * A batch from `node` arrived at `nowMs`: its own sync interval is estimated from the batches'
+   * spacing (the partitions of one flush come together and count once), and its demand waits
+   * that long for a report. A node sends nothing when nothing changed, so a gap of more than
+   * three intervals is a pause, not a sample; shorter gaps pull the estimate down faster than
+   * longer ones push it up.
+   */
+  observeBatch(node: NodeRecord, nowMs: number): void {
+    const gap = nowMs - node.lastBatchMs;
+    if (gap < SAME_FLUSH_MS) return;
+    const est = node.batchIntervalMs;
+    if (est === 0) node.batchIntervalMs = gap < 10_000 ? gap : 0;
+    else if (gap <= 3 * est) node.batchIntervalMs = est + (gap < est ? 0.5 : 0.1) * (gap - est);
+    node.lastBatchMs = nowMs;
   }
 
   /**

@@ -1,9 +1,9 @@
 /** `sluice aggregator`: runs the aggregator against NATS until stopped. */
 import { createAggregatorService, furthestClock } from "../aggregator/aggregator-service.js";
+import { type AggregatorTuning, resolveTuning, TUNING_FIELDS } from "../aggregator/tuning.js";
 import { compileRules, loadRules } from "../config/rules-file.js";
-import { DEFAULT_SYNC_INTERVAL_MS, SYNC_INTERVAL_BOUNDS } from "../protocol/limits.js";
 import { createRedisCheckpointStore } from "../store/redis/checkpoint-store.js";
-import { flag, num, parse, str, untilSignal } from "./args.js";
+import { flag, num, type OptionSpec, type Parsed, parse, str, untilSignal } from "./args.js";
 import {
   connect,
   emit,
@@ -18,21 +18,60 @@ import {
 } from "./common.js";
 import type { Command } from "./main.js";
 
+/** `left` padded to a column, then `text` wrapped to fit 98 characters under it. */
+function helpLines(left: string, text: string): string[] {
+  const lines: string[] = [];
+  let line = left.padEnd(26);
+  for (const word of text.split(" ")) {
+    if (line.length + word.length > 98 && line.trim() !== left.trim()) {
+      lines.push(line.trimEnd());
+      line = " ".repeat(26);
+    }
+    line += `${word} `;
+  }
+  lines.push(line.trimEnd());
+  return lines;
+}
+
+/** `given` checked now (before anything is opened), keeping only what was given. */
+function resolveTuningPartial(given: Partial<AggregatorTuning>): Partial<AggregatorTuning> {
+  resolveTuning(given);
+  return given;
+}
+
 /** A node clock further off than this is named in the progress line (as the alert's 0.5 s). */
 const CLOCK_NOTE_MS = 500;
 
+/** The tuning's flags, from its one declaration (tuning.ts). */
+const TUNING_OPTIONS: OptionSpec = Object.fromEntries(
+  TUNING_FIELDS.map((f) => [
+    f.flag.slice(2),
+    { type: f.kind === "boolean" ? "boolean" : "string" },
+  ]),
+);
+
+/** The tuning given on the command line; the service checks the values (naming the field). */
+function tuningOf(p: Parsed): Partial<AggregatorTuning> {
+  const out: Record<string, number | boolean> = {};
+  for (const f of TUNING_FIELDS) {
+    const name = f.flag.slice(2);
+    if (f.kind === "boolean") {
+      if (flag(p, name)) out[f.name] = f.flagValue === true;
+    } else if (p.values[name] !== undefined) {
+      out[f.name] = num(p, name, 0, {
+        ...(f.min === undefined ? {} : { min: f.min }),
+        ...(f.max === undefined ? {} : { max: f.max }),
+      });
+    }
+  }
+  return out as Partial<AggregatorTuning>;
+}
+
 const OPTIONS = {
   ...NATS_OPTIONS,
+  ...TUNING_OPTIONS,
   rules: { type: "string" },
   id: { type: "string" },
-  "sync-interval-ms": { type: "string" },
-  "node-ttl-ms": { type: "string" },
-  "warmup-ms": { type: "string" },
-  "lag-compensation-ms": { type: "string" },
-  pacing: { type: "string" },
-  "no-hit-wait": { type: "boolean" },
-  "echo-damping": { type: "boolean" },
-  "grant-ramp-ms": { type: "string" },
   "checkpoint-redis": { type: "string" },
   "checkpoint-name": { type: "string" },
   "report-ms": { type: "string" },
@@ -51,28 +90,17 @@ export const aggregatorCommand: Command = {
     "",
     "  --rules FILE            rules (YAML or JSON, top-level `rules:`), or builtin:demo (default)",
     "  --id ID                 aggregator id (default: agg-<host>-<pid>)",
-    `  --sync-interval-ms N    grant period, 10..10000 (default ${DEFAULT_SYNC_INTERVAL_MS}); match the nodes`,
-    "  --node-ttl-ms N         a node silent this long is dropped (default 3000)",
     "  --checkpoint-redis URL  save the global windows to Redis every second and restore them",
     "                          at start, so a restart needs no warm-up (e.g. redis://127.0.0.1:6379)",
     "  --checkpoint-name NAME  checkpoint key, stable across restarts (default sluice-aggregator)",
-    "  --warmup-ms N           withhold grants this long after start while windows fill",
-    "                          (default: the longest global window, at most 5000)",
-    "  --grant-ramp-ms N       hand out with each grant the budget the window frees over the",
-    "                          next N ms, usable on the node as it frees (opt-in; try the sync",
-    "                          interval; default 0: grants usable at once)",
-    "  --lag-compensation-ms N budget freed within N ms is granted now, usable at once",
-    "                          (default: half the sync interval; 0.3 of it with a ramp)",
-    "  --no-hit-wait           do not add to each key's lag the mean gap between its nodes'",
-    "                          hits (added by default, at most half the sync interval)",
-    "  --echo-damping          pace a newly overloaded key at 1.1x its steady rate for its",
-    "                          first 2.5 windows, so admissions come out even (opt-in; see",
-    '                          docs/architecture.md, "Echo damping", for its cost)',
-    "  --pacing X              most new allowance per key per tick, in multiples of the rule's",
-    "                          steady rate per tick; 0 = unpaced (default 1.5)",
     "  --report-ms N           progress period (default 1000)",
     "  --duration-ms N         stop by itself after N ms (default: run until stopped)",
     "  --json                  progress as JSON lines",
+    "",
+    "Tuning (docs/architecture.md says what each does and costs):",
+    ...TUNING_FIELDS.flatMap((f) =>
+      helpLines(`  ${f.flag}${f.kind === "number" ? " N" : ""}`, f.help),
+    ),
     ...telemetryHelp(26),
     "",
     NATS_HELP,
@@ -90,22 +118,7 @@ export const aggregatorCommand: Command = {
     const tuning = {
       ...(typeof id === "string" ? { aggregatorId: id } : {}),
       ...subjectPrefix(p),
-      syncIntervalMs: num(p, "sync-interval-ms", DEFAULT_SYNC_INTERVAL_MS, SYNC_INTERVAL_BOUNDS),
-      nodeTtlMs: num(p, "node-ttl-ms", 3000, { min: 10 }),
-      ...(p.values["warmup-ms"] === undefined
-        ? {}
-        : { warmupMs: num(p, "warmup-ms", 0, { min: 0 }) }),
-      ...(p.values["lag-compensation-ms"] === undefined
-        ? {}
-        : { lagCompensationMs: num(p, "lag-compensation-ms", 0, { min: 0 }) }),
-      ...(p.values["grant-ramp-ms"] === undefined
-        ? {}
-        : { grantRampMs: num(p, "grant-ramp-ms", 0, { min: 0, max: 60_000 }) }),
-      ...(p.values["pacing"] === undefined
-        ? {}
-        : { pacing: num(p, "pacing", 0, { min: 0, max: 1000 }) }),
-      ...(flag(p, "no-hit-wait") ? { hitWaitCompensation: false } : {}),
-      ...(flag(p, "echo-damping") ? { echoDamping: true } : {}),
+      ...resolveTuningPartial(tuningOf(p)),
     };
     const checkpointName = str(p, "checkpoint-name", "sluice-aggregator");
     const transport = await connect(p, "sluice-aggregator");
@@ -142,7 +155,7 @@ export const aggregatorCommand: Command = {
     const started = performance.now();
     const report = () => {
       const s = service.stats();
-      const usage = service.core.usage();
+      const usage = service.usage();
       if (json)
         emit({ type: "aggregator", tMs: Math.round(performance.now() - started), ...s, usage });
       else {

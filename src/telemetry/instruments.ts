@@ -196,7 +196,7 @@ export const INSTRUMENTS = {
     "gauge",
     "1",
     [rule, aggregator],
-    "aggregator core.usage()[].maxRatio",
+    "aggregator usage()[].maxRatio",
     "Global window admitted / limit of the rule's hottest key; above 1 is overshoot",
   ),
   windowAdmitted: spec(
@@ -204,7 +204,7 @@ export const INSTRUMENTS = {
     "gauge",
     "{hit}",
     [rule, aggregator],
-    "aggregator core.usage()[].admittedInWindow",
+    "aggregator usage()[].admittedInWindow",
     "Admitted cost in the global windows of all the rule's keys, summed",
   ),
 
@@ -213,7 +213,7 @@ export const INSTRUMENTS = {
     "counter",
     "{hit}",
     [rule, outcome, aggregator],
-    "aggregator core.usage()[].admittedCounted / rejectedCounted",
+    "aggregator usage()[].admittedCounted / rejectedCounted",
     "Hits the aggregator counted from the nodes' reports, in cost units, by global rule and outcome (compare with ratelimit.decisions of the nodes)",
   ),
   aggregatorKeys: spec(
@@ -221,7 +221,7 @@ export const INSTRUMENTS = {
     "updowncounter",
     "{key}",
     [rule, aggregator],
-    "aggregator core.usage()[].keys",
+    "aggregator usage()[].keys",
     "Keys with a global window held by the aggregator, by rule",
   ),
   grantsSent: spec(

@@ -2,7 +2,7 @@
  * Telemetry: the composition root of Sluice's OpenTelemetry metrics, and the only module that
  * uses the OTel SDK and exporters.
  *
- *   limiter.stats(), agent.stats(), aggregator stats() / core.usage()
+ *   limiter.stats(), agent.stats(), aggregator stats() / usage()
  *       -> observable instruments (read at collection, one batch callback)
  *   limiter.decisionLatency(), agent.stats().propagation
  *       -> HistogramProducer (pre-bucketed, copied at collection)
@@ -410,7 +410,7 @@ class TelemetryImpl implements Telemetry {
       // and all, and node churn (restarts, rolling deploys) would grow them without bound.
       // Which node is off: stats().nodes, and the aggregator's progress lines.
       obs("clockOffset", Math.abs(furthestClock(s.nodes)?.clockOffsetMs ?? 0) / 1000, agg);
-      for (const u of service.core.usage()) {
+      for (const u of service.usage()) {
         const at = { ...agg, [ATTR.rule]: u.rule };
         obs("usageRatio", u.maxRatio, at);
         obs("windowAdmitted", u.admittedInWindow, at);

@@ -167,7 +167,7 @@ test("telemetry prometheus - every instrument on the node and aggregator endpoin
     () => {
       const a = service.stats();
       const n = agent.stats();
-      const usage = service.core.usage().find((u) => u.rule === "api-global");
+      const usage = service.usage().find((u) => u.rule === "api-global");
       return (
         usage?.admittedInWindow === 5 &&
         a.invalidMessages["bad-magic"] === 2 &&

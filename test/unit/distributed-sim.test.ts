@@ -4,17 +4,16 @@
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { runSim } from "../../bench/accuracy-sim.js";
 import { createNodeAgent, type NodeAgent } from "../../src/agent/node-agent.js";
-import { AggregatorCore } from "../../src/aggregator/aggregator-core.js";
 import { createAggregatorService } from "../../src/aggregator/aggregator-service.js";
+import type { AggregatorTuning } from "../../src/aggregator/tuning.js";
 import { ManualClock, wallClockMs } from "../../src/clock/clock.js";
 import { createLimiter, type Limiter } from "../../src/limiter/limiter.js";
 import type { RuleConfig } from "../../src/limiter/rule.js";
 import { encode } from "../../src/protocol/encode.js";
-import type { DecisionBatch } from "../../src/protocol/messages.js";
 import { createSubjects } from "../../src/protocol/subjects.js";
 import { createMemoryBus } from "../../src/transport/memory.js";
+import { runSim } from "../support/fleet-sim.js";
 
 interface Node {
   limiter: Limiter;
@@ -25,13 +24,7 @@ async function cluster(
   rule: RuleConfig,
   nodeCount: number,
   /** Aggregator options (its sync interval is 50 ms unless `syncIntervalMs` says otherwise). */
-  tuning: {
-    grantRampMs?: number;
-    lagCompensationMs?: number;
-    syncIntervalMs?: number;
-    hitWaitCompensation?: boolean;
-    echoDamping?: boolean;
-  } = {},
+  tuning: Partial<AggregatorTuning> = {},
   nodeSyncIntervalMs = 50,
   nodeOptions: { alignReports?: boolean } = {},
 ) {
@@ -379,86 +372,6 @@ test("distributed - a checkpoint carries the windows over a restart, with no war
   await agg.close();
 });
 
-/** A batch from node "n" (run 1) with one entry for key "k" of rule "api". */
-function oneKeyBatch(seq: number, admitted: number, admittedSinceLast: number): DecisionBatch {
-  return {
-    type: "decision-batch",
-    nodeId: "n",
-    nodeEpoch: 1,
-    seq,
-    sentAtWallMs: 0,
-    groups: [
-      {
-        rule: "api",
-        entries: [
-          {
-            key: "k",
-            generation: 1,
-            admitted,
-            rejected: 0,
-            isNew: seq === 1,
-            grantEpoch: 0,
-            grantVersion: 0,
-            allowance: 0,
-            admittedSinceLast,
-            ageMs: 0,
-          },
-        ],
-      },
-    ],
-  };
-}
-
-test("distributed - exported windows restore aged by the time since the export", () => {
-  const clock = new ManualClock(5_000_000);
-  const compiled = createLimiter({ rules: [windowRule], sweepIntervalMs: 0 }).rules;
-  const core = new AggregatorCore({ rules: compiled, aggregatorId: "a", epoch: 1, clock });
-  core.ingestBatch(oneKeyBatch(1, 400, 400));
-  assert.equal(core.windowAdmitted("api", "k"), 400);
-  const bytes = core.exportWindows(1_000);
-  const other = new AggregatorCore({
-    rules: compiled,
-    aggregatorId: "b",
-    epoch: 2,
-    clock: new ManualClock(77),
-  });
-  assert.equal(other.restoreWindows(bytes, 1_000), 1);
-  assert.equal(other.windowAdmitted("api", "k"), 400);
-  assert.equal(
-    other.restoreWindows(new TextEncoder().encode("not json"), 1_000),
-    0,
-    "garbage restores nothing",
-  );
-});
-
-test("distributed - a node's sync interval is read from its batches' spacing, pauses and partitions left out", () => {
-  const clock = new ManualClock(1_000_000);
-  const compiled = createLimiter({ rules: [windowRule], sweepIntervalMs: 0 }).rules;
-  const core = new AggregatorCore({ rules: compiled, aggregatorId: "a", epoch: 1, clock });
-  let n = 0;
-  const batch = () => {
-    n++;
-    core.ingestBatch(oneKeyBatch(n, n, 1));
-  };
-  const interval = () => core.membership.get("n")!.batchIntervalMs;
-  for (let i = 0; i < 20; i++) {
-    batch();
-    batch(); // a second partition of the same flush
-    clock.advance(50);
-  }
-  assert.ok(Math.abs(interval() - 50) < 1, `50 ms batches read as ${interval()}`);
-  // Two seconds with nothing to report, then batches again: a pause, not an interval.
-  clock.advance(2000);
-  batch();
-  assert.ok(Math.abs(interval() - 50) < 1, `after a pause: ${interval()}`);
-  // A node that moves to 25 ms is followed within a few batches.
-  for (let i = 0; i < 6; i++) {
-    clock.advance(25);
-    batch();
-  }
-  assert.ok(interval() < 27, `25 ms batches read as ${interval()}`);
-});
-
 test("distributed - a node joining a key at its limit is granted ahead, so it does not overshoot", async (t) => {
   const c = await cluster(windowRule, 3);
   const admitted: number[] = [];
@@ -522,7 +435,7 @@ test("distributed - a key with sparse hits per node is held as close to its limi
   const sparseOff = await runSim({
     randomArrivals: true,
     hitsPerMsPerNode: 0.1,
-    hitWaitCompensation: false,
+    aggregator: { hitWaitCompensation: false },
   });
   const sparse = await runSim({ randomArrivals: true, hitsPerMsPerNode: 0.1 });
   const dense = await runSim({ randomArrivals: true, hitsPerMsPerNode: 0.35 });

@@ -5,12 +5,13 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import fc from "fast-check";
-import { AggregatorCore } from "../../src/aggregator/aggregator-core.js";
-import { ManualClock } from "../../src/clock/clock.js";
-import { createLimiter } from "../../src/limiter/limiter.js";
-import type { RuleConfig } from "../../src/limiter/rule.js";
-import { encode } from "../../src/protocol/encode.js";
-import type { DecisionBatch, GrantEntry } from "../../src/protocol/messages.js";
+import { AggregatorCore } from "../../../src/aggregator/aggregator-core.js";
+import { type AggregatorTuning, resolveTuning } from "../../../src/aggregator/tuning.js";
+import { ManualClock } from "../../../src/clock/clock.js";
+import { createLimiter } from "../../../src/limiter/limiter.js";
+import type { RuleConfig } from "../../../src/limiter/rule.js";
+import { encode } from "../../../src/protocol/encode.js";
+import type { DecisionBatch, GrantEntry } from "../../../src/protocol/messages.js";
 
 const RULE: RuleConfig = {
   name: "g",
@@ -21,16 +22,21 @@ const RULE: RuleConfig = {
   segments: 10, // bins of 200 ms
 };
 
-function core(clock: ManualClock, options: { lagCompensationMs?: number } = {}) {
-  const rules = createLimiter({ rules: [RULE], sweepIntervalMs: 0 }).rules;
-  return new AggregatorCore({
+/** A core on `clock` (the rule above unless `rule` is given), driven at the clock's time. */
+function core(clock: ManualClock, tuning: Partial<AggregatorTuning> = {}, rule = RULE) {
+  const rules = createLimiter({ rules: [rule], sweepIntervalMs: 0 }).rules;
+  const c = new AggregatorCore({
     rules,
     aggregatorId: "agg",
     epoch: 7,
-    clock,
-    hitWaitCompensation: false,
-    ...options,
+    tuning: resolveTuning({ hitWaitCompensation: false, ...tuning }),
+    startMs: clock.nowMs(),
   });
+  return {
+    core: c,
+    ingestBatch: (b: DecisionBatch) => c.ingestBatch(b, clock.nowMs()),
+    tick: () => c.tick(clock.nowMs(), 0),
+  };
 }
 
 /** A batch from node "n" (run 1) with one entry for key "k". */
@@ -72,7 +78,7 @@ function report(
   };
 }
 
-function grantOf(c: AggregatorCore): GrantEntry | undefined {
+function grantOf(c: ReturnType<typeof core>): GrantEntry | undefined {
   return c.tick().updates[0]?.groups[0]?.entries[0];
 }
 
@@ -101,11 +107,7 @@ test("aggregator core - a grant says when the window frees the next hit beyond w
 
 test("aggregator core - a grant with budget left but held back says the next tick (0)", () => {
   const clock = new ManualClock(1_000_000);
-  const rules = createLimiter({
-    rules: [{ ...RULE, limit: 2000, windowMs: 1000 }],
-    sweepIntervalMs: 0,
-  }).rules;
-  const c = new AggregatorCore({ rules, aggregatorId: "agg", epoch: 7, clock });
+  const c = core(clock, { hitWaitCompensation: true }, { ...RULE, limit: 2000, windowMs: 1000 });
   // The node holds a grant it has spent (as after an aggregator restart) and is refusing.
   const held = { version: 1, allowance: 100 } as GrantEntry;
   c.ingestBatch(report(1, { admitted: 100, rejected: 50, isNew: true, grant: held }));

@@ -10,7 +10,7 @@ import {
   restoreBin,
   windowShape,
   windowUsed,
-} from "../../src/aggregator/global-window.js";
+} from "../../../src/aggregator/global-window.js";
 
 const shape = windowShape(1000, 10); // bins of 100 ms
 

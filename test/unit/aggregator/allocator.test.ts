@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import fc from "fast-check";
-import { allocate, roundToUnits } from "../../src/aggregator/allocator.js";
+import { allocate, roundToUnits } from "../../../src/aggregator/allocator.js";
 
 const close = (a: number, b: number) => Math.abs(a - b) < 1e-9;
 

@@ -1,0 +1,66 @@
+/**
+ * What the aggregator holds per global rule and per key: the key's window, the streams of the
+ * nodes that reported it, its grant version and pacing state; and, per rule, the window's shape
+ * and the timings derived from the tuning.
+ */
+import type { CompiledRule } from "../limiter/rule.js";
+import { demandHorizonMs } from "./demand.js";
+import * as gw from "./global-window.js";
+import type { NodeStream } from "./node-stream.js";
+import { type AggregatorTuning, lagCompensationOf } from "./tuning.js";
+
+export class KeyState {
+  readonly key: string;
+  readonly window: Float64Array;
+  streams: NodeStream[] = [];
+  /** The last grant version sent for the key, to any node. */
+  version = 0;
+  lastReportMs: number;
+  /** When grants were last computed for this key (pacing counts from there). */
+  lastAllocMs: number;
+  /** Pacing credit the last allocation could not hand out in whole units (< one unit). */
+  paceCarry = 0;
+  /** When a node first reported refusing this key's hits (-1: never); see echo damping. */
+  overloadSinceMs = -1;
+  /** In the list of keys to allocate at the next tick. */
+  dirty = false;
+
+  constructor(key: string, shape: gw.WindowShape, nowMs: number) {
+    this.key = key;
+    this.window = gw.createGlobalWindow(shape, nowMs);
+    this.lastReportMs = nowMs;
+    this.lastAllocMs = nowMs;
+  }
+}
+
+/** How many bins a rule's window has: its own segments; 10 for the bucket algorithms. */
+function windowBins(rule: CompiledRule): number {
+  return rule.algorithm.name === "sliding-window" ? rule.params.segments : 10;
+}
+
+export class RuleState {
+  readonly rule: CompiledRule;
+  readonly shape: gw.WindowShape;
+  readonly keys = new Map<string, KeyState>();
+  /** Cost counted as admitted and as rejected for the rule since start (all keys, all nodes). */
+  admittedCounted = 0;
+  rejectedCounted = 0;
+  /** The lag compensation, capped at half the window. */
+  readonly lagMs: number;
+  /** The ramp of scheduled grants, capped at half the window; 0 without. */
+  readonly rampMs: number;
+  /** How much of each node's demand its allowance is sized for, ms. */
+  readonly horizonMs: number;
+  /** Most early release added for the wait of granted units for hits, ms; 0: none. */
+  readonly hitWaitCapMs: number;
+
+  constructor(rule: CompiledRule, t: AggregatorTuning) {
+    this.rule = rule;
+    this.shape = gw.windowShape(rule.windowMs, windowBins(rule));
+    this.lagMs = Math.min(lagCompensationOf(t), rule.windowMs / 2);
+    this.rampMs = Math.min(t.grantRampMs, rule.windowMs / 2);
+    this.horizonMs = demandHorizonMs(t.syncIntervalMs, rule.windowMs);
+    const hitWait = t.hitWaitCompensation ? t.syncIntervalMs / 2 : 0;
+    this.hitWaitCapMs = Math.min(hitWait, rule.windowMs / 2 - this.lagMs);
+  }
+}
