@@ -103,6 +103,7 @@ export function restoreCheckpoint(
   } catch {
     return undefined;
   }
+  if (typeof doc !== "object" || doc === null) return undefined;
   if (doc.v !== CHECKPOINT_VERSION || typeof doc.wallMs !== "number") return undefined;
   if (typeof doc.rules !== "object" || doc.rules === null) return undefined;
   const elapsedMs = Math.max(0, wallMs - doc.wallMs);
