@@ -369,19 +369,6 @@ export class AggregatorCore {
       const added = handedOut(committed, shares) - held;
       ks.paceCarry = paceCarry(credit, added, rs.rule.defaultCost);
     }
-    let waitMs = -1;
-    const wait = () => {
-      if (waitMs < 0) {
-        // What nodes may still admit once they hold these grants: a node on its default share,
-        // which the allocation must count as able to take it, holds its grant by then.
-        const onceHeld = handedOut(
-          ks.streams.map((s) => committedAllowance(s, 0)),
-          shares,
-        );
-        waitMs = this.#waitMs(rs, ks, nowMs, lagMs, budget, onceHeld);
-      }
-      return waitMs;
-    };
     const nowParts =
       rs.rampMs > 0 ? usableNow(committed, shares, budget.budgetNow, grantable, held) : undefined;
     this.stats.grantsSent += scheduleGrants(
@@ -398,7 +385,7 @@ export class AggregatorCore {
         rampMs: rs.rampMs,
         usableNow: nowParts,
         nowMs,
-        waitMs: wait,
+        waitMs: () => this.#waitMs(rs, ks, nowMs, lagMs, budget, shares),
       },
       out,
     );
@@ -442,15 +429,21 @@ export class AggregatorCore {
     });
   }
 
-  /** The wait the key's grants carry (see `budgetWaitMs`). */
-  #waitMs(rs: RuleState, ks: KeyState, nowMs: number, lagMs: number, b: Budget, held: number) {
+  /** The wait the key's grants carry (see `budgetWaitMs`); scheduling asks for it once at most. */
+  #waitMs(rs: RuleState, ks: KeyState, nowMs: number, lagMs: number, b: Budget, shares: number[]) {
+    // What nodes may still admit once they hold these grants: a node on its default share,
+    // which the allocation must count as able to take it, holds its grant by then.
+    const onceHeld = handedOut(
+      ks.streams.map((s) => committedAllowance(s, 0)),
+      shares,
+    );
     return budgetWaitMs(ks.window, rs.shape, nowMs, {
       limit: rs.rule.limit,
       windowMs: rs.rule.windowMs,
       cost: rs.rule.defaultCost,
       lagMs,
       budget: b,
-      handedOut: held,
+      handedOut: onceHeld,
     });
   }
 

@@ -32,7 +32,10 @@ export interface ScheduleInput {
   /** Per stream, of its new allowance, what is usable at once (ramp); undefined: all of it. */
   readonly usableNow: readonly number[] | undefined;
   readonly nowMs: number;
-  /** The wait until the budget covers one more hit, ms (0: the next tick), computed on demand. */
+  /**
+   * The wait until the budget covers one more hit, ms (0: the next tick); called at most once,
+   * and only when a grant may go out.
+   */
   readonly waitMs: () => number;
 }
 
@@ -56,14 +59,12 @@ export function scheduleGrants(
   const threshold = Math.max(x.limit * x.materialChange, 1e-9);
   // A real freeing time is absolute and stable; "the next tick" (0) moves with every tick, so
   // it compares as -Infinity.
-  let freeAtMs: number | undefined;
-  const freeAt = () => {
-    if (freeAtMs === undefined) {
-      const w = x.waitMs();
-      freeAtMs = w > 0 ? x.nowMs + w : Number.NEGATIVE_INFINITY;
-    }
-    return freeAtMs;
+  let waitMs: number | undefined;
+  const wait = () => {
+    waitMs ??= x.waitMs();
+    return waitMs;
   };
+  const freeAt = () => (wait() > 0 ? x.nowMs + wait() : Number.NEGATIVE_INFINITY);
   let sent = 0;
   for (let j = 0; j < streams.length; j++) {
     const s = streams[j]!;
@@ -97,7 +98,7 @@ export function scheduleGrants(
       allowance,
       rampFrom: rampFrom < allowance ? rampFrom : allowance,
       rampMs: rampFrom < allowance ? x.rampMs : 0,
-      retryAfterMs: x.waitMs(),
+      retryAfterMs: wait(),
     });
     sent++;
   }
