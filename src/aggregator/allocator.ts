@@ -126,17 +126,17 @@ export interface RoundingInput extends AllocationInput {
  * place, then hands the units that rounding freed back out, one at a time, to the nodes that want
  * more and are owed the most: the fraction they lost now plus what they were owed before
  * (`carry`). A node admits whole hits only, so a fraction left in each node's allowance sits
- * idle: with 8 nodes on one hot key, about 4 units of every window (1.3% of a limit of 300). Only
+ * idle: up to one unit per node on a hot key, every window. Only
  * what rounding freed from the safety sum of {@link allocate} (`sum of max(committed_j, s_j)`) is
  * handed out, so that bound still holds.
  *
  * `carry`, when given, holds each node's running balance of rounding (`roundingCarry`: what it
  * was owed minus what it got beyond its share, within one unit either way), read for the order
  * and updated in place (the aggregator passes its per-node records themselves);
- * a node that wants no more than its share owes and is owed nothing. Without it, a hot key whose
- * tick hands out less than a unit per node gave the freed units by the fractions alone, which tie,
- * so to the same nodes at every tick: in the in-memory reference, eight nodes offering the same
- * load were admitted 24 to 45 hits/s where 37.5 was fair.
+ * a node that wants no more than its share owes and is owed nothing. Without it, on a hot key whose
+ * tick hands out less than a unit per node, the freed units would go by the fractions alone,
+ * which tie, so to the same nodes at every tick, and nodes offering the same load would be
+ * admitted at unequal rates.
  */
 export function roundToUnits(
   shares: number[],

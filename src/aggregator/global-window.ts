@@ -14,9 +14,9 @@
  * max(e, 2m - binMs) to the bin's end: from where they started (a burst that runs on to the bin's
  * end, exactly; a single instant, as leaving over the rest of the bin, never early; a stray hit
  * before the burst moves e, not the mean, much). Read as spread over the whole bin, they counted
- * as leaving the window up to a bin early, and that budget was granted before it freed: the
- * first window after a fleet starts held up to 10% over the limit. Hits bunched early in such a
- * bin are read as later than they were, which only holds budget back.
+ * as leaving the window up to a bin early, and that budget would be granted before it freed (the
+ * first window after a fleet starts would overshoot by up to a bin's share of the limit). Hits
+ * bunched early in such a bin are read as later than they were, which only holds budget back.
  *
  * Layout (a Float64Array of 1 + 3R cells, R = bins + 1 ring slots): [current bin index, R costs,
  * R offset sums (CONTINUES for a bin that continued the one before), R first offsets]. Bin j

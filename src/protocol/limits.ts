@@ -42,9 +42,9 @@ export const MIN_MESSAGE_BYTES_LIMIT = 2048;
 
 /**
  * Default sync interval of nodes and aggregator, ms: how often a node sends its counts and the
- * aggregator grants. Both sides must use the same. 25 ms, not the 50-100 ms first planned: on the
- * 8-process NATS bench it put the skewed load within 3% of the limit (0.973-0.978 against
- * 0.956-0.963 at 50 ms) for twice the messages (docs/architecture.md, "The sync interval").
+ * aggregator grants. Both sides must use the same. A shorter interval tracks shifting load more
+ * closely (a node's share lags its demand by about two intervals) for proportionally more
+ * messages; docs/architecture.md ("The sync interval") gives the trade-off and its figures.
  */
 export const DEFAULT_SYNC_INTERVAL_MS = 25;
 /** The sync intervals nodes and aggregator accept, ms (for `optionalNumber` and the CLI). */

@@ -33,7 +33,7 @@ export interface RedisConnectionOptions {
    * that reconnects after 100 ms, 200 ms, ... at most 1 s apart. `enableAutoPipelining` stays off
    * by default because the strict store already sends the hits of one tick as one script call per
    * rule (see decide-batcher.ts); turning it on also merges the calls of different rules into one
-   * write, at about 1.5 µs more client CPU per hit here. Three options are fixed, whatever is
+   * write, at more client CPU per hit (docs/strict-mode.md). Three options are fixed, whatever is
    * given here, so that a call decided by the failure policy is never sent later:
    * `enableOfflineQueue: false`, `autoResendUnfulfilledCommands: false`,
    * `maxRetriesPerRequest: 0`.

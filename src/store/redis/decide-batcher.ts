@@ -20,8 +20,8 @@ import { runScript } from "./scripts.js";
  * Most hits per script call. Small enough that one call holds Redis for well under a
  * millisecond, and that 64 calls in flight make a few batches, so Redis runs one while the
  * client handles the replies of the previous (one batch of 64 would leave each side idle while
- * the other works); large enough to amortise the per-call cost (measured on the 2-core machine:
- * about 4.5 µs of script time per hit at 16-64 hits per call, against 10-20 µs for one hit).
+ * the other works); large enough to amortise the per-call cost, which one hit per call pays
+ * alone (docs/strict-mode.md gives the script time per hit measured by batch size).
  */
 export const MAX_BATCH = 32;
 

@@ -45,7 +45,8 @@ export interface RedisStrictStoreOptions extends RedisConnectionOptions {
    * hit of some cost until a known time, hits of that cost or more are refused locally, with
    * `retryAfterMs` counting down, instead of each costing a round trip. `false` turns it off.
    * `maxEntries` bounds it (an integer 1..10,000,000); beyond that the entry refused longest ago
-   * is dropped. Each entry is about 100 bytes plus the Redis key string (measured: 93).
+   * is dropped. docs/strict-mode.md gives an entry's measured size (a small fixed part plus the
+   * Redis key string).
    * @default { maxEntries: 10_000 }
    */
   readonly overLimitCache?: false | { readonly maxEntries?: number };
