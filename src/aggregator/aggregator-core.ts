@@ -364,18 +364,17 @@ export class AggregatorCore {
     const grantable = budget.budget < held + credit ? budget.budget : held + credit;
     const shares = allocate(grantable, inputs);
     roundToUnits(shares, inputs, rs.rule.defaultCost, ks.streams);
-    const committed = inputs.map((x) => x.committed);
     if (t.pacing > 0) {
-      const added = handedOut(committed, shares) - held;
+      const added = handedOut(inputs, shares) - held;
       ks.paceCarry = paceCarry(credit, added, rs.rule.defaultCost);
     }
     const nowParts =
-      rs.rampMs > 0 ? usableNow(committed, shares, budget.budgetNow, grantable, held) : undefined;
+      rs.rampMs > 0 ? usableNow(inputs, shares, budget.budgetNow, grantable, held) : undefined;
     this.stats.grantsSent += scheduleGrants(
       ks,
       ks.streams,
       shares,
-      committed,
+      inputs,
       {
         rule: rs.rule.name,
         key: ks.key,
@@ -433,10 +432,11 @@ export class AggregatorCore {
   #waitMs(rs: RuleState, ks: KeyState, nowMs: number, lagMs: number, b: Budget, shares: number[]) {
     // What nodes may still admit once they hold these grants: a node on its default share,
     // which the allocation must count as able to take it, holds its grant by then.
-    const onceHeld = handedOut(
-      ks.streams.map((s) => committedAllowance(s, 0)),
-      shares,
-    );
+    let onceHeld = 0;
+    for (let j = 0; j < shares.length; j++) {
+      const c = committedAllowance(ks.streams[j]!, 0);
+      onceHeld += shares[j]! > c ? shares[j]! : c;
+    }
     return budgetWaitMs(ks.window, rs.shape, nowMs, {
       limit: rs.rule.limit,
       windowMs: rs.rule.windowMs,

@@ -106,10 +106,10 @@ export function allocate(
  * What the nodes may still admit after an allocation: the sum over nodes of max(committed,
  * share), the quantity {@link allocate} keeps within its budget.
  */
-export function handedOut(committed: readonly number[], shares: readonly number[]): number {
+export function handedOut(nodes: readonly AllocationInput[], shares: readonly number[]): number {
   let sum = 0;
   for (let j = 0; j < shares.length; j++) {
-    const c = committed[j]!;
+    const c = nodes[j]!.committed;
     const s = shares[j]!;
     sum += s > c ? s : c;
   }

@@ -12,7 +12,7 @@
  * answers its refusals with.
  */
 import type { GrantEntry, RateUpdateFields, RuleGroup } from "../protocol/messages.js";
-import { maxMinFair } from "./allocator.js";
+import { type AllocationInput, maxMinFair } from "./allocator.js";
 import type { NodeRecord } from "./membership.js";
 import type { NodeStream } from "./node-stream.js";
 
@@ -46,13 +46,13 @@ export interface VersionCounter {
 
 /**
  * Adds to `out` a grant for each stream whose new allowance (`admitted + shares[j]`) should be
- * sent; `committed[j]` is what the stream held before. Returns how many grants it added.
+ * sent; `nodes[j].committed` is what the stream held before. Returns how many grants it added.
  */
 export function scheduleGrants(
   key: VersionCounter,
   streams: readonly NodeStream[],
   shares: readonly number[],
-  committed: readonly number[],
+  nodes: readonly AllocationInput[],
   x: ScheduleInput,
   out: GrantsByNode,
 ): number {
@@ -90,7 +90,7 @@ export function scheduleGrants(
     s.sentAllowance = allowance;
     if (allowance > s.maxUnconfirmed) s.maxUnconfirmed = allowance;
     const rampFrom =
-      x.usableNow === undefined ? allowance : s.admitted + committed[j]! + x.usableNow[j]!;
+      x.usableNow === undefined ? allowance : s.admitted + nodes[j]!.committed + x.usableNow[j]!;
     addGrant(out, s.node, x.rule, {
       key: x.key,
       generation: s.generation,
@@ -147,21 +147,21 @@ function addGrant(out: GrantsByNode, node: NodeRecord, rule: string, entry: Gran
  * what has freed covers every increase (then every grant is usable at once).
  */
 export function usableNow(
-  committed: readonly number[],
+  nodes: readonly AllocationInput[],
   shares: readonly number[],
   budgetNow: number,
   grantable: number,
   held: number,
 ): number[] | undefined {
   let added = 0;
-  for (let j = 0; j < committed.length; j++) {
-    const c = committed[j]!;
+  for (let j = 0; j < nodes.length; j++) {
+    const c = nodes[j]!.committed;
     if (shares[j]! > c) added += shares[j]! - c;
   }
   const freeNow = (budgetNow < grantable ? budgetNow : grantable) - held;
   if (added === 0 || freeNow >= added) return undefined;
   return maxMinFair(
     freeNow > 0 ? freeNow : 0,
-    committed.map((c, j) => ({ demand: shares[j]! > c ? shares[j]! - c : 0 })),
+    nodes.map(({ committed: c }, j) => ({ demand: shares[j]! > c ? shares[j]! - c : 0 })),
   );
 }

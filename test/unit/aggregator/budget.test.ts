@@ -212,8 +212,7 @@ test("budget seam - what the allocation hands out stays within what pacing and t
         const shares = allocate(grantable, inputs);
         const carries = inputs.map(() => ({ roundingCarry: 0 }));
         roundToUnits(shares, inputs, unit, carries);
-        const committed = inputs.map((x) => x.committed);
-        const out = handedOut(committed, shares);
+        const out = handedOut(inputs, shares);
         const bound = grantable > held ? grantable : held;
         assert.ok(out <= bound + 1e-6 * (1 + bound), `handed out ${out} > ${bound}`);
         assert.ok(grantable <= budget.budget, "grantable within the budget");
