@@ -37,7 +37,7 @@ export interface AggregatorTuning {
    * over the next this-many ms, usable on the node linearly over that time from receipt, so freed
    * budget reaches nodes as it frees rather than at the next tick. 0 (off): every grant is usable
    * at once. Capped at half the window. Opt-in: light nodes that spend their whole allowance
-   * find their next increase ramped too (docs/architecture.md, "Scheduled grants").
+   * find their next increase ramped too (docs/architecture.md, "The budget").
    * @default 0
    */
   readonly grantRampMs: number;
@@ -64,7 +64,7 @@ export interface AggregatorTuning {
   /**
    * Whether a newly overloaded key is paced at 1.1 x its steady rate (not `pacing`) for its
    * first 2.5 windows, so the overload's first burst does not echo window after window. Opt-in:
-   * the light nodes' idle reserves then show all the time (docs/architecture.md, "Echo damping").
+   * the light nodes' idle reserves then show all the time (docs/architecture.md, "The budget").
    * @default false
    */
   readonly echoDamping: boolean;

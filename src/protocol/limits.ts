@@ -44,7 +44,7 @@ export const MIN_MESSAGE_BYTES_LIMIT = 2048;
  * Default sync interval of nodes and aggregator, ms: how often a node sends its counts and the
  * aggregator grants. Both sides must use the same. A shorter interval tracks shifting load more
  * closely (a node's share lags its demand by about two intervals) for proportionally more
- * messages; docs/architecture.md ("The sync interval") gives the trade-off and its figures.
+ * messages; docs/architecture.md ("The sync interval") gives the trade-off.
  */
 export const DEFAULT_SYNC_INTERVAL_MS = 25;
 /** The sync intervals nodes and aggregator accept, ms (for `optionalNumber` and the CLI). */
