@@ -1,19 +1,19 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { ManualClock } from "../../src/clock/clock.js";
+import { ManualClock } from "../../../src/clock/clock.js";
 import {
   AbortedError,
   ClosedError,
   DeadlineExceededError,
   InvalidArgumentError,
   UnknownRuleError,
-} from "../../src/errors.js";
-import type { Grant, GrantOutcome } from "../../src/limiter/key-table.js";
+} from "../../../src/errors.js";
+import type { Grant, GrantOutcome } from "../../../src/limiter/key-table.js";
 import {
   DECISION_LATENCY_BOUNDS_S,
   LatencyHistogram,
-} from "../../src/limiter/latency-histogram.js";
-import { createLimiter, type LimiterOptions } from "../../src/limiter/limiter.js";
+} from "../../../src/limiter/latency-histogram.js";
+import { createLimiter, type LimiterOptions } from "../../../src/limiter/limiter.js";
 
 function assertApplied(outcome: GrantOutcome): void {
   assert.equal(outcome, "applied");
