@@ -35,7 +35,8 @@ export {
   SluiceError,
   UnknownRuleError,
 } from "./errors.js";
-export type { AccountingEntry, ChangeVisitor } from "./limiter/key-table.js";
+export type { ChangeCursor, ChangeVisitor } from "./limiter/change-cursor.js";
+export type { AccountingEntry } from "./limiter/key-table.js";
 export {
   DECISION_LATENCY_BOUNDS_S,
   EXPONENTIAL_SCALE,

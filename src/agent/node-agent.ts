@@ -519,56 +519,43 @@ class Agent implements NodeAgent {
       this.#recentSinceMs = now;
     }
     const doubtful = this.#doubtfulFirstReports;
-    this.#limiter.drain(
-      (
-        rule,
+    this.#limiter.drain((c) => {
+      const rule = c.rule;
+      if (!globalRules.has(rule)) return;
+      const key = c.key;
+      let first = c.isNew;
+      if (first || doubtful.size > 0) {
+        const id = `${rule}\0${key}\0${c.generation}`;
+        if (!first) first = doubtful.has(id);
+        if (first) {
+          this.#recentFirstReports.add(id);
+          if (this.#linkUnsure) this.#doubt(id);
+        }
+      }
+      const p = partitions === 1 ? 0 : decisionPartition(rule, key, partitions);
+      let byRule = byPartition.get(p);
+      if (byRule === undefined) {
+        byRule = new Map();
+        byPartition.set(p, byRule);
+      }
+      let entries = byRule.get(rule);
+      if (entries === undefined) {
+        entries = [];
+        byRule.set(rule, entries);
+      }
+      entries.push({
         key,
-        generation,
-        admitted,
-        rejected,
-        da,
-        _dr,
-        isNew,
-        grantEpoch,
-        grantVersion,
-        allowance,
-        ageMs,
-      ) => {
-        if (!globalRules.has(rule)) return;
-        let first = isNew;
-        if (isNew || doubtful.size > 0) {
-          const id = `${rule}\0${key}\0${generation}`;
-          if (!first) first = doubtful.has(id);
-          if (first) {
-            this.#recentFirstReports.add(id);
-            if (this.#linkUnsure) this.#doubt(id);
-          }
-        }
-        const p = partitions === 1 ? 0 : decisionPartition(rule, key, partitions);
-        let byRule = byPartition.get(p);
-        if (byRule === undefined) {
-          byRule = new Map();
-          byPartition.set(p, byRule);
-        }
-        let entries = byRule.get(rule);
-        if (entries === undefined) {
-          entries = [];
-          byRule.set(rule, entries);
-        }
-        entries.push({
-          key,
-          generation: generation % 2 ** 32,
-          admitted,
-          rejected,
-          isNew: first,
-          grantEpoch,
-          grantVersion,
-          allowance,
-          admittedSinceLast: da,
-          ageMs,
-        });
-      },
-    );
+        generation: c.generation % 2 ** 32,
+        admitted: c.admitted,
+        rejected: c.rejected,
+        isNew: first,
+        grantEpoch: c.grantEpoch,
+        grantVersion: c.grantVersion,
+        allowance: c.allowance,
+        admittedSinceLast: c.deltaAdmitted,
+        ageMs: c.ageMs,
+      });
+    });
     if (this.#resyncDue) {
       // Every held key was in this flush, and the aggregator is there to hear it.
       this.#resyncDue = false;

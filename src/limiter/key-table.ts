@@ -44,6 +44,7 @@ import {
   DecisionResult,
   EPSILON,
 } from "../algorithms/types.js";
+import { ChangeCursorRecord, type ChangeVisitor } from "./change-cursor.js";
 import type { CompiledRule } from "./rule.js";
 
 /** What one key did between two snapshots. Counts are in cost units. */
@@ -99,28 +100,6 @@ export type GrantOutcome = "applied" | "ignored" | "implausible";
 const MAX_VERSIONS_PER_INTERVAL_PER_NODE = 12;
 /** Versions allowed ahead on top of that bound. */
 const VERSION_JUMP_SLACK = 16;
-
-/**
- * Receives one changed key during {@link KeyTable.drain}; counts are in cost units. The arguments
- * after `deltaRejected` matter to the node agent only: whether this key generation is reported
- * for the first time, the grant in force (aggregator epoch, version, allowance; zeros when none),
- * and the mean age of the admitted hits.
- */
-export type ChangeVisitor = (
-  rule: string,
-  key: string,
-  generation: number,
-  admitted: number,
-  rejected: number,
-  deltaAdmitted: number,
-  deltaRejected: number,
-  isNew: boolean,
-  grantEpoch: number,
-  grantVersion: number,
-  allowance: number,
-  /** Global rules: how long ago, on average, the hits of deltaAdmitted were admitted, ms. */
-  ageMs: number,
-) => void;
 
 const INITIAL_SLOTS = 64;
 // Offsets after the algorithm's state cells.
@@ -203,6 +182,8 @@ export class KeyTable {
   /** Global rules: cost waiting in `acquire()`, by key (see `addWaiting`). */
   readonly #waiting = new Map<string, number>();
   #scratch: Float64Array;
+  /** Filled in place for each key a drain hands out (see ChangeCursor). */
+  readonly #cursor: ChangeCursorRecord;
 
   constructor(rule: CompiledRule) {
     this.rule = rule;
@@ -211,6 +192,7 @@ export class KeyTable {
     this.#algoStride = rule.algorithm.stride(rule.params);
     this.#stride = this.#algoStride + (this.#global ? GLOBAL_EXTRA_CELLS : EXTRA_CELLS);
     this.#scratch = new Float64Array(this.#algoStride);
+    this.#cursor = new ChangeCursorRecord(rule.name);
     this.#grow(Math.min(INITIAL_SLOTS, rule.maxKeys));
   }
 
@@ -513,8 +495,7 @@ export class KeyTable {
   /** Folds one key's pending counts into its cumulative ones and hands them to `visit`. */
   #report(slot: number, extra: number, visit: ChangeVisitor, nowMs: number): void {
     const slots = this.#slots;
-    const name = this.rule.name;
-    const key = this.#keys[slot]!;
+    const c = this.#cursor;
     const da = slots[extra + PENDING_ADMITTED]!;
     const dr = slots[extra + PENDING_REJECTED]!;
     const admitted = slots[extra + ADMITTED]! + da;
@@ -523,29 +504,28 @@ export class KeyTable {
     slots[extra + REJECTED] = rejected;
     slots[extra + PENDING_ADMITTED] = 0;
     slots[extra + PENDING_REJECTED] = 0;
-    const isNew = slots[extra + REPORTED] === 0;
+    c.key = this.#keys[slot]!;
+    c.generation = slots[extra + GENERATION]!;
+    c.admitted = admitted;
+    c.rejected = rejected;
+    c.deltaAdmitted = da;
+    c.deltaRejected = dr;
+    c.isNew = slots[extra + REPORTED] === 0;
     slots[extra + REPORTED] = 1;
     if (this.#global) {
       const timeSum = slots[extra + PENDING_TIME]!;
       slots[extra + PENDING_TIME] = 0;
-      const ageMs = da > 0 ? Math.max(0, nowMs - this.#startMs - timeSum / da) : 0;
-      visit(
-        name,
-        key,
-        slots[extra + GENERATION]!,
-        admitted,
-        rejected,
-        da,
-        dr,
-        isNew,
-        slots[extra + GRANT_EPOCH]!,
-        slots[extra + GRANT_VERSION]!,
-        slots[extra + GRANT_ALLOWANCE]!,
-        ageMs,
-      );
+      c.grantEpoch = slots[extra + GRANT_EPOCH]!;
+      c.grantVersion = slots[extra + GRANT_VERSION]!;
+      c.allowance = slots[extra + GRANT_ALLOWANCE]!;
+      c.ageMs = da > 0 ? Math.max(0, nowMs - this.#startMs - timeSum / da) : 0;
     } else {
-      visit(name, key, slots[extra + GENERATION]!, admitted, rejected, da, dr, isNew, 0, 0, 0, 0);
+      c.grantEpoch = 0;
+      c.grantVersion = 0;
+      c.allowance = 0;
+      c.ageMs = 0;
     }
+    visit(c);
   }
 
   /**
@@ -554,7 +534,8 @@ export class KeyTable {
    * key that had hits in the last drain and none since is handed over too, once, with nothing
    * new: "nothing since" is news to the aggregator (its demand for the key drops at once
    * instead of when the silence is counted late; without it a node whose load moved elsewhere
-   * sent nothing and kept being granted for about three intervals). Allocates nothing.
+   * sent nothing and kept being granted for about three intervals). Allocates nothing: `visit`
+   * gets this table's one cursor, filled anew for each key.
    */
   drain(visit: ChangeVisitor, nowMs: number): void {
     if (this.#waiting.size > 0) {
@@ -593,21 +574,20 @@ export class KeyTable {
     if (this.#retired.length > 0) {
       const retired = this.#retired;
       this.#retired = [];
+      const c = this.#cursor;
       for (const e of retired) {
-        visit(
-          e.rule,
-          e.key,
-          e.generation,
-          e.admitted,
-          e.rejected,
-          e.deltaAdmitted,
-          e.deltaRejected,
-          e.isNew,
-          e.grantEpoch,
-          e.grantVersion,
-          e.allowance,
-          0,
-        );
+        c.key = e.key;
+        c.generation = e.generation;
+        c.admitted = e.admitted;
+        c.rejected = e.rejected;
+        c.deltaAdmitted = e.deltaAdmitted;
+        c.deltaRejected = e.deltaRejected;
+        c.isNew = e.isNew;
+        c.grantEpoch = e.grantEpoch;
+        c.grantVersion = e.grantVersion;
+        c.allowance = e.allowance;
+        c.ageMs = 0;
+        visit(c);
       }
     }
   }

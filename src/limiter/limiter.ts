@@ -16,13 +16,8 @@ import {
   UnknownRuleError,
 } from "../errors.js";
 import { expectKnownKeys, expectNumber, expectObject, optionalNumber } from "../validate.js";
-import {
-  type AccountingEntry,
-  type ChangeVisitor,
-  type Grant,
-  type GrantOutcome,
-  KeyTable,
-} from "./key-table.js";
+import type { ChangeVisitor } from "./change-cursor.js";
+import { type AccountingEntry, type Grant, type GrantOutcome, KeyTable } from "./key-table.js";
 import {
   DECISION_LATENCY_BOUNDS_S,
   type HistogramSnapshot,
@@ -128,8 +123,9 @@ export interface Limiter {
   /** Takes the per-key counts that changed since the previous snapshot (or drain). */
   snapshot(): AccountingSnapshot;
   /**
-   * The allocation-free form of `snapshot()`: calls `visit` once per changed key. Use one or the
-   * other; both consume the same changes.
+   * The allocation-free form of `snapshot()`: calls `visit` once per changed key with a cursor
+   * filled in place (valid only during that call; see `ChangeCursor`). Use one or the other;
+   * both consume the same changes.
    */
   drain(visit: ChangeVisitor): void;
   /** Counters per rule. */
@@ -470,35 +466,21 @@ class KeyedLimiter implements Limiter {
 
   snapshot(): AccountingSnapshot {
     const entries: AccountingEntry[] = [];
-    this.drain(
-      (
-        rule,
-        key,
-        generation,
-        admitted,
-        rejected,
-        deltaAdmitted,
-        deltaRejected,
-        isNew,
-        grantEpoch,
-        grantVersion,
-        allowance,
-      ) => {
-        entries.push({
-          rule,
-          key,
-          generation,
-          admitted,
-          rejected,
-          deltaAdmitted,
-          deltaRejected,
-          isNew,
-          grantEpoch,
-          grantVersion,
-          allowance,
-        });
-      },
-    );
+    this.drain((c) => {
+      entries.push({
+        rule: c.rule,
+        key: c.key,
+        generation: c.generation,
+        admitted: c.admitted,
+        rejected: c.rejected,
+        deltaAdmitted: c.deltaAdmitted,
+        deltaRejected: c.deltaRejected,
+        isNew: c.isNew,
+        grantEpoch: c.grantEpoch,
+        grantVersion: c.grantVersion,
+        allowance: c.allowance,
+      });
+    });
     return { seq: this.#seq, atMs: this.#clock.nowMs(), entries };
   }
 
