@@ -35,8 +35,7 @@ export {
   SluiceError,
   UnknownRuleError,
 } from "./errors.js";
-export type { ChangeCursor, ChangeVisitor } from "./limiter/change-cursor.js";
-export type { AccountingEntry } from "./limiter/key-table.js";
+export type { AccountingEntry, ChangeCursor, ChangeVisitor } from "./limiter/key-change.js";
 export {
   DECISION_LATENCY_BOUNDS_S,
   EXPONENTIAL_SCALE,

@@ -16,8 +16,9 @@ import {
   UnknownRuleError,
 } from "../errors.js";
 import { expectKnownKeys, expectNumber, expectObject, optionalNumber } from "../validate.js";
-import type { ChangeVisitor } from "./change-cursor.js";
-import { type AccountingEntry, type Grant, type GrantOutcome, KeyTable } from "./key-table.js";
+import type { Grant, GrantOutcome } from "./grant-cells.js";
+import type { AccountingEntry, ChangeVisitor } from "./key-change.js";
+import { KeyTable } from "./key-table.js";
 import {
   DECISION_LATENCY_BOUNDS_S,
   type HistogramSnapshot,

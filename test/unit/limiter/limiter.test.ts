@@ -8,8 +8,8 @@ import {
   InvalidArgumentError,
   UnknownRuleError,
 } from "../../../src/errors.js";
-import type { ChangeCursor } from "../../../src/limiter/change-cursor.js";
-import type { Grant, GrantOutcome } from "../../../src/limiter/key-table.js";
+import type { Grant, GrantOutcome } from "../../../src/limiter/grant-cells.js";
+import type { ChangeCursor } from "../../../src/limiter/key-change.js";
 import {
   DECISION_LATENCY_BOUNDS_S,
   LatencyHistogram,

@@ -1,6 +1,7 @@
 /**
- * How a drain hands out what changed: one cursor, filled in place for each changed key and
- * passed to the visitor, so draining allocates nothing per key.
+ * One changed key, as the limiter hands it out: `drain()` passes one cursor, filled in place for
+ * each changed key, so draining allocates nothing per key; `snapshot()` copies each into an
+ * `AccountingEntry`.
  */
 
 /**
@@ -30,6 +31,9 @@ export interface ChangeCursor {
   /** Global rules: how long ago, on average, the hits of `deltaAdmitted` were admitted, ms; else 0. */
   readonly ageMs: number;
 }
+
+/** What one key did between two snapshots: a copy of a cursor, less `ageMs`. */
+export type AccountingEntry = Omit<ChangeCursor, "ageMs">;
 
 /** Receives each changed key of a drain; see {@link ChangeCursor} for how long it is valid. */
 export type ChangeVisitor = (change: ChangeCursor) => void;
