@@ -35,6 +35,7 @@ export {
   SluiceError,
   UnknownRuleError,
 } from "./errors.js";
+export type { GlobalControl } from "./limiter/global-control.js";
 export type { AccountingEntry, ChangeCursor, ChangeVisitor } from "./limiter/key-change.js";
 export {
   DECISION_LATENCY_BOUNDS_S,
@@ -45,13 +46,11 @@ export {
 } from "./limiter/latency-histogram.js";
 export {
   type AccountingSnapshot,
-  type AcquireOptions,
   createLimiter,
-  type GlobalControl,
   type Limiter,
-  type LimiterOptions,
   type RuleStats,
 } from "./limiter/limiter.js";
+export type { AcquireOptions, LimiterOptions } from "./limiter/limiter-options.js";
 export type {
   AggregatorLossPolicy,
   CompiledRule,

@@ -14,7 +14,8 @@ import {
   DECISION_LATENCY_BOUNDS_S,
   LatencyHistogram,
 } from "../../../src/limiter/latency-histogram.js";
-import { createLimiter, type LimiterOptions } from "../../../src/limiter/limiter.js";
+import { createLimiter } from "../../../src/limiter/limiter.js";
+import type { LimiterOptions } from "../../../src/limiter/limiter-options.js";
 
 function assertApplied(outcome: GrantOutcome): void {
   assert.equal(outcome, "applied");
