@@ -1,13 +1,10 @@
 /** Sluice's public API. Everything a user imports is listed here by name. */
 
 // Distributed mode: node agent, aggregator, transports, wire protocol.
-export {
-  createNodeAgent,
-  defaultNodeId,
-  type NodeAgent,
-  type NodeAgentOptions,
-  type NodeAgentStats,
-} from "./agent/node-agent.js";
+export { createNodeAgent, type NodeAgent } from "./agent/node-agent.js";
+export type { NodeAgentOptions } from "./agent/node-agent-options.js";
+export type { NodeAgentStats } from "./agent/node-agent-stats.js";
+export { defaultNodeId } from "./agent/node-id.js";
 export {
   type AggregatorService,
   type AggregatorServiceOptions,
