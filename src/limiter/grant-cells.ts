@@ -14,8 +14,14 @@
  * table grows it) at a slot's `extra` offset, so it holds no per-key state of its own.
  */
 import { type Decision, DecisionResult, EPSILON } from "../algorithms/types.js";
+import type { ChangeCursorRecord } from "./key-change.js";
 import type { CompiledRule } from "./rule.js";
-import {
+import * as layout from "./slot-layout.js";
+
+// Copied into constants of this module: an imported binding is live, so V8 loads it from its
+// module cell, with a check that it is initialised, at every use instead of folding it, and
+// these offsets are read by every decision.
+const {
   ADMITTED,
   GENERATION,
   GRANT_ALLOWANCE,
@@ -27,7 +33,7 @@ import {
   GRANT_HEARD_AT,
   GRANT_VERSION,
   PENDING_ADMITTED,
-} from "./slot-layout.js";
+} = layout;
 
 /** A grant from the aggregator for one key generation, as `KeyTable.applyGrant` takes it. */
 export interface Grant {
@@ -104,6 +110,14 @@ export class GrantCells {
     slots[extra + GRANT_EPOCH] = 0;
     slots[extra + GRANT_VERSION] = 0;
     slots[extra + GRANT_END] = Number.NEGATIVE_INFINITY;
+  }
+
+  /** Copies the grant cells a report carries (epoch, version, allowance) into `c`. */
+  report(c: ChangeCursorRecord, extra: number): void {
+    const slots = this.#slots;
+    c.grantEpoch = slots[extra + GRANT_EPOCH]!;
+    c.grantVersion = slots[extra + GRANT_VERSION]!;
+    c.allowance = slots[extra + GRANT_ALLOWANCE]!;
   }
 
   /** Whether a grant is in force (every aggregator epoch is above 0). */

@@ -32,20 +32,22 @@
  */
 import { type AlgorithmParams, type Decision, EPSILON } from "../algorithms/types.js";
 import { type Grant, GrantCells, type GrantOutcome } from "./grant-cells.js";
-import { type ChangeCursor, ChangeCursorRecord, type ChangeVisitor } from "./key-change.js";
+import { ChangeCursorRecord, type ChangeVisitor } from "./key-change.js";
 import { LossPolicy } from "./loss-policy.js";
 import type { CompiledRule } from "./rule.js";
 import { SlotGenerations } from "./slot-generations.js";
-import {
+import * as layout from "./slot-layout.js";
+
+// Copied into constants of this module: an imported binding is live, so V8 loads it from its
+// module cell, with a check that it is initialised, at every use instead of folding it, and
+// these offsets are read by every decision.
+const {
   ADMITTED,
   DIRTY,
   EXTRA_CELLS,
   FLAGS,
   GENERATION,
   GLOBAL_EXTRA_CELLS,
-  GRANT_ALLOWANCE,
-  GRANT_EPOCH,
-  GRANT_VERSION,
   PENDING_ADMITTED,
   PENDING_REJECTED,
   PENDING_TIME,
@@ -53,7 +55,7 @@ import {
   RECENT_DIRTY,
   REJECTED,
   REPORTED,
-} from "./slot-layout.js";
+} = layout;
 
 const INITIAL_SLOTS = 64;
 
@@ -97,7 +99,7 @@ export class KeyTable {
   #dirtyList = new Int32Array(0);
   #dirtyCount = 0;
   /** Evicted keys' unreported counts, for the next drain. */
-  #retired: ChangeCursor[] = [];
+  #retired: ChangeCursorRecord[] = [];
   /** Global rules: cost waiting in `acquire()`, by key (see `addWaiting`). */
   readonly #waiting = new Map<string, number>();
   #scratch: Float64Array;
@@ -314,9 +316,7 @@ export class KeyTable {
     if (this.#global) {
       const timeSum = slots[extra + PENDING_TIME]!;
       slots[extra + PENDING_TIME] = 0;
-      c.grantEpoch = slots[extra + GRANT_EPOCH]!;
-      c.grantVersion = slots[extra + GRANT_VERSION]!;
-      c.allowance = slots[extra + GRANT_ALLOWANCE]!;
+      this.#grants.report(c, extra);
       c.ageMs = da > 0 ? Math.max(0, nowMs - this.#startMs - timeSum / da) : 0;
     }
     visit(c);
@@ -464,20 +464,16 @@ export class KeyTable {
       const dr = slots[extra + PENDING_REJECTED]!;
       if (da > 0 || dr > 0) {
         // Unreported counts leave with the key in the next drain, never dropped.
-        this.#retired.push({
-          rule: this.rule.name,
-          key,
-          isNew: slots[extra + REPORTED] === 0,
-          grantEpoch: this.#global ? slots[extra + GRANT_EPOCH]! : 0,
-          grantVersion: this.#global ? slots[extra + GRANT_VERSION]! : 0,
-          allowance: this.#global ? slots[extra + GRANT_ALLOWANCE]! : 0,
-          generation: slots[extra + GENERATION]!,
-          admitted: slots[extra + ADMITTED]! + da,
-          rejected: slots[extra + REJECTED]! + dr,
-          deltaAdmitted: da,
-          deltaRejected: dr,
-          ageMs: 0,
-        });
+        const e = new ChangeCursorRecord(this.rule.name); // its age stays 0
+        e.key = key;
+        e.generation = slots[extra + GENERATION]!;
+        e.admitted = slots[extra + ADMITTED]! + da;
+        e.rejected = slots[extra + REJECTED]! + dr;
+        e.deltaAdmitted = da;
+        e.deltaRejected = dr;
+        e.isNew = slots[extra + REPORTED] === 0;
+        if (this.#global) this.#grants.report(e, extra);
+        this.#retired.push(e);
       }
       this.#map.delete(key);
       this.#keys[slot] = undefined;

@@ -26,8 +26,8 @@ import {
 } from "./latency-histogram.js";
 import {
   type AcquireOptions,
+  MAX_COST as LIMITER_MAX_COST,
   type LimiterOptions,
-  MAX_COST,
   settleAcquireOptions,
   settleLimiterOptions,
 } from "./limiter-options.js";
@@ -113,6 +113,11 @@ export interface Limiter {
 
 /** Shortest wait of `acquire()` between two attempts, ms. */
 const MIN_RETRY_MS = 1;
+/**
+ * The bound `check()` holds a cost to, as a constant of this module: an imported binding is
+ * live, so V8 loads it from its module cell at every use instead of folding it.
+ */
+const MAX_COST = LIMITER_MAX_COST;
 
 /** Creates a keyed limiter. Throws `InvalidArgumentError` naming the first bad option. */
 export function createLimiter(options: LimiterOptions): Limiter {
