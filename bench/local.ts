@@ -16,15 +16,15 @@
  */
 import { TokenBucket } from "limiter";
 import { RateLimiterMemory } from "rate-limiter-flexible";
-import { createLimiter } from "../src/index.js";
+import { type ChangeCursor, createLimiter } from "../src/index.js";
 import { type BenchCase, fmtRate, round2, runInterleaved, table } from "./harness.js";
 
 const ROUNDS = Number(process.env["BENCH_ROUNDS"] ?? 7);
 const OPS = Number(process.env["BENCH_OPS"] ?? 2_000_000);
 const SYNC_INTERVAL_MS = 50;
 let drained = 0;
-const drainSink = (_r: string, _k: string, _g: number, _a: number, _j: number, da: number) => {
-  drained += da;
+const drainSink = (c: ChangeCursor) => {
+  drained += c.deltaAdmitted;
 };
 
 function makeKeys(n: number): string[] {

@@ -27,7 +27,13 @@
  * BENCH_SCRAPE_EVERY (checks per scrape, default 1,000,000; keep BENCH_OPS a multiple of it).
  */
 import { Agent, request } from "node:http";
-import { createLimiter, createTelemetry, type Limiter, type Telemetry } from "../src/index.js";
+import {
+  type ChangeCursor,
+  createLimiter,
+  createTelemetry,
+  type Limiter,
+  type Telemetry,
+} from "../src/index.js";
 import {
   type BenchCase,
   fmtRate,
@@ -50,8 +56,8 @@ const GOAL_PERCENT = 15;
 const INSTANCES = 4;
 
 let drained = 0;
-const drainSink = (_r: string, _k: string, _g: number, _a: number, _j: number, da: number) => {
-  drained += da;
+const drainSink = (c: ChangeCursor) => {
+  drained += c.deltaAdmitted;
 };
 
 /** One connection, kept alive, as Prometheus keeps it. */

@@ -28,6 +28,16 @@ const RULES = [
     /^(\.\.\/)+(transport|store|telemetry|aggregator|agent|cli)\b|^[a-z@]/,
     "the protocol is pure encode/decode",
   ],
+  [
+    "agent/",
+    /^(\.\.\/)+(aggregator|store|telemetry|cli)\b|^(\.\.\/)+transport\/(?!transport\.js$)|^(?!node:)[a-z@]/,
+    "the node agent drives the limiter over the transport port; it knows no aggregator, adapter or package",
+  ],
+  [
+    "aggregator/",
+    /^(\.\.\/)+(agent|store|telemetry|cli)\b|^(\.\.\/)+transport\/(?!transport\.js$)|^(\.\.\/)+limiter\/(?!(rule|latency-histogram)\.js$)|^(?!node:)[a-z@]/,
+    "the aggregator talks to nodes over the transport port and to checkpoints through its port; of the limiter it reads only rules (and histograms)",
+  ],
 ];
 /** Packages only one folder may import. */
 const OWNERS = [

@@ -5,23 +5,11 @@
 // started, and exits with the test runner's exit code.
 //
 // `npm test -- FILE...` runs those built test files instead of all of them.
-import { readdirSync } from "node:fs";
-import { join, relative } from "node:path";
-import { fileURLToPath } from "node:url";
 import { runWithServices } from "./services.mjs";
+import { testFiles } from "./test-files.mjs";
 
-const root = fileURLToPath(new URL("..", import.meta.url));
+/** The built unit and integration tests, at any depth (scripts/test-files.mjs). */
 const TEST_DIRS = ["dist/test/unit", "dist/test/integration"];
-
-/** The built test files, as `dist/test/unit/*.test.js dist/test/integration/*.test.js`. */
-function testFiles() {
-  return TEST_DIRS.flatMap((dir) =>
-    readdirSync(join(root, dir))
-      .filter((name) => name.endsWith(".test.js"))
-      .sort()
-      .map((name) => relative(process.cwd(), join(root, dir, name))),
-  );
-}
 
 const chosen = process.argv.slice(2);
 // npm runs this script with npm_execpath set to its own CLI: the build uses the same npm.
@@ -37,7 +25,7 @@ process.exitCode = await runWithServices({ nats: true, redis: true, prometheus: 
       "--test",
       "--test-concurrency=2",
       "--test-timeout=120000",
-      ...(chosen.length > 0 ? chosen : testFiles()),
+      ...(chosen.length > 0 ? chosen : testFiles(TEST_DIRS)),
     ],
   ],
 ]);

@@ -1,13 +1,10 @@
 /** Sluice's public API. Everything a user imports is listed here by name. */
 
 // Distributed mode: node agent, aggregator, transports, wire protocol.
-export {
-  createNodeAgent,
-  defaultNodeId,
-  type NodeAgent,
-  type NodeAgentOptions,
-  type NodeAgentStats,
-} from "./agent/node-agent.js";
+export { createNodeAgent, type NodeAgent } from "./agent/node-agent.js";
+export type { NodeAgentOptions } from "./agent/node-agent-options.js";
+export type { NodeAgentStats } from "./agent/node-agent-stats.js";
+export { defaultNodeId } from "./agent/node-id.js";
 export {
   type AggregatorService,
   type AggregatorServiceOptions,
@@ -35,7 +32,8 @@ export {
   SluiceError,
   UnknownRuleError,
 } from "./errors.js";
-export type { AccountingEntry, ChangeVisitor } from "./limiter/key-table.js";
+export type { GlobalControl } from "./limiter/global-control.js";
+export type { AccountingEntry, ChangeCursor, ChangeVisitor } from "./limiter/key-change.js";
 export {
   DECISION_LATENCY_BOUNDS_S,
   EXPONENTIAL_SCALE,
@@ -45,13 +43,11 @@ export {
 } from "./limiter/latency-histogram.js";
 export {
   type AccountingSnapshot,
-  type AcquireOptions,
   createLimiter,
-  type GlobalControl,
   type Limiter,
-  type LimiterOptions,
   type RuleStats,
 } from "./limiter/limiter.js";
+export type { AcquireOptions, LimiterOptions } from "./limiter/limiter-options.js";
 export type {
   AggregatorLossPolicy,
   CompiledRule,

@@ -17,144 +17,44 @@
  * it speaks again.
  *
  * While it follows no aggregator (at start, and while the aggregator is lost) the agent also
- * listens to the other nodes' heartbeats and answers a node run it has not seen with one of its
- * own, so nodes learn of each other within a round trip: the `static` policy's share is then
+ * counts its peers by their heartbeats (peer-discovery.ts): the `static` policy's share is then
  * limit / the nodes it knows of (at least the last count the aggregator gave), not the whole limit
- * for a node that believes it is alone. For `discoveryMs` after start, until an aggregator is
+ * for a node that believes it is alone. Reports go out at one phase of the aggregator's tick
+ * (report-phasing.ts); the doubt about first reports around a reconnect is kept in
+ * first-report-doubts.ts. For `discoveryMs` after start, until an aggregator is
  * heard, keys the static policy decides are refused (with the rest of that moment as the wait),
  * since a node cannot yet know how many share the limit: eight nodes started together before
  * their aggregator would otherwise each admit the whole limit.
  */
-import { hostname } from "node:os";
-import { type Clock, monotonicClock, type TimerHandle, wallClockMs } from "../clock/clock.js";
-import { InvalidArgumentError } from "../errors.js";
-import {
-  type HistogramSnapshot,
-  LatencyHistogram,
-  PROPAGATION_LATENCY_BOUNDS_S,
-} from "../limiter/latency-histogram.js";
+import { type Clock, type TimerHandle, wallClockMs } from "../clock/clock.js";
+import { LatencyHistogram, PROPAGATION_LATENCY_BOUNDS_S } from "../limiter/latency-histogram.js";
 import type { Limiter } from "../limiter/limiter.js";
 import { encodeDecisionBatch } from "../protocol/decision-batch.js";
 import { decode } from "../protocol/decode.js";
-import type { DecodeFailure, EntryDropReason } from "../protocol/decode-result.js";
 import { encodeHeartbeat } from "../protocol/heartbeat.js";
-import { DEFAULT_SYNC_INTERVAL_MS, SYNC_INTERVAL_BOUNDS } from "../protocol/limits.js";
-import { type DecisionEntry, Role, type RuleGroup } from "../protocol/messages.js";
-import { decisionPartition } from "../protocol/partition.js";
-import { createSubjects, isValidNodeId, type Subjects } from "../protocol/subjects.js";
+import { Role } from "../protocol/messages.js";
+import type { Subjects } from "../protocol/subjects.js";
 import type { Subscription, Transport } from "../transport/transport.js";
-import { optionalBoolean, optionalNumber } from "../validate.js";
+import { FirstReportDoubts } from "./first-report-doubts.js";
+import { ImplausibleGrantWarning } from "./implausible-grant-warning.js";
+import { type NodeAgentOptions, settleNodeAgentOptions } from "./node-agent-options.js";
+import {
+  type AgentCounters,
+  countDroppedEntries,
+  countInvalidMessage,
+  type InvalidMessageReason,
+  type NodeAgentStats,
+  newCounters,
+} from "./node-agent-stats.js";
+import { PeerDiscovery } from "./peer-discovery.js";
+import { ReportBatch } from "./report-batch.js";
+import { ReportPhasing } from "./report-phasing.js";
 
-/** How far back, at least, first reports count as possibly lost when the link breaks, ms. */
-const FIRST_REPORT_LOOK_BACK_MS = 1000;
 /**
  * How far ahead of this node's wall clock an aggregator epoch may be (hosts' clocks disagree by
  * far less than this when they are synchronised at all).
  */
 const MAX_EPOCH_AHEAD_MS = 10 * 60_000;
-
-/** Least time between two heartbeats sent to answer node runs not seen before, ms. */
-const ANSWER_GAP_MS = 20;
-/** A peer heard of is counted for this many of its heartbeat intervals after its last one. */
-const PEER_TTL_HEARTBEATS = 6;
-
-/** Least time between two warnings about implausible grants, ms. */
-const IMPLAUSIBLE_WARNING_MS = 60_000;
-
-/** Bound on the key generations remembered while the link is down (beyond: counts may be lost). */
-const MAX_DOUBTFUL_FIRST_REPORTS = 100_000;
-
-/**
- * Where between two of the aggregator's ticks a node's report goes out, as a fraction of the
- * sync interval after the tick's broadcast arrives (see `#onTickHeard`): half leaves the node
- * time to spend the tick's grants and the report half an interval of slack either way.
- */
-const REPORT_PHASE = 0.5;
-
-export interface NodeAgentOptions {
-  readonly limiter: Limiter;
-  readonly transport: Transport;
-  /**
-   * This node's id, `[A-Za-z0-9_-]{1,64}`, unique among live nodes.
-   * @default `<hostname>-<pid>`, cleaned to fit
-   */
-  readonly nodeId?: string;
-  /** First token(s) of every subject. @default "ratelimit" */
-  readonly subjectPrefix?: string;
-  /** How often counts are published, ms (10..10000). @default DEFAULT_SYNC_INTERVAL_MS (25) */
-  readonly syncIntervalMs?: number;
-  /**
-   * Whether counts are published half a sync interval after each tick of the aggregator is
-   * heard (its defaults broadcast), rather than on this node's own timer: every node is then
-   * read at the same point of its grant cycle, and shares do not depend on when each node
-   * started. The own timer remains the backstop when no tick is heard. @default true
-   */
-  readonly alignReports?: boolean;
-  /** How often a heartbeat is sent, ms (50..60000). @default 500 */
-  readonly heartbeatIntervalMs?: number;
-  /** Aggregator silence after which `onAggregatorLoss` applies, ms. @default 2000 */
-  readonly staleAfterMs?: number;
-  /** Decision subjects to spread batches over (1..65536); the aggregator reads them all. @default 1 */
-  readonly partitions?: number;
-  /** Publish early once this many keys changed within an interval. @default 5000 */
-  readonly maxBatchKeys?: number;
-  /**
-   * Nodes assumed live before the aggregator says (the node also counts the peers whose
-   * heartbeats it hears, and takes the larger), for the default share. @default 1
-   */
-  readonly initialLiveNodes?: number;
-  /**
-   * After start, until the aggregator is first heard, how long keys decided by the `static`
-   * loss policy are refused while the node learns of its peers, ms (0..60000). The aggregator
-   * broadcasts every sync interval and peers answer within a round trip, so a node joining a
-   * running fleet is refused at most about one interval; with no aggregator, nodes decide at
-   * limit / the nodes they heard of once it has passed. 0 turns the hold off.
-   * @default 4 x syncIntervalMs, at least 100
-   */
-  readonly discoveryMs?: number;
-  readonly clock?: Clock;
-  /**
-   * Where the agent's warnings go (implausible grants, a sign of forged updates), at most one a
-   * minute each. @default `process.emitWarning(message, "SluiceWarning")`
-   */
-  readonly onWarning?: (message: string) => void;
-}
-
-export interface NodeAgentStats {
-  nodeId: string;
-  nodeEpoch: number;
-  batchesSent: number;
-  entriesSent: number;
-  heartbeatsSent: number;
-  updatesReceived: number;
-  grantsReceived: number;
-  defaultsReceived: number;
-  /** Messages dropped whole, by reason (decode failures, or addressed to another run). */
-  invalidMessages: Record<string, number>;
-  /** Entries dropped from otherwise valid messages, by reason. */
-  invalidEntries: Record<string, number>;
-  liveNodes: number;
-  /**
-   * Broadcasts of fewer live nodes not yet believed (from an aggregator run heard for less than
-   * two heartbeat intervals, as after an aggregator restart).
-   */
-  liveNodesHeldBack: number;
-  /**
-   * Aggregator runs followed although their epoch was lower than the last one's (taken only
-   * once that one had gone silent: a restart on a host whose clock is behind).
-   */
-  aggregatorRewinds: number;
-  aggregatorLost: boolean;
-  /** ms since the aggregator last spoke, on this node's clock; Infinity if never. */
-  aggregatorSilentMs: number;
-  resyncs: number;
-  /**
-   * Propagation latency: from publishing the first batch after the previous grant to the arrival
-   * of the next grant, so the time one round of counts takes to come back as grants. Hits in that
-   * batch were counted up to one sync interval earlier still.
-   */
-  propagation: HistogramSnapshot;
-}
 
 export interface NodeAgent {
   readonly nodeId: string;
@@ -182,15 +82,6 @@ export function createNodeAgent(options: NodeAgentOptions): NodeAgent {
   return new Agent(options);
 }
 
-/** `<hostname>-<pid>` reduced to the id alphabet. */
-export function defaultNodeId(): string {
-  const host =
-    hostname()
-      .replace(/[^A-Za-z0-9_-]/g, "-")
-      .slice(0, 40) || "node";
-  return `${host}-${process.pid}`;
-}
-
 class Agent implements NodeAgent {
   readonly nodeId: string;
   readonly nodeEpoch: number;
@@ -214,127 +105,59 @@ class Agent implements NodeAgent {
   #aggregatorEpoch = 0;
   #lost = false;
   #closed = false;
-  /** When this node last flushed, and last heard the followed aggregator's tick (its defaults). */
-  #lastFlushMs = Number.NEGATIVE_INFINITY;
-  #tickHeardMs = Number.NEGATIVE_INFINITY;
-  /** The flush set for REPORT_PHASE of an interval after the aggregator's tick was heard. */
-  #phasedFlush: TimerHandle | undefined;
-  readonly #alignReports: boolean;
-  /** Reconnected: re-send every key's counts once more when the aggregator is next heard. */
-  #resyncWhenHeard = false;
-  /** From a disconnect until that resync: batches sent meanwhile may reach no aggregator. */
-  #linkUnsure = false;
-  /** The resync is due: after the next flush, the first reports are no longer in doubt. */
-  #resyncDue = false;
-  /**
-   * Key generations (`rule \0 key \0 generation`) whose first report may be lost: those first
-   * reported while the link was unsure or shortly before it broke. Only a first report makes the
-   * aggregator count what was admitted before it, so until the resync every report of them says
-   * "first": the aggregator counts the generation in full from whichever arrives first, and
-   * takes differences from the rest.
-   */
-  readonly #doubtfulFirstReports = new Set<string>();
-  /** First reports of the current and the previous look-back period. */
-  #recentFirstReports = new Set<string>();
-  #olderFirstReports = new Set<string>();
-  #recentSinceMs = 0;
+  readonly #phasing: ReportPhasing;
+  readonly #doubts = new FirstReportDoubts();
+  readonly #peers: PeerDiscovery;
   /** Monotonic time of the first batch published since the last grant arrived; -1 if none. */
   #firstUnansweredMs = -1;
   readonly #propagation = new LatencyHistogram(PROPAGATION_LATENCY_BOUNDS_S);
-  readonly #warn: (message: string) => void;
-  #lastImplausibleWarningMs = Number.NEGATIVE_INFINITY;
-  #implausibleSinceWarning = 0;
-  /** Other node runs heard of while following no aggregator: id -> [epoch, last heard]. */
-  readonly #peers = new Map<string, [epoch: number, lastHeardMs: number]>();
-  /** The heartbeat subscription, held while no aggregator is followed. */
-  #peerSub: Subscription | undefined;
-  #lastHeartbeatMs = Number.NEGATIVE_INFINITY;
-  #answerTimer: TimerHandle | undefined;
+  readonly #implausibleWarning: ImplausibleGrantWarning;
   /** The live count last given by an aggregator, or `initialLiveNodes` before any. */
   #aggregatorLiveNodes: number;
   #everHeard = false;
   readonly #ready: Promise<boolean>;
   #markReady: (heard: boolean) => void = () => {};
   #discoveryTimer: TimerHandle | undefined;
-  readonly #stats: Omit<NodeAgentStats, "aggregatorLost" | "aggregatorSilentMs" | "propagation">;
+  readonly #stats: AgentCounters;
 
-  constructor(o: NodeAgentOptions) {
+  constructor(options: NodeAgentOptions) {
+    const o = settleNodeAgentOptions(options);
     this.#limiter = o.limiter;
     this.#transport = o.transport;
-    this.#clock = o.clock ?? monotonicClock;
-    if (o.onWarning !== undefined && typeof o.onWarning !== "function") {
-      throw new InvalidArgumentError("onWarning", "a function", o.onWarning);
-    }
-    this.#warn = o.onWarning ?? ((message) => process.emitWarning(message, "SluiceWarning"));
-    this.nodeId = o.nodeId ?? defaultNodeId();
-    if (!isValidNodeId(this.nodeId)) {
-      throw new InvalidArgumentError(
-        "nodeId",
-        "a string of 1-64 characters from A-Z a-z 0-9 _ -",
-        o.nodeId,
-      );
-    }
-    this.#syncIntervalMs = optionalNumber(
-      "syncIntervalMs",
-      o.syncIntervalMs,
-      DEFAULT_SYNC_INTERVAL_MS,
-      SYNC_INTERVAL_BOUNDS,
-    );
-    const heartbeatIntervalMs = optionalNumber("heartbeatIntervalMs", o.heartbeatIntervalMs, 500, {
-      min: 50,
-      max: 60_000,
-    });
-    this.#heartbeatIntervalMs = heartbeatIntervalMs;
-    this.#alignReports = optionalBoolean("alignReports", o.alignReports, true);
-    this.#staleAfterMs = optionalNumber("staleAfterMs", o.staleAfterMs, 2000, { above: 0 });
-    this.#partitions = optionalNumber("partitions", o.partitions, 1, {
-      integer: true,
-      min: 1,
-      max: 65_536,
-    });
-    this.#maxBatchKeys = optionalNumber("maxBatchKeys", o.maxBatchKeys, 5000, {
-      integer: true,
-      min: 1,
-    });
-    const initialLiveNodes = optionalNumber("initialLiveNodes", o.initialLiveNodes, 1, {
-      integer: true,
-      min: 1,
-      max: 65_535,
-    });
-    this.#aggregatorLiveNodes = initialLiveNodes;
-    const discoveryMs = optionalNumber(
-      "discoveryMs",
-      o.discoveryMs,
-      Math.max(100, 4 * this.#syncIntervalMs),
-      { min: 0, max: 60_000 },
-    );
-    this.#subjects = createSubjects(
-      o.subjectPrefix === undefined ? {} : { prefix: o.subjectPrefix },
-    );
+    this.#clock = o.clock;
+    this.#implausibleWarning = new ImplausibleGrantWarning(o.nodeId, o.clock, o.warn);
+    this.nodeId = o.nodeId;
+    this.#syncIntervalMs = o.syncIntervalMs;
+    this.#heartbeatIntervalMs = o.heartbeatIntervalMs;
+    this.#staleAfterMs = o.staleAfterMs;
+    this.#partitions = o.partitions;
+    this.#maxBatchKeys = o.maxBatchKeys;
+    this.#aggregatorLiveNodes = o.initialLiveNodes;
+    this.#subjects = o.subjects;
     this.nodeEpoch = wallClockMs() + Math.random();
     this.#globalRules = new Set(
       this.#limiter.rules.filter((r) => r.mode === "global").map((r) => r.name),
     );
-    this.#stats = {
+    this.#stats = newCounters(this.nodeId, this.nodeEpoch, o.initialLiveNodes);
+    this.#phasing = new ReportPhasing({
+      clock: this.#clock,
+      syncIntervalMs: this.#syncIntervalMs,
+      align: o.alignReports,
+      flush: () => this.flush(),
+    });
+    this.#peers = new PeerDiscovery({
+      transport: this.#transport,
+      subjects: this.#subjects,
+      clock: this.#clock,
       nodeId: this.nodeId,
-      nodeEpoch: this.nodeEpoch,
-      batchesSent: 0,
-      entriesSent: 0,
-      heartbeatsSent: 0,
-      updatesReceived: 0,
-      grantsReceived: 0,
-      defaultsReceived: 0,
-      invalidMessages: {},
-      invalidEntries: {},
-      liveNodes: initialLiveNodes,
-      resyncs: 0,
-      liveNodesHeldBack: 0,
-      aggregatorRewinds: 0,
-    };
+      heartbeatIntervalMs: this.#heartbeatIntervalMs,
+      answer: () => this.#heartbeat(),
+      onChange: (known) => this.#applyPeerCount(known),
+    });
     const g = this.#limiter.global;
-    g.setLiveNodes(initialLiveNodes);
+    g.setLiveNodes(o.initialLiveNodes);
     g.setSyncIntervalMs(this.#syncIntervalMs);
-    g.setStaticHold(this.#clock.nowMs() + discoveryMs);
+    g.setStaticHold(this.#clock.nowMs() + o.discoveryMs);
     this.#ready = new Promise((resolve) => {
       this.#markReady = (heard) => {
         this.#markReady = () => {};
@@ -343,31 +166,32 @@ class Agent implements NodeAgent {
         resolve(heard);
       };
     });
-    this.#discoveryTimer = this.#clock.setTimer(() => this.#markReady(false), discoveryMs);
+    this.#discoveryTimer = this.#clock.setTimer(() => this.#markReady(false), o.discoveryMs);
     this.#setLost(true); // until the aggregator speaks, the loss policy decides
+    this.#start();
+  }
 
+  /** Subscribes to what the aggregator sends and to the link's status; starts the timers. */
+  #start(): void {
     this.#subs.push(
       this.#transport.subscribe(this.#subjects.updates(this.nodeId), (bytes) =>
         this.#onUpdate(bytes),
       ),
       this.#transport.subscribe(this.#subjects.defaults, (bytes) => this.#onDefaults(bytes)),
       this.#transport.onStatus((s) => {
-        if (s.type === "disconnected") {
-          // Batches published shortly before the link broke may be lost with it, too.
-          this.#linkUnsure = true;
-          for (const id of this.#olderFirstReports) this.#doubt(id);
-          for (const id of this.#recentFirstReports) this.#doubt(id);
-        } else if (s.type === "reconnected") {
+        // Batches published shortly before the link broke may be lost with it, too.
+        if (s.type === "disconnected") this.#doubts.disconnected();
+        else if (s.type === "reconnected") {
           this.#stats.resyncs++;
-          g.markAllDirty();
-          this.#resyncWhenHeard = true;
+          this.#limiter.global.markAllDirty();
+          this.#doubts.resyncWhenHeard();
         }
       }),
     );
     this.#timers.push(
       this.#clock.setRepeating(() => this.#tick(), this.#syncIntervalMs),
       this.#clock.setRepeating(() => this.#earlyFlush(), Math.max(5, this.#syncIntervalMs / 5)),
-      this.#clock.setRepeating(() => this.#heartbeat(), heartbeatIntervalMs),
+      this.#clock.setRepeating(() => this.#heartbeat(), this.#heartbeatIntervalMs),
     );
     this.#heartbeat();
   }
@@ -391,36 +215,10 @@ class Agent implements NodeAgent {
     const now = this.#clock.nowMs();
     const silent = now - this.#lastAggregatorMs > this.#staleAfterMs;
     if (silent !== this.#lost) this.#setLost(silent);
-    if (this.#lost) this.#expirePeers(now);
-    // Paced by the aggregator's ticks while they are heard (see `#onTickHeard`); on our own
+    if (this.#lost) this.#peers.expire(now);
+    // Paced by the aggregator's ticks while they are heard (report-phasing.ts); on our own
     // interval otherwise, and as a backstop if a broadcast went missing.
-    const phased = now - this.#tickHeardMs <= 2 * this.#syncIntervalMs;
-    if (!phased || now - this.#lastFlushMs >= 1.5 * this.#syncIntervalMs) this.flush();
-  }
-
-  /**
-   * The followed aggregator ticked (its defaults broadcast, sent every tick, just arrived): the
-   * next report goes out REPORT_PHASE of an interval from now, so that it lands mid-way between
-   * two ticks, after this node has had time to spend the grants of this one. On our own timer
-   * the phase of a node's report to the aggregator's tick was fixed by when each started, and it
-   * decided what the node was given: a node reporting just after a tick, before spending that
-   * tick's grant, looked as if it still held it and was skipped at the next tick. In the
-   * in-memory reference, eight nodes offering the same load were admitted 16 to 57 hits/s (fair:
-   * 37.5). Reporting at one phase, every node is read at the same point of its cycle.
-   */
-  #onTickHeard(): void {
-    if (!this.#alignReports) return;
-    const now = this.#clock.nowMs();
-    this.#tickHeardMs = now;
-    if (this.#phasedFlush !== undefined || this.#closed) return;
-    const delayMs = this.#syncIntervalMs * REPORT_PHASE;
-    // An aggregator ticking faster than we report (nodes at 50 ms, aggregator at 25) is
-    // followed at every other tick, not at each.
-    if (now + delayMs - this.#lastFlushMs < this.#syncIntervalMs * 0.75) return;
-    this.#phasedFlush = this.#clock.setTimer(() => {
-      this.#phasedFlush = undefined;
-      this.flush();
-    }, delayMs);
+    if (this.#phasing.dueOnOwnTimer(now)) this.flush();
   }
 
   #earlyFlush(): void {
@@ -430,76 +228,17 @@ class Agent implements NodeAgent {
   #setLost(lost: boolean): void {
     this.#lost = lost;
     this.#limiter.global.setAggregatorLost(lost);
-    if (lost && this.#peerSub === undefined && !this.#closed) {
-      this.#peerSub = this.#transport.subscribe(this.#subjects.heartbeats, (bytes) =>
-        this.#onPeerHeartbeat(bytes),
-      );
-    } else if (!lost && this.#peerSub !== undefined) {
-      // The aggregator counts the nodes now; its broadcasts carry the count.
-      this.#peerSub.unsubscribe();
-      this.#peerSub = undefined;
-      this.#peers.clear();
-      this.#answerTimer?.cancel();
-      this.#answerTimer = undefined;
-    }
-  }
-
-  /**
-   * A heartbeat heard while no aggregator is followed: a node run not heard of before is
-   * counted and answered (one heartbeat of ours, at most one per ANSWER_GAP_MS, serves every
-   * newcomer at once, since heartbeats are broadcast); a leaving notice uncounts its run.
-   */
-  #onPeerHeartbeat(bytes: Uint8Array): void {
-    const r = decode(bytes);
-    if (!r.ok || r.message.type !== "heartbeat") return; // the aggregator-side checks count these
-    const hb = r.message;
-    if (hb.nodeId === this.nodeId || hb.role === Role.aggregator) return;
-    const known = this.#peers.get(hb.nodeId);
-    if (hb.role === Role.nodeLeaving) {
-      if (known !== undefined && known[0] === hb.nodeEpoch) this.#peers.delete(hb.nodeId);
-      this.#applyPeerCount();
-      return;
-    }
-    if (known !== undefined && hb.nodeEpoch < known[0]) return; // a late word from an old run
-    const isNew = known === undefined || known[0] !== hb.nodeEpoch;
-    this.#peers.set(hb.nodeId, [hb.nodeEpoch, this.#clock.nowMs()]);
-    if (!isNew) return;
-    this.#applyPeerCount();
-    this.#answer();
-  }
-
-  #answer(): void {
-    if (this.#answerTimer !== undefined || this.#closed) return;
-    const waitMs = this.#lastHeartbeatMs + ANSWER_GAP_MS - this.#clock.nowMs();
-    if (waitMs <= 0) {
-      this.#heartbeat();
-      return;
-    }
-    this.#answerTimer = this.#clock.setTimer(() => {
-      this.#answerTimer = undefined;
-      this.#heartbeat();
-    }, waitMs);
-  }
-
-  #expirePeers(now: number): void {
-    const ttlMs = PEER_TTL_HEARTBEATS * this.#heartbeatIntervalMs;
-    let expired = false;
-    for (const [id, [, lastHeardMs]] of this.#peers) {
-      if (now - lastHeardMs > ttlMs) {
-        this.#peers.delete(id);
-        expired = true;
-      }
-    }
-    if (expired) this.#applyPeerCount();
+    // While no aggregator is followed, the node counts its peers; an aggregator counts them now.
+    if (lost) this.#peers.listen();
+    else this.#peers.stop();
   }
 
   /**
    * The loss policy's share while no aggregator is followed: limit / the larger of the nodes
-   * heard of (with this one) and the aggregator's last count.
+   * heard of (`known`, with this one) and the aggregator's last count.
    */
-  #applyPeerCount(): void {
+  #applyPeerCount(known: number): void {
     if (!this.#lost) return;
-    const known = this.#peers.size + 1;
     const n = known > this.#aggregatorLiveNodes ? known : this.#aggregatorLiveNodes;
     if (n === this.#stats.liveNodes) return;
     this.#stats.liveNodes = n;
@@ -508,99 +247,54 @@ class Agent implements NodeAgent {
 
   flush(): void {
     if (this.#closed) return;
-    this.#lastFlushMs = this.#clock.nowMs();
-    const byPartition = new Map<number, Map<string, DecisionEntry[]>>();
-    const globalRules = this.#globalRules;
-    const partitions = this.#partitions;
     const now = this.#clock.nowMs();
-    if (now - this.#recentSinceMs >= FIRST_REPORT_LOOK_BACK_MS) {
-      this.#olderFirstReports = this.#recentFirstReports;
-      this.#recentFirstReports = new Set();
-      this.#recentSinceMs = now;
-    }
-    const doubtful = this.#doubtfulFirstReports;
-    this.#limiter.drain(
-      (
-        rule,
-        key,
-        generation,
-        admitted,
-        rejected,
-        da,
-        _dr,
-        isNew,
-        grantEpoch,
-        grantVersion,
-        allowance,
-        ageMs,
-      ) => {
-        if (!globalRules.has(rule)) return;
-        let first = isNew;
-        if (isNew || doubtful.size > 0) {
-          const id = `${rule}\0${key}\0${generation}`;
-          if (!first) first = doubtful.has(id);
-          if (first) {
-            this.#recentFirstReports.add(id);
-            if (this.#linkUnsure) this.#doubt(id);
-          }
-        }
-        const p = partitions === 1 ? 0 : decisionPartition(rule, key, partitions);
-        let byRule = byPartition.get(p);
-        if (byRule === undefined) {
-          byRule = new Map();
-          byPartition.set(p, byRule);
-        }
-        let entries = byRule.get(rule);
-        if (entries === undefined) {
-          entries = [];
-          byRule.set(rule, entries);
-        }
-        entries.push({
-          key,
-          generation: generation % 2 ** 32,
-          admitted,
-          rejected,
-          isNew: first,
-          grantEpoch,
-          grantVersion,
-          allowance,
-          admittedSinceLast: da,
-          ageMs,
-        });
-      },
-    );
-    if (this.#resyncDue) {
-      // Every held key was in this flush, and the aggregator is there to hear it.
-      this.#resyncDue = false;
-      doubtful.clear();
-    }
-    if (byPartition.size === 0) return;
-    this.#seq = (this.#seq + 1) >>> 0;
-    const seq = this.#seq;
-    const sentAtWallMs = wallClockMs();
-    for (const [partition, byRule] of byPartition) {
-      const groups: RuleGroup<DecisionEntry>[] = [];
-      for (const [rule, entries] of byRule) {
-        groups.push({ rule, entries });
-        this.#stats.entriesSent += entries.length;
-      }
-      const frames = encodeDecisionBatch({
-        nodeId: this.nodeId,
-        nodeEpoch: this.nodeEpoch,
-        seq,
-        sentAtWallMs,
-        groups,
+    this.#phasing.flushed(now);
+    this.#doubts.beginFlush(now);
+    const batch = this.#collect();
+    this.#doubts.endFlush();
+    if (batch.size > 0) this.#publish(batch);
+  }
+
+  /** Drains the limiter's global-rule changes into decision entries. */
+  #collect(): ReportBatch {
+    const batch = new ReportBatch(this.#partitions);
+    const globalRules = this.#globalRules;
+    const doubts = this.#doubts;
+    this.#limiter.drain((c) => {
+      const rule = c.rule;
+      if (!globalRules.has(rule)) return;
+      batch.add(rule, {
+        key: c.key,
+        generation: c.generation % 2 ** 32,
+        admitted: c.admitted,
+        rejected: c.rejected,
+        isNew: doubts.isFirst(rule, c.key, c.generation, c.isNew),
+        grantEpoch: c.grantEpoch,
+        grantVersion: c.grantVersion,
+        allowance: c.allowance,
+        admittedSinceLast: c.deltaAdmitted,
+        ageMs: c.ageMs,
       });
+    });
+    return batch;
+  }
+
+  /** One decision batch per partition (split into frames that fit), on its subject. */
+  #publish(batch: ReportBatch): void {
+    this.#seq = (this.#seq + 1) >>> 0;
+    const header = {
+      nodeId: this.nodeId,
+      nodeEpoch: this.nodeEpoch,
+      seq: this.#seq,
+      sentAtWallMs: wallClockMs(),
+    };
+    for (const { partition, groups, entries } of batch.partitions()) {
+      this.#stats.entriesSent += entries;
+      const frames = encodeDecisionBatch({ ...header, groups });
       if (this.#firstUnansweredMs < 0) this.#firstUnansweredMs = this.#clock.nowMs();
       const subject = this.#subjects.decisions(partition, this.nodeId);
       for (const frame of frames) this.#transport.publish(subject, frame);
       this.#stats.batchesSent += frames.length;
-    }
-  }
-
-  #doubt(id: string): void {
-    if (this.#doubtfulFirstReports.size < MAX_DOUBTFUL_FIRST_REPORTS) {
-      this.#doubtfulFirstReports.add(id);
     }
   }
 
@@ -611,7 +305,7 @@ class Agent implements NodeAgent {
 
   #sendHeartbeat(role: typeof Role.node | typeof Role.nodeLeaving): void {
     this.#heartbeatSeq = (this.#heartbeatSeq + 1) >>> 0;
-    this.#lastHeartbeatMs = this.#clock.nowMs();
+    this.#peers.heartbeatSent(this.#clock.nowMs());
     this.#transport.publish(
       this.#subjects.heartbeat(this.nodeId),
       encodeHeartbeat({
@@ -625,21 +319,8 @@ class Agent implements NodeAgent {
     this.#stats.heartbeatsSent++;
   }
 
-  #invalid(
-    reason:
-      | DecodeFailure
-      | "wrong-type"
-      | "other-node-run"
-      | "older-aggregator"
-      | "future-aggregator",
-  ): void {
-    this.#stats.invalidMessages[reason] = (this.#stats.invalidMessages[reason] ?? 0) + 1;
-  }
-
-  #countDropped(dropped: Record<EntryDropReason, number>): void {
-    for (const [reason, n] of Object.entries(dropped)) {
-      if (n > 0) this.#stats.invalidEntries[reason] = (this.#stats.invalidEntries[reason] ?? 0) + n;
-    }
+  #invalid(reason: InvalidMessageReason): void {
+    countInvalidMessage(this.#stats, reason);
   }
 
   /**
@@ -668,7 +349,7 @@ class Agent implements NodeAgent {
       // its next tick; the counts themselves are kept and re-sent (below).
       this.#stats.aggregatorRewinds++;
       this.#limiter.global.dropGrants();
-      this.#resyncWhenHeard = true;
+      this.#doubts.resyncWhenHeard();
     }
     if (aggregatorEpoch !== this.#aggregatorEpoch) this.#epochHeardSinceMs = this.#clock.nowMs();
     this.#aggregatorEpoch = aggregatorEpoch;
@@ -679,12 +360,9 @@ class Agent implements NodeAgent {
       this.#markReady(true);
     }
     if (this.#lost) this.#setLost(false);
-    if (this.#resyncWhenHeard) {
+    if (this.#doubts.aggregatorHeard()) {
       // The aggregator is back on the server (it subscribes before it publishes); it may have
       // come back after us, so what we re-sent at our reconnect may have reached nobody.
-      this.#resyncWhenHeard = false;
-      this.#linkUnsure = false;
-      this.#resyncDue = true;
       this.#limiter.global.markAllDirty();
     }
     return true;
@@ -696,7 +374,7 @@ class Agent implements NodeAgent {
       this.#invalid(r.reason);
       return;
     }
-    this.#countDropped(r.droppedEntries);
+    countDroppedEntries(this.#stats, r.droppedEntries);
     const m = r.message;
     if (m.type !== "rate-update") {
       this.#invalid("wrong-type");
@@ -720,29 +398,12 @@ class Agent implements NodeAgent {
         if (g.applyGrant(group.rule, e.key, m.aggregatorEpoch, e) === "implausible") implausible++;
       }
     }
-    if (implausible > 0) this.#implausibleGrants(implausible, m.aggregatorId);
-  }
-
-  /**
-   * Grants that no aggregator could have sent (more than the rule allows, or a version jump no
-   * tick explains) were dropped: counted as invalid entries, and said once per
-   * IMPLAUSIBLE_WARNING_MS with the count since, since it means someone can publish updates to
-   * this node (check the server's permissions, docs/operations.md).
-   */
-  #implausibleGrants(n: number, aggregatorId: string): void {
-    const dropped = this.#stats.invalidEntries;
-    dropped["implausible-grant"] = (dropped["implausible-grant"] ?? 0) + n;
-    this.#implausibleSinceWarning += n;
-    const now = this.#clock.nowMs();
-    if (now - this.#lastImplausibleWarningMs < IMPLAUSIBLE_WARNING_MS) return;
-    this.#lastImplausibleWarningMs = now;
-    this.#warn(
-      `Sluice node ${this.nodeId} dropped ${this.#implausibleSinceWarning} implausible grant(s) ` +
-        `(the latest in an update naming aggregator "${aggregatorId}"): it gave more than the rule ` +
-        "allows or jumped versions; someone may be publishing forged rate updates. Check that " +
-        "only aggregators may publish to the updates subjects.",
-    );
-    this.#implausibleSinceWarning = 0;
+    if (implausible > 0) {
+      // Dropped: counted as invalid entries, and said (at most once a minute), since it means
+      // someone can publish updates to this node.
+      countDroppedEntries(this.#stats, { "implausible-grant": implausible });
+      this.#implausibleWarning.dropped(implausible, m.aggregatorId);
+    }
   }
 
   #onDefaults(bytes: Uint8Array): void {
@@ -758,7 +419,7 @@ class Agent implements NodeAgent {
     }
     if (!this.#heardFrom(m.aggregatorEpoch)) return;
     this.#stats.defaultsReceived++;
-    this.#onTickHeard();
+    this.#phasing.tickHeard();
     if (!(m.liveNodes >= 1) || m.liveNodes === this.#stats.liveNodes) return;
     // A fewer-nodes count from an aggregator run heard for less than two heartbeat intervals is
     // not believed yet: a restarted aggregator counts the nodes as their heartbeats arrive (0,
@@ -787,13 +448,9 @@ class Agent implements NodeAgent {
     this.#limiter.global.setAggregatorLost(true);
     this.#closed = true;
     for (const t of this.#timers) t.cancel();
-    this.#phasedFlush?.cancel();
-    this.#phasedFlush = undefined;
-    this.#answerTimer?.cancel();
-    this.#answerTimer = undefined;
+    this.#phasing.close();
+    this.#peers.close();
     this.#markReady(false);
-    this.#peerSub?.unsubscribe();
-    this.#peerSub = undefined;
     for (const s of this.#subs) s.unsubscribe();
   }
 }

@@ -2,7 +2,7 @@
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import type { Command } from "./main.js";
+import type { Command } from "./command.js";
 
 const SUITES = ["local", "strict"] as const;
 

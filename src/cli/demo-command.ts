@@ -20,9 +20,9 @@ import { createLimiter, type Limiter } from "../limiter/limiter.js";
 import { createMemoryBus } from "../transport/memory.js";
 import { TransportUnavailableError } from "../transport/transport.js";
 import { flag, num, parse, str } from "./args.js";
+import type { Command } from "./command.js";
 import { connect, NATS_HELP, NATS_OPTIONS, natsUrl } from "./common.js";
 import { type LoadReport, runLoad } from "./load.js";
-import type { Command } from "./main.js";
 
 /** How long after a second ends its per-second line waits for that second's last reports. */
 const REPORT_GRACE_MS = 300;

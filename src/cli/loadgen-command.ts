@@ -6,6 +6,7 @@ import { InvalidArgumentError } from "../errors.js";
 import { createLimiter } from "../limiter/limiter.js";
 import { DEFAULT_SYNC_INTERVAL_MS, SYNC_INTERVAL_BOUNDS } from "../protocol/limits.js";
 import { flag, num, parse, str, untilSignal } from "./args.js";
+import type { Command } from "./command.js";
 import {
   connect,
   emit,
@@ -18,7 +19,6 @@ import {
   telemetrySpec,
 } from "./common.js";
 import { parseSchedule, runLoad } from "./load.js";
-import type { Command } from "./main.js";
 
 /** Longest `--start-at-ms` wait accepted: further ahead is taken for a unit mistake. */
 const MAX_START_WAIT_MS = 10 * 60_000;

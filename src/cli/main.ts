@@ -4,12 +4,10 @@
  */
 import { readFileSync } from "node:fs";
 import { SluiceError } from "../errors.js";
+import type { Command } from "./command.js";
 
-export interface Command {
-  readonly summary: string;
-  readonly usage: string;
-  run(args: string[]): Promise<number>;
-}
+// For command modules that still import the type from here; new code imports ./command.js.
+export type { Command } from "./command.js";
 
 const commands = new Map<string, () => Promise<Command>>([]);
 

@@ -27,7 +27,8 @@ import {
   PeriodicExportingMetricReader,
   type ViewOptions,
 } from "@opentelemetry/sdk-metrics";
-import { defaultNodeId, type NodeAgent } from "../agent/node-agent.js";
+import type { NodeAgent } from "../agent/node-agent.js";
+import { defaultNodeId } from "../agent/node-id.js";
 import { type AggregatorService, furthestClock } from "../aggregator/aggregator-service.js";
 import { wallClockMs } from "../clock/clock.js";
 import { InvalidArgumentError, SluiceError } from "../errors.js";

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { gcra } from "../../src/algorithms/gcra.js";
-import { slidingWindow } from "../../src/algorithms/sliding-window.js";
-import { tokenBucket } from "../../src/algorithms/token-bucket.js";
-import type { Algorithm, AlgorithmParams } from "../../src/algorithms/types.js";
+import { gcra } from "../../../src/algorithms/gcra.js";
+import { slidingWindow } from "../../../src/algorithms/sliding-window.js";
+import { tokenBucket } from "../../../src/algorithms/token-bucket.js";
+import type { Algorithm, AlgorithmParams } from "../../../src/algorithms/types.js";
 
 /** One key's state for `algorithm`, initialised at `startMs`. */
 function slot(algorithm: Algorithm, p: AlgorithmParams, startMs = 0) {

@@ -5,10 +5,10 @@
  */
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { ManualClock } from "../../src/clock/clock.js";
-import { DeadlineExceededError } from "../../src/errors.js";
-import type { Grant } from "../../src/limiter/key-table.js";
-import { createLimiter } from "../../src/limiter/limiter.js";
+import { ManualClock } from "../../../src/clock/clock.js";
+import { DeadlineExceededError } from "../../../src/errors.js";
+import type { Grant } from "../../../src/limiter/grant-cells.js";
+import { createLimiter } from "../../../src/limiter/limiter.js";
 
 const SYNC_MS = 25;
 

@@ -6,12 +6,12 @@
  */
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import type { Decision } from "../../src/algorithms/types.js";
-import { ManualClock } from "../../src/clock/clock.js";
-import { AbortedError, ClosedError, DeadlineExceededError } from "../../src/errors.js";
-import { createLimiter, type Limiter } from "../../src/limiter/limiter.js";
-import type { CompiledRule, RuleConfig } from "../../src/limiter/rule.js";
-import { StoreUnavailableError, type StrictStore } from "../../src/limiter/strict-store.js";
+import type { Decision } from "../../../src/algorithms/types.js";
+import { ManualClock } from "../../../src/clock/clock.js";
+import { AbortedError, ClosedError, DeadlineExceededError } from "../../../src/errors.js";
+import { createLimiter, type Limiter } from "../../../src/limiter/limiter.js";
+import type { CompiledRule, RuleConfig } from "../../../src/limiter/rule.js";
+import { StoreUnavailableError, type StrictStore } from "../../../src/limiter/strict-store.js";
 
 /** An exact shared store: one local limiter holds every key; `down` makes every call fail. */
 class SharedStore implements StrictStore {

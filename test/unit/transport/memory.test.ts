@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { ClosedError, InvalidArgumentError } from "../../src/errors.js";
-import { createMemoryBus } from "../../src/transport/memory.js";
-import type { TransportStatus } from "../../src/transport/transport.js";
+import { ClosedError, InvalidArgumentError } from "../../../src/errors.js";
+import { createMemoryBus } from "../../../src/transport/memory.js";
+import type { TransportStatus } from "../../../src/transport/transport.js";
 
 const bytes = (...b: number[]) => new Uint8Array(b);
 

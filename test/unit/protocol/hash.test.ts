@@ -2,12 +2,12 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import * as zlib from "node:zlib";
 import fc from "fast-check";
-import { InvalidArgumentError } from "../../src/errors.js";
-import { crc32 } from "../../src/protocol/crc32.js";
-import { fnv1a64 } from "../../src/protocol/fnv1a-64.js";
-import { jumpConsistentHash } from "../../src/protocol/jump-hash.js";
-import { decisionPartition } from "../../src/protocol/partition.js";
-import { createSubjects, isValidNodeId, senderOf } from "../../src/protocol/subjects.js";
+import { InvalidArgumentError } from "../../../src/errors.js";
+import { crc32 } from "../../../src/protocol/crc32.js";
+import { fnv1a64 } from "../../../src/protocol/fnv1a-64.js";
+import { jumpConsistentHash } from "../../../src/protocol/jump-hash.js";
+import { decisionPartition } from "../../../src/protocol/partition.js";
+import { createSubjects, isValidNodeId, senderOf } from "../../../src/protocol/subjects.js";
 
 const utf8 = new TextEncoder();
 const M64 = (1n << 64n) - 1n;

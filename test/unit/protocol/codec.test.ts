@@ -1,20 +1,20 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { InvalidArgumentError } from "../../src/errors.js";
-import { crc32 } from "../../src/protocol/crc32.js";
-import { encodeDecisionBatch } from "../../src/protocol/decision-batch.js";
-import { decode } from "../../src/protocol/decode.js";
-import { encode } from "../../src/protocol/encode.js";
-import { encodeHeartbeat } from "../../src/protocol/heartbeat.js";
-import { FORMAT_VERSION, MAX_MESSAGE_BYTES } from "../../src/protocol/limits.js";
+import { InvalidArgumentError } from "../../../src/errors.js";
+import { crc32 } from "../../../src/protocol/crc32.js";
+import { encodeDecisionBatch } from "../../../src/protocol/decision-batch.js";
+import { decode } from "../../../src/protocol/decode.js";
+import { encode } from "../../../src/protocol/encode.js";
+import { encodeHeartbeat } from "../../../src/protocol/heartbeat.js";
+import { FORMAT_VERSION, MAX_MESSAGE_BYTES } from "../../../src/protocol/limits.js";
 import type {
   DecisionBatch,
   Heartbeat,
   Message,
   RateUpdate,
   RuleDefaults,
-} from "../../src/protocol/messages.js";
-import { encodeRateUpdate } from "../../src/protocol/rate-update.js";
+} from "../../../src/protocol/messages.js";
+import { encodeRateUpdate } from "../../../src/protocol/rate-update.js";
 
 const batch: DecisionBatch = {
   type: "decision-batch",

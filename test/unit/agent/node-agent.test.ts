@@ -5,12 +5,12 @@
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { createNodeAgent, type NodeAgent } from "../../src/agent/node-agent.js";
-import { createAggregatorService } from "../../src/aggregator/aggregator-service.js";
-import { ManualClock } from "../../src/clock/clock.js";
-import { createLimiter, type Limiter } from "../../src/limiter/limiter.js";
-import type { RuleConfig } from "../../src/limiter/rule.js";
-import { createMemoryBus, type MemoryTransport } from "../../src/transport/memory.js";
+import { createNodeAgent, type NodeAgent } from "../../../src/agent/node-agent.js";
+import { createAggregatorService } from "../../../src/aggregator/aggregator-service.js";
+import { ManualClock } from "../../../src/clock/clock.js";
+import { createLimiter, type Limiter } from "../../../src/limiter/limiter.js";
+import type { RuleConfig } from "../../../src/limiter/rule.js";
+import { createMemoryBus, type MemoryTransport } from "../../../src/transport/memory.js";
 
 const RULE: RuleConfig = {
   name: "api",

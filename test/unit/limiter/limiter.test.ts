@@ -1,19 +1,21 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { ManualClock } from "../../src/clock/clock.js";
+import { ManualClock } from "../../../src/clock/clock.js";
 import {
   AbortedError,
   ClosedError,
   DeadlineExceededError,
   InvalidArgumentError,
   UnknownRuleError,
-} from "../../src/errors.js";
-import type { Grant, GrantOutcome } from "../../src/limiter/key-table.js";
+} from "../../../src/errors.js";
+import type { Grant, GrantOutcome } from "../../../src/limiter/grant-cells.js";
+import type { ChangeCursor } from "../../../src/limiter/key-change.js";
 import {
   DECISION_LATENCY_BOUNDS_S,
   LatencyHistogram,
-} from "../../src/limiter/latency-histogram.js";
-import { createLimiter, type LimiterOptions } from "../../src/limiter/limiter.js";
+} from "../../../src/limiter/latency-histogram.js";
+import { createLimiter } from "../../../src/limiter/limiter.js";
+import type { LimiterOptions } from "../../../src/limiter/limiter-options.js";
 
 function assertApplied(outcome: GrantOutcome): void {
   assert.equal(outcome, "applied");
@@ -386,6 +388,82 @@ describe("limiter - accounting", () => {
     const e = limiter.snapshot().entries[0]!;
     assert.notEqual(e.generation, g1);
     assert.equal(e.admitted, 1, "counts restart with the generation");
+  });
+
+  test("limiter - drain hands each changed key over in a cursor, global ones with their grant and age", () => {
+    const clock = new ManualClock(0);
+    const limiter = createLimiter({
+      rules: [
+        { name: "api", limit: 10, windowMs: 1000 },
+        { name: "g", mode: "global", limit: 100, windowMs: 1000 },
+      ],
+      clock,
+      sweepIntervalMs: 0,
+    });
+    limiter.global.setAggregatorLost(false);
+    limiter.check("api", "a", 2);
+    limiter.check("g", "k", 3); // admitted at t = 0 ...
+    clock.advance(40);
+    limiter.check("g", "k", 1); // ... and at t = 40
+    assertApplied(
+      limiter.global.applyGrant("g", "k", 7, {
+        generation: 0,
+        version: 2,
+        allowance: 50,
+        rampFrom: 50,
+        rampMs: 0,
+        retryAfterMs: 0,
+      }),
+    );
+    clock.advance(60);
+    const seen: ChangeCursor[] = [];
+    limiter.drain((c) => seen.push({ ...c }));
+    const a = seen.find((c) => c.key === "a")!;
+    const k = seen.find((c) => c.key === "k")!;
+    assert.deepEqual(
+      { ...a, generation: 0 },
+      {
+        rule: "api",
+        key: "a",
+        generation: 0,
+        admitted: 2,
+        rejected: 0,
+        deltaAdmitted: 2,
+        deltaRejected: 0,
+        isNew: true,
+        grantEpoch: 0,
+        grantVersion: 0,
+        allowance: 0,
+        ageMs: 0,
+      },
+    );
+    assert.deepEqual(
+      { ...k, generation: 0 },
+      {
+        rule: "g",
+        key: "k",
+        generation: 0,
+        admitted: 4,
+        rejected: 0,
+        deltaAdmitted: 4,
+        deltaRejected: 0,
+        isNew: true,
+        grantEpoch: 7,
+        grantVersion: 2,
+        allowance: 50,
+        ageMs: 90, // (3 x 100 + 1 x 60) / 4 ms ago
+      },
+    );
+    assert.equal(seen.length, 2);
+    limiter.check("api", "a");
+    const next: [string, number, number, boolean][] = [];
+    limiter.drain((c) => next.push([c.key, c.admitted, c.deltaAdmitted, c.isNew]));
+    // k had hits at the previous drain and none since: reported once more, with nothing new.
+    assert.deepEqual(next.sort(), [
+      ["a", 3, 1, false],
+      ["k", 4, 0, false],
+    ]);
+    void limiter.close();
   });
 
   test("limiter - stats count decisions per rule", () => {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { ClosedError } from "../../src/errors.js";
-import { createLimiter } from "../../src/limiter/limiter.js";
+import { ClosedError } from "../../../src/errors.js";
+import { createLimiter } from "../../../src/limiter/limiter.js";
 
 /** Timers and other handles in this process now, by type. */
 function handles(): string[] {

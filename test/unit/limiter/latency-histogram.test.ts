@@ -8,7 +8,7 @@ import {
   LatencyHistogram,
   PENDING_SAMPLES,
   PROPAGATION_LATENCY_BOUNDS_S,
-} from "../../src/limiter/latency-histogram.js";
+} from "../../../src/limiter/latency-histogram.js";
 
 const EXP_MIN_INDEX = -56 * 2 ** EXPONENTIAL_SCALE;
 const EXP_MAX_INDEX = 8 * 2 ** EXPONENTIAL_SCALE - 1;

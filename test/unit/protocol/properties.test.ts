@@ -1,12 +1,12 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import fc from "fast-check";
-import { crc32 } from "../../src/protocol/crc32.js";
-import { decode } from "../../src/protocol/decode.js";
-import { DECODE_FAILURES } from "../../src/protocol/decode-result.js";
-import { encode } from "../../src/protocol/encode.js";
-import { FORMAT_VERSION } from "../../src/protocol/limits.js";
-import type { Message, RuleGroup } from "../../src/protocol/messages.js";
+import { crc32 } from "../../../src/protocol/crc32.js";
+import { decode } from "../../../src/protocol/decode.js";
+import { DECODE_FAILURES } from "../../../src/protocol/decode-result.js";
+import { encode } from "../../../src/protocol/encode.js";
+import { FORMAT_VERSION } from "../../../src/protocol/limits.js";
+import type { Message, RuleGroup } from "../../../src/protocol/messages.js";
 
 const RUNS = 200;
 const utf8 = new TextEncoder();

@@ -1,0 +1,93 @@
+/**
+ * The hooks a node agent drives for `mode: "global"` rules, over every key table of a limiter:
+ * grants in, and the state the aggregator's messages set (live nodes, loss, hold, pace).
+ */
+import type { Clock } from "../clock/clock.js";
+import type { Grant, GrantOutcome } from "./grant-cells.js";
+import type { KeyTable } from "./key-table.js";
+
+/**
+ * What the node agent uses to connect global rules to the aggregator. Not needed by services
+ * that only call `check()`.
+ */
+export interface GlobalControl {
+  /** True when at least one rule has `mode: "global"`. */
+  readonly hasGlobalRules: boolean;
+  /**
+   * Applies one grant from aggregator run `aggregatorEpoch` (see `KeyTable.applyGrant`): ignored
+   * for an unknown rule or key, another generation or one not newer; dropped as implausible
+   * when it gives more than the rule could or jumps versions. An applied grant wakes the
+   * `acquire()` calls waiting on that key.
+   */
+  applyGrant(rule: string, key: string, aggregatorEpoch: number, grant: Grant): GrantOutcome;
+  /** Sets the live node count behind the default share (limit / live nodes). */
+  setLiveNodes(liveNodes: number): void;
+  /** Switches every global rule to (or back from) its `onAggregatorLoss` policy. */
+  setAggregatorLost(lost: boolean): void;
+  /**
+   * Until `untilMs` (the limiter's clock), keys decided by the `static` loss policy are refused,
+   * with the rest of that time as `retryAfterMs`: a node that has not yet heard how many nodes
+   * share the limit. `-Infinity` ends the hold.
+   */
+  setStaticHold(untilMs: number): void;
+  /**
+   * The node's sync interval, ms: the wait a refusal reports once its grant's freeing time has
+   * passed, and the pace the version-jump bound of grants allows.
+   */
+  setSyncIntervalMs(ms: number): void;
+  /**
+   * Drops every grant held (an aggregator run that started on a clock behind the last one's:
+   * its grants must apply though its epoch is lower). Keys decide with their default share or
+   * the loss policy until new grants come.
+   */
+  dropGrants(): void;
+  /** Marks every held key changed, so the next drain reports all (after a reconnect). */
+  markAllDirty(): void;
+  /** Keys changed since the last drain, over every rule (for an early flush). */
+  pendingChanges(): number;
+}
+
+/**
+ * The control over `tables` (by rule name), on the limiter's `clock`; `onApplied(rule, key)` is
+ * called for every grant applied (the limiter wakes the `acquire()` calls waiting on the key).
+ */
+export function createGlobalControl(
+  tables: ReadonlyMap<string, KeyTable>,
+  clock: Clock,
+  onApplied: (rule: string, key: string) => void,
+): GlobalControl {
+  const all = [...tables.values()];
+  return {
+    hasGlobalRules: all.some((t) => t.rule.mode === "global"),
+    applyGrant: (rule, key, epoch, grant) => {
+      const table = tables.get(rule);
+      if (table === undefined) return "ignored";
+      const outcome = table.applyGrant(key, epoch, grant, clock.nowMs());
+      if (outcome === "applied") onApplied(rule, key);
+      return outcome;
+    },
+    setLiveNodes: (n) => {
+      for (const t of all) t.setLiveNodes(n);
+    },
+    setAggregatorLost: (lost) => {
+      for (const t of all) t.setAggregatorLost(lost);
+    },
+    setStaticHold: (untilMs) => {
+      for (const t of all) t.setStaticHold(untilMs);
+    },
+    setSyncIntervalMs: (ms) => {
+      for (const t of all) t.setSyncIntervalMs(ms);
+    },
+    dropGrants: () => {
+      for (const t of all) t.dropGrants();
+    },
+    markAllDirty: () => {
+      for (const t of all) t.markAllDirty();
+    },
+    pendingChanges: () => {
+      let n = 0;
+      for (const t of all) n += t.pendingChanges;
+      return n;
+    },
+  };
+}

@@ -1,0 +1,57 @@
+/**
+ * A global rule's `onAggregatorLoss` policy: how its keys are decided while the node follows no
+ * aggregator (at start, and once the aggregator has been silent past `staleAfterMs`).
+ *
+ * - `open` admits every hit; `closed` refuses every hit, a sync interval (the pace at which an
+ *   aggregator would answer) as the wait;
+ * - `static` lets the rule's algorithm decide at the node's default share (limit / live nodes),
+ *   except during a start-up hold (`setStaticHold`), when it refuses with the rest of the hold
+ *   as the wait: a node that cannot yet know how many share the limit.
+ */
+import { type Decision, DecisionResult } from "../algorithms/types.js";
+import type { CompiledRule } from "./rule.js";
+
+export class LossPolicy {
+  readonly #rule: CompiledRule;
+  #lost = false;
+  /** Until then (the table's clock), the `static` policy refuses. */
+  #staticHoldUntilMs = Number.NEGATIVE_INFINITY;
+  /** The node's sync interval: the `closed` policy's wait. */
+  #syncIntervalMs = 25;
+
+  constructor(rule: CompiledRule) {
+    this.#rule = rule;
+  }
+
+  /** Whether the aggregator is lost, so this policy decides. */
+  get lost(): boolean {
+    return this.#lost;
+  }
+
+  setLost(lost: boolean): void {
+    this.#lost = lost;
+  }
+
+  setStaticHold(untilMs: number): void {
+    this.#staticHoldUntilMs = untilMs;
+  }
+
+  setSyncIntervalMs(ms: number): void {
+    this.#syncIntervalMs = ms;
+  }
+
+  /** The policy's decision at `nowMs`; undefined when the default share's algorithm decides. */
+  decide(nowMs: number): Decision | undefined {
+    const rule = this.#rule;
+    const policy = rule.onAggregatorLoss;
+    if (policy === "open") return new DecisionResult(true, rule.limit, rule.limit, 0, 0);
+    if (policy === "closed") {
+      return new DecisionResult(false, 0, rule.limit, rule.windowMs, this.#syncIntervalMs);
+    }
+    if (nowMs < this.#staticHoldUntilMs) {
+      const waitMs = this.#staticHoldUntilMs - nowMs;
+      return new DecisionResult(false, 0, rule.limit, rule.windowMs, waitMs);
+    }
+    return undefined;
+  }
+}
