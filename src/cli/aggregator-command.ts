@@ -4,6 +4,7 @@ import { type AggregatorTuning, resolveTuning, TUNING_FIELDS } from "../aggregat
 import { compileRules, loadRules } from "../config/rules-file.js";
 import { createRedisCheckpointStore } from "../store/redis/checkpoint-store.js";
 import { flag, num, type OptionSpec, type Parsed, parse, str, untilSignal } from "./args.js";
+import type { Command } from "./command.js";
 import {
   connect,
   emit,
@@ -16,7 +17,6 @@ import {
   telemetryHelp,
   telemetrySpec,
 } from "./common.js";
-import type { Command } from "./main.js";
 
 /** `left` padded to a column, then `text` wrapped to fit 98 characters under it. */
 function helpLines(left: string, text: string): string[] {

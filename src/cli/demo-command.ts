@@ -179,8 +179,8 @@ class Board {
   /**
    * Prints every full second not printed yet. A second is full once its last reports are in:
    * reports come every 100 ms and take a few ms to arrive, so a second is printed
-   * REPORT_GRACE_MS after it ends (printed at once, its last reports were missing and the live
-   * lines read 5-8% below the summary).
+   * REPORT_GRACE_MS after it ends (printed at once, its last reports would be missing and the
+   * live lines would read below the summary).
    */
   render(final = false): void {
     const sinceStart = wallClockMs() - this.#started;

@@ -6,9 +6,6 @@ import { readFileSync } from "node:fs";
 import { SluiceError } from "../errors.js";
 import type { Command } from "./command.js";
 
-// For command modules that still import the type from here; new code imports ./command.js.
-export type { Command } from "./command.js";
-
 const commands = new Map<string, () => Promise<Command>>([]);
 
 /** Registers a command; called by the composition root below. */

@@ -13,8 +13,8 @@ export interface LimiterOptions {
   /** The rules this limiter enforces; names must be unique. At least one. */
   readonly rules: readonly RuleConfig[];
   /**
-   * Default most keys held per rule (a rule's own `maxKeys` wins). Memory per key is about
-   * 150-250 bytes plus the key string; see docs/benchmarks.md for measured figures.
+   * Default most keys held per rule (a rule's own `maxKeys` wins). Memory per key is a slot of
+   * the rule's state plus the key string and its map entry; docs/benchmarks.md gives the figures.
    * @default 100_000
    */
   readonly maxKeys?: number;
@@ -30,7 +30,8 @@ export interface LimiterOptions {
   readonly strictStore?: StrictStore;
   /**
    * One `check()` in this many (a power of two) is timed into the decision-latency histogram;
-   * 0 turns timing off. Timing every call would add a clock read (about 60 ns here) to each.
+   * 0 turns timing off. Timing every call would add a second clock read to each, about as
+   * costly as the decision itself.
    * @default 64
    */
   readonly latencySampleEvery?: number;

@@ -61,16 +61,18 @@ test("global retry - over NATS, a refusal waits for the aggregator's window and 
     const sinceSpentMs = performance.now() - spentAt;
     assert.equal(refused.allowed, false);
     // The window frees the burst WINDOW_MS after it. The figure is the aggregator's, from its
-    // last tick, so at most about a sync interval early (grants go out at ticks); and its window
+    // last tick, so at most about a sync interval early (grants go out at ticks); its window
     // reads a burst of one instant as spread over the rest of its bin, so the first hit's cost
-    // may be read as leaving up to that share of the bin later (200 ms / 20 hits).
+    // may be read as leaving up to that share of the bin later (200 ms / 20 hits); and the
+    // batch's transit counts as part of the hits' age at the aggregator, the grant's transit
+    // as part of the wait at the node, each up to a sync interval on a busy machine.
     const expected = WINDOW_MS - sinceSpentMs;
     const binShareMs = WINDOW_MS / 10 / LIMIT;
     t.diagnostic(
       `retryAfterMs ${refused.retryAfterMs.toFixed(1)}, expected about ${expected.toFixed(1)}`,
     );
     assert.ok(
-      refused.retryAfterMs <= expected + binShareMs + 2 &&
+      refused.retryAfterMs <= expected + binShareMs + SYNC_MS &&
         refused.retryAfterMs >= expected - SYNC_MS - 15,
       `retryAfterMs ${refused.retryAfterMs} against ${expected}`,
     );
