@@ -3,14 +3,18 @@
  *
  * Cases (each on a rule of 1e9 per second, so hits are admitted and every library does its full
  * admit path; keys cycle through a pre-built array so key construction is not measured):
- * - sluice check(): the keyed limiter, accounting on (it always is) and drained by a snapshot
- *   every 50 ms as the node agent does, 1,024 and 100,000 keys;
+ * - sluice check(): the keyed limiter, accounting on (it always is) and drained through
+ *   `drain()` every 50 ms as the node agent does, 1,024 and 100,000 keys;
  * - plain JS keyed token bucket: a Map of {tokens, last} objects, same clock, 1,024 / 100,000 keys;
  * - `limiter` TokenBucket: one bucket per key in a Map, tryRemoveTokens(1), 1,024 keys;
  * - rate-limiter-flexible RateLimiterMemory: `await consume(key)`, 1,024 keys.
  *
  * Then bytes per key: heap growth for 100,000 fresh keys of the form `user:<n>` (key strings
  * included, since the limiter keeps them), per algorithm.
+ *
+ * Every case runs in every round, interleaved; a case's figure is its median over the rounds with
+ * the range, and a ratio is the median (and range) of the per-round ratios of the two cases, each
+ * round's cases having run within the same second or so.
  *
  * Prints a table, then one JSON line (the last line of output).
  */
@@ -180,16 +184,31 @@ async function main(): Promise<void> {
     rlflexCase("rlflex RateLimiterMemory 1,024 keys", 1024),
   ];
   const results = await runInterleaved(cases, ROUNDS);
-  const rate = (name: string) => results.find((r) => r.name === name)!.opsPerSec;
-  const s1k = rate("sluice check() 1,024 keys");
-  const s100k = rate("sluice check() 100,000 keys");
-  const rows = results.map((r) => [
-    r.name,
-    fmtRate(r.opsPerSec),
-    `${(1e9 / r.opsPerSec).toFixed(0)} ns`,
-    `${round2(s1k / r.opsPerSec)}x`,
-  ]);
-  console.log(table(["case", "checks/s", "per check", "sluice 1k / case"], rows));
+  const byName = (name: string) => results.find((r) => r.name === name)!;
+  /** Median and range over the rounds of `a`'s rate over `b`'s in the same round. */
+  const ratio = (a: string, b: string) => {
+    const ra = byName(a).rounds;
+    const rb = byName(b).rounds;
+    const per = ra.map((x, i) => x / rb[i]!).sort((x, y) => x - y);
+    const mid = per.length >> 1;
+    const median = per.length % 2 === 1 ? per[mid]! : (per[mid - 1]! + per[mid]!) / 2;
+    return { median: round2(median), min: round2(per[0]!), max: round2(per[per.length - 1]!) };
+  };
+  const S1K = "sluice check() 1,024 keys";
+  const S100K = "sluice check() 100,000 keys";
+  const rows = results.map((r) => {
+    const q = ratio(S1K, r.name);
+    return [
+      r.name,
+      fmtRate(r.opsPerSec),
+      `${fmtRate(Math.min(...r.rounds))} .. ${fmtRate(Math.max(...r.rounds))}`,
+      `${(1e9 / r.opsPerSec).toFixed(0)} ns`,
+      `${q.median}x (${q.min} .. ${q.max})`,
+    ];
+  });
+  console.log(
+    table(["case", "checks/s", "range over rounds", "per check", "sluice 1k / case"], rows),
+  );
 
   const memory = {
     "token-bucket": round2(bytesPerKey("token-bucket", 100_000)),
@@ -200,16 +219,19 @@ async function main(): Promise<void> {
     `bytes per key (100,000 keys, key strings included${hasGc ? "" : ", no --expose-gc: noisy"}):`,
     memory,
   );
+  const ratios = {
+    vsRlflexMemory: ratio(S1K, "rlflex RateLimiterMemory 1,024 keys"),
+    vsPlainBucket: ratio(S1K, "plain JS bucket 1,024 keys"),
+    vsLimiterTokenBucket: ratio(S1K, "limiter TokenBucket 1,024 keys"),
+    vsPlainBucket100k: ratio(S100K, "plain JS bucket 100,000 keys"),
+  };
   const summary = {
     bench: "local",
     node: process.version,
     opsPerSec: Object.fromEntries(results.map((r) => [r.name, Math.round(r.opsPerSec)])),
-    ratio: {
-      vsRlflexMemory: round2(s1k / rate("rlflex RateLimiterMemory 1,024 keys")),
-      vsPlainBucket: round2(s1k / rate("plain JS bucket 1,024 keys")),
-      vsLimiterTokenBucket: round2(s1k / rate("limiter TokenBucket 1,024 keys")),
-      vsPlainBucket100k: round2(s100k / rate("plain JS bucket 100,000 keys")),
-    },
+    /** Medians of the per-round ratios, with their ranges in `ratioRange`. */
+    ratio: Object.fromEntries(Object.entries(ratios).map(([k, v]) => [k, v.median])),
+    ratioRange: Object.fromEntries(Object.entries(ratios).map(([k, v]) => [k, [v.min, v.max]])),
     bytesPerKey: memory,
     drainedAdmitted: drained,
   };
