@@ -8,7 +8,7 @@
  * started, and it decided what the node was given: a node reporting just after a tick, before
  * spending that tick's grant, looked as if it still held it and was skipped at the next tick.
  * Reporting at one phase, every node is read at the same point of its cycle (docs/architecture.md,
- * "Reports at one phase", has the figures).
+ * "Report phase").
  */
 import type { Clock, TimerHandle } from "../clock/clock.js";
 
