@@ -21,6 +21,7 @@ import type { Message } from "../../src/protocol/messages.js";
 import { createSubjects } from "../../src/protocol/subjects.js";
 import { connectNats } from "../../src/transport/nats/nats-transport.js";
 import type { Transport } from "../../src/transport/transport.js";
+import { decisionEntry } from "../support/decision-entry.js";
 import {
   bitFlipped,
   randomBytes,
@@ -141,30 +142,8 @@ test("cluster hostile - garbage and forged messages on every subject: counted by
           {
             rule: "api",
             entries: [
-              {
-                key: "k0",
-                generation: 1,
-                admitted: M_ADMITTED,
-                rejected: M_REJECTED,
-                isNew: false,
-                grantEpoch: 0,
-                grantVersion: 0,
-                allowance: 0,
-                admittedSinceLast: 0,
-                ageMs: 0,
-              },
-              {
-                key: BAD_KEY,
-                generation: 1,
-                admitted: 1,
-                rejected: 0,
-                isNew: true,
-                grantEpoch: 0,
-                grantVersion: 0,
-                allowance: 0,
-                admittedSinceLast: 1,
-                ageMs: 0,
-              },
+              decisionEntry({ key: "k0", admitted: M_ADMITTED, rejected: M_REJECTED }),
+              decisionEntry({ key: BAD_KEY, admitted: 1, isNew: true, admittedSinceLast: 1 }),
             ],
           },
         ],

@@ -12,6 +12,7 @@ import { createServer, connect as tcpConnect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import type { NodeAgentStats } from "../../../src/agent/node-agent-stats.js";
 import { systemBinary } from "./system-binary.js";
 
 /** `bin/sluice.js` of this checkout (this file runs from `dist/test/integration/helpers/`). */
@@ -52,20 +53,8 @@ export interface LoadgenSummary {
   admitted: number;
   rejected: number;
   why: string;
-  agent: {
-    nodeId: string;
-    nodeEpoch: number;
-    batchesSent: number;
-    heartbeatsSent: number;
-    updatesReceived: number;
-    grantsReceived: number;
-    defaultsReceived: number;
-    invalidMessages: Record<string, number>;
-    invalidEntries: Record<string, number>;
-    liveNodes: number;
-    aggregatorLost: boolean;
-    resyncs: number;
-  };
+  /** The agent's stats as JSON (the propagation histogram and Infinity do not survive it). */
+  agent: Omit<NodeAgentStats, "propagation" | "aggregatorSilentMs">;
 }
 
 /** The line `sluice loadgen --json` prints when its load starts. */

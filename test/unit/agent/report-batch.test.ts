@@ -3,20 +3,10 @@ import { test } from "node:test";
 import { ReportBatch } from "../../../src/agent/report-batch.js";
 import type { DecisionEntry } from "../../../src/protocol/messages.js";
 import { decisionPartition } from "../../../src/protocol/partition.js";
+import { decisionEntry } from "../../support/decision-entry.js";
 
 function entry(key: string): DecisionEntry {
-  return {
-    key,
-    generation: 1,
-    admitted: 1,
-    rejected: 0,
-    isNew: true,
-    grantEpoch: 0,
-    grantVersion: 0,
-    allowance: 0,
-    admittedSinceLast: 1,
-    ageMs: 0,
-  };
+  return decisionEntry({ key, admitted: 1, isNew: true, admittedSinceLast: 1 });
 }
 
 test("report batch - one partition: every entry in partition 0, grouped by rule in order", () => {

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { Membership, type NodeRecord } from "../../../src/aggregator/membership.js";
 import { committedAllowance, NodeStream, reconcile } from "../../../src/aggregator/node-stream.js";
-import type { DecisionEntry } from "../../../src/protocol/messages.js";
+import { decisionEntry } from "../../support/decision-entry.js";
 
 const EPOCH = 7;
 
@@ -10,21 +10,7 @@ function node(id = "n"): NodeRecord {
   return new Membership(3000).touch(id, 1, 0)!.node;
 }
 
-function entry(e: Partial<DecisionEntry>): DecisionEntry {
-  return {
-    key: "k",
-    generation: 1,
-    admitted: 0,
-    rejected: 0,
-    isNew: false,
-    grantEpoch: 0,
-    grantVersion: 0,
-    allowance: 0,
-    admittedSinceLast: 0,
-    ageMs: 0,
-    ...e,
-  };
-}
+const entry = decisionEntry;
 
 test("node stream - cumulative counts: a report adds its difference, an older one nothing", () => {
   const streams: NodeStream[] = [];

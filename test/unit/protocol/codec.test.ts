@@ -15,6 +15,7 @@ import type {
   RuleDefaults,
 } from "../../../src/protocol/messages.js";
 import { encodeRateUpdate } from "../../../src/protocol/rate-update.js";
+import { decisionEntry } from "../../support/decision-entry.js";
 
 const batch: DecisionBatch = {
   type: "decision-batch",
@@ -283,18 +284,9 @@ test("protocol - decode reads a frame that sits inside a larger buffer", () => {
 });
 
 test("protocol - a batch larger than maxMessageBytes splits into frames that each fit", () => {
-  const entries = Array.from({ length: 500 }, (_, i) => ({
-    key: `key-${i}`,
-    generation: i,
-    admitted: i,
-    rejected: 0,
-    isNew: false,
-    grantEpoch: 0,
-    grantVersion: 0,
-    allowance: 0,
-    admittedSinceLast: 0,
-    ageMs: 0,
-  }));
+  const entries = Array.from({ length: 500 }, (_, i) =>
+    decisionEntry({ key: `key-${i}`, generation: i, admitted: i }),
+  );
   const big = {
     ...batch,
     groups: [
@@ -319,18 +311,15 @@ test("protocol - a batch larger than maxMessageBytes splits into frames that eac
 });
 
 test("protocol - a full 1 MiB batch of maximal keys splits under the default limit", () => {
-  const entries = Array.from({ length: 1200 }, (_, i) => ({
-    key: `${i}`.padEnd(1024, "k"),
-    generation: 0,
-    admitted: 1,
-    rejected: 1,
-    isNew: true,
-    grantEpoch: 0,
-    grantVersion: 0,
-    allowance: 0,
-    admittedSinceLast: 0,
-    ageMs: 0,
-  }));
+  const entries = Array.from({ length: 1200 }, (_, i) =>
+    decisionEntry({
+      key: `${i}`.padEnd(1024, "k"),
+      generation: 0,
+      admitted: 1,
+      rejected: 1,
+      isNew: true,
+    }),
+  );
   const frames = encodeDecisionBatch({ ...batch, groups: [{ rule: "r".repeat(64), entries }] });
   assert.equal(frames.length, 2);
   for (const f of frames) assert.ok(f.length <= MAX_MESSAGE_BYTES && decode(f).ok);
@@ -342,18 +331,7 @@ test("protocol - encoders reject what the wire cannot carry, naming the field", 
   bad(() => encode({ ...batch, nodeId: "a.b" }), "nodeId");
   bad(() => encode({ ...batch, seq: -1 }), "seq");
   bad(() => encode({ ...batch, groups: [{ rule: "", entries: [] }] }), "groups[0].rule");
-  const e = {
-    key: "k",
-    generation: 1,
-    admitted: 1,
-    rejected: 1,
-    isNew: false,
-    grantEpoch: 0,
-    grantVersion: 0,
-    allowance: 0,
-    admittedSinceLast: 0,
-    ageMs: 0,
-  };
+  const e = decisionEntry({ admitted: 1, rejected: 1 });
   bad(
     () => encode({ ...batch, groups: [{ rule: "r", entries: [e, { ...e, admitted: -1 }] }] }),
     "groups[0].entries[1].admitted",
