@@ -71,6 +71,20 @@ export class ClosedError extends SluiceError {
   override name = "ClosedError";
 }
 
+/**
+ * A compare-and-set write to a shared store (the aggregators' group store) found the key at
+ * another revision than expected, or existing when it was to be created.
+ */
+export class CasConflictError extends SluiceError {
+  override name = "CasConflictError";
+  readonly key: string;
+
+  constructor(key: string, options?: ErrorOptions) {
+    super(`The key "${key}" changed since it was read`, options);
+    this.key = key;
+  }
+}
+
 function round(ms: number): number {
   return Math.round(ms * 1000) / 1000;
 }

@@ -1,0 +1,227 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { type AcquireKind, Group, type GroupListener } from "../../../src/aggregator/group.js";
+import type { GroupStore } from "../../../src/aggregator/group-store.js";
+import { ManualClock } from "../../../src/clock/clock.js";
+import { StoreUnavailableError } from "../../../src/limiter/strict-store.js";
+import {
+  createMemoryGroupStore,
+  type MemoryGroupStore,
+} from "../../../src/transport/memory-group-store.js";
+
+const P = 16;
+const LEASE = 1500;
+
+interface Event {
+  readonly at: number;
+  readonly what: string;
+  readonly p: number;
+  readonly how?: AcquireKind | string;
+  readonly checkpoint?: string | undefined;
+}
+
+/** A member on its own view of the shared store (which a test can cut off alone). */
+function member(
+  id: string,
+  shared: MemoryGroupStore,
+  clock: ManualClock,
+  events: Event[],
+  run = 1,
+): { group: Group; cut: (off: boolean) => void } {
+  let off = false;
+  const unavailable = () => Promise.reject(new StoreUnavailableError(`${id} is cut off`));
+  const store: GroupStore = {
+    create: (k, v) => (off ? unavailable() : shared.create(k, v)),
+    update: (k, v, r) => (off ? unavailable() : shared.update(k, v, r)),
+    put: (k, v) => (off ? unavailable() : shared.put(k, v)),
+    get: (k) => (off ? unavailable() : shared.get(k)),
+    delete: (k) => (off ? unavailable() : shared.delete(k)),
+    watch: (prefix, onEntry) => shared.watch(prefix, (e) => (off ? undefined : onEntry(e))),
+  };
+  const listener: GroupListener = {
+    wanted: (p) => events.push({ at: clock.nowMs(), what: `${id} wanted`, p }),
+    acquired: async (p, _epoch, how, checkpoint) => {
+      events.push({ at: clock.nowMs(), what: `${id} acquired`, p, how, checkpoint });
+    },
+    renewed: (p) => events.push({ at: clock.nowMs(), what: `${id} renewed`, p }),
+    handOff: async (p, to) => {
+      events.push({ at: clock.nowMs(), what: `${id} handOff`, p, how: to });
+      return `handoff-${p}-${id}`;
+    },
+    released: (p, why) => events.push({ at: clock.nowMs(), what: `${id} released`, p, how: why }),
+  };
+  const group = new Group({
+    store,
+    memberId: id,
+    run,
+    partitions: P,
+    clock,
+    leaseMs: LEASE,
+    listener,
+  });
+  return { group, cut: (v) => (off = v) };
+}
+
+async function settle(store: MemoryGroupStore): Promise<void> {
+  for (let i = 0; i < 4; i++) {
+    await store.settle();
+    await new Promise((r) => setImmediate(r));
+  }
+}
+
+/** Advances `ms` in steps of 10, letting the store and promises settle after each. */
+async function run(
+  clock: ManualClock,
+  store: MemoryGroupStore,
+  ms: number,
+  check?: () => void,
+): Promise<void> {
+  for (let t = 0; t < ms; t += 10) {
+    clock.advance(10);
+    await settle(store);
+    check?.();
+  }
+}
+
+/** No partition may be grantable by two members at the same instant. */
+function exclusive(clock: ManualClock, groups: Group[]): () => void {
+  return () => {
+    for (let p = 0; p < P; p++) {
+      const granting = groups.filter((g) => g.canGrant(p, clock.nowMs())).map((g) => g.memberId);
+      assert.ok(granting.length <= 1, `at ${clock.nowMs()} partition ${p}: ${granting}`);
+    }
+  };
+}
+
+const grantable = (g: Group, clock: ManualClock) =>
+  Array.from({ length: P }, (_, p) => p).filter((p) => g.canGrant(p, clock.nowMs()));
+
+test("group - one member claims every partition, each with its own growing owner epoch", async () => {
+  const clock = new ManualClock(0);
+  const store = createMemoryGroupStore();
+  const events: Event[] = [];
+  const a = member("a", store, clock, events);
+  await a.group.start();
+  await run(clock, store, 100);
+  assert.equal(grantable(a.group, clock).length, P);
+  const epochs = a.group.held().map(([, e]) => e);
+  assert.equal(new Set(epochs).size, P, "one epoch per partition");
+  assert.ok(events.filter((e) => e.what === "a acquired").every((e) => e.how === "fresh"));
+  await a.group.close();
+});
+
+test("group - a join moves the newcomer's share by handoff, never granting a partition twice", async () => {
+  const clock = new ManualClock(0);
+  const store = createMemoryGroupStore();
+  const events: Event[] = [];
+  const a = member("a", store, clock, events);
+  const b = member("b", store, clock, events);
+  await a.group.start();
+  await run(clock, store, 100);
+  const epochBefore = new Map(a.group.held());
+  await b.group.start();
+  await run(clock, store, 600, exclusive(clock, [a.group, b.group]));
+  const ofA = grantable(a.group, clock);
+  const ofB = grantable(b.group, clock);
+  assert.equal(ofA.length + ofB.length, P, `a ${ofA} b ${ofB}`);
+  assert.ok(ofB.length >= 3 && ofB.length <= P - 3, `b holds ${ofB.length}`);
+  for (const p of ofB) {
+    const handOff = events.find((e) => e.what === "a handOff" && e.p === p);
+    const acquired = events.find((e) => e.what === "b acquired" && e.p === p);
+    assert.ok(handOff && acquired, `partition ${p} went by handoff`);
+    assert.equal(acquired.how, "handoff");
+    assert.equal(acquired.checkpoint, `handoff-${p}-a`, "with the checkpoint a saved");
+    assert.ok(b.group.epochOf(p)! > epochBefore.get(p)!, "a newer owner epoch");
+  }
+  assert.ok(!events.some((e) => e.how === "takeover"), "no takeover on a join");
+  await b.group.close();
+  await a.group.close();
+});
+
+test("group - a member cut off stops granting before anyone takes over, then lets go", async () => {
+  const clock = new ManualClock(0);
+  const store = createMemoryGroupStore();
+  const events: Event[] = [];
+  const a = member("a", store, clock, events);
+  const b = member("b", store, clock, events);
+  await a.group.start();
+  await b.group.start();
+  await run(clock, store, 600);
+  const ofA = grantable(a.group, clock);
+  assert.ok(ofA.length > 0);
+  const cutAt = clock.nowMs();
+  a.cut(true); // a's renewals fail from now: its lease runs out by its own clock
+  let aStoppedAt = -1;
+  await run(clock, store, 3000, () => {
+    exclusive(clock, [a.group, b.group])();
+    if (aStoppedAt < 0 && grantable(a.group, clock).length === 0) aStoppedAt = clock.nowMs();
+  });
+  assert.ok(aStoppedAt > cutAt && aStoppedAt <= cutAt + LEASE, `a stopped at ${aStoppedAt}`);
+  const takeovers = events.filter((e) => e.what === "b acquired" && e.how === "takeover");
+  assert.deepEqual(
+    takeovers.map((e) => e.p).sort((x, y) => x - y),
+    ofA,
+    "b took a's partitions",
+  );
+  for (const t of takeovers) assert.ok(t.at >= aStoppedAt, "only after a had stopped");
+  assert.ok(
+    takeovers.every((t) => t.at - cutAt <= 2 * LEASE),
+    "within two leases",
+  );
+  assert.equal(grantable(b.group, clock).length, P);
+  // Back: a's renewal works again; what it held was taken, so it lets go and grants nothing.
+  a.cut(false);
+  await run(clock, store, 1000, exclusive(clock, [a.group, b.group]));
+  const released = events.filter((e) => e.what === "a released" && e.how === "taken");
+  assert.equal(released.length, ofA.length, "a let go of every partition taken from it");
+  assert.ok(grantable(a.group, clock).length <= P, "a may get its share back by handoff");
+  await b.group.close();
+  await a.group.close();
+});
+
+test("group - a draining member hands everything over and leaves", async () => {
+  const clock = new ManualClock(0);
+  const store = createMemoryGroupStore();
+  const events: Event[] = [];
+  const a = member("a", store, clock, events);
+  const b = member("b", store, clock, events);
+  await a.group.start();
+  await b.group.start();
+  await run(clock, store, 600);
+  const ofA = grantable(a.group, clock);
+  const drained = a.group.drain(5000);
+  await run(clock, store, 300, exclusive(clock, [a.group, b.group]));
+  await drained;
+  assert.deepEqual(a.group.held(), []);
+  assert.equal(grantable(b.group, clock).length, P);
+  const moved = events.filter((e) => e.what === "b acquired" && ofA.includes(e.p));
+  assert.ok(
+    moved.every((e) => e.how === "handoff"),
+    "by handoff, not takeover",
+  );
+  await a.group.close();
+  await settle(store);
+  assert.equal(store.snapshot().get("members.a")?.deleted, true, "its member key is gone");
+  await b.group.close();
+});
+
+test("group - a crashed member's partitions are taken once its lease has passed", async () => {
+  const clock = new ManualClock(0);
+  const store = createMemoryGroupStore();
+  const events: Event[] = [];
+  const a = member("a", store, clock, events);
+  const b = member("b", store, clock, events);
+  await a.group.start();
+  await b.group.start();
+  await run(clock, store, 600);
+  const ofA = grantable(a.group, clock);
+  const crashAt = clock.nowMs();
+  await a.group.close(false); // stops without leaving: its member key stays, unrenewed
+  await run(clock, store, 2 * LEASE + 100);
+  const takeovers = events.filter((e) => e.what === "b acquired" && e.how === "takeover");
+  assert.equal(takeovers.length, ofA.length);
+  for (const t of takeovers) {
+    assert.ok(t.at - crashAt >= LEASE - LEASE / 3 - 10, `taken at +${t.at - crashAt} ms`);
+  }
+  await b.group.close();
+});
