@@ -39,46 +39,9 @@ import {
   partitionOf,
 } from "./group-records.js";
 import type { GroupEntry, GroupStore, GroupWatch } from "./group-store.js";
+import type { AcquireKind, GroupListener, GroupOptions, GroupStats } from "./group-types.js";
 
-/** How a partition came to this run. */
-export type AcquireKind = "fresh" | "takeover" | "handoff";
-
-export interface GroupListener {
-  /** `p` should come to this run: start receiving its reports (they are needed from now on). */
-  wanted(p: number): void;
-  /**
-   * `p` is this run's from now, with owner `epoch`: for a handoff, restore `checkpoint` (the one
-   * its previous owner saved for this run); for a takeover, the last one its previous owner
-   * saved, if any. Grants for it may start once this resolves; a rejection lets it go.
-   */
-  acquired(
-    p: number,
-    epoch: number,
-    how: AcquireKind,
-    checkpoint: string | undefined,
-  ): Promise<void>;
-  /** `p` keeps owner epoch `epoch` instead of the one it had (claimed again after a lapse). */
-  renewed(p: number, epoch: number): void;
-  /** Stop granting `p` and save it for member `to`; resolves with the checkpoint's name. */
-  handOff(p: number, to: string): Promise<string>;
-  /** `p` is not this run's (any more): drop what was kept for it. */
-  released(p: number, why: "handed-off" | "taken" | "unwanted" | "failed"): void;
-  /** Something failed that the group retries by itself (for logs and counters). */
-  error?(error: unknown): void;
-}
-
-export interface GroupOptions {
-  readonly store: GroupStore;
-  /** This aggregator's id (`[A-Za-z0-9_-]{1,64}`), unique in the group. */
-  readonly memberId: string;
-  /** This run's epoch (its start on the wall clock plus a random fraction). */
-  readonly run: number;
-  readonly partitions: number;
-  readonly clock: Clock;
-  /** Lease of a member, ms. @default 1500 */
-  readonly leaseMs?: number;
-  readonly listener: GroupListener;
-}
+export type { AcquireKind, GroupListener, GroupOptions, GroupStats } from "./group-types.js";
 
 interface Member {
   run: number;
@@ -100,16 +63,6 @@ interface Held {
   /** The revision of this run's last write of the partition record. */
   revision: number;
   phase: "importing" | "active" | "handing-off" | "suspect";
-}
-
-export interface GroupStats {
-  readonly claims: number;
-  readonly handoffsOut: number;
-  readonly handoffsIn: number;
-  readonly takeovers: number;
-  readonly taken: number;
-  readonly renewFailures: number;
-  readonly casConflicts: number;
 }
 
 export class Group {
