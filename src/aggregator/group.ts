@@ -87,6 +87,8 @@ export class Group {
   #closed = false;
   #evaluating = false;
   #again = false;
+  /** A store call failed (not by a conflict) since the last beat. */
+  #stalled = false;
   #stats = {
     claims: 0,
     handoffsOut: 0,
@@ -182,6 +184,7 @@ export class Group {
   }
 
   #beat(): void {
+    this.#stalled = false;
     void this.#renew();
     this.#schedule();
   }
@@ -278,7 +281,7 @@ export class Group {
 
   /** One pass over the partitions: claims, transfers in and out, re-claims after a lapse. */
   #evaluate(): void {
-    if (this.#closed) return;
+    if (this.#closed || this.#stalled) return;
     const now = this.#clock.nowMs();
     const desired = assignPartitions(this.partitions, this.liveMembers(now));
     for (let p = 0; p < this.partitions; p++) {
@@ -296,6 +299,7 @@ export class Group {
       return;
     }
     if (held.phase !== "active" || want === undefined || want === this.memberId) return;
+    if (now >= this.#validUntilMs) return;
     const to = this.#members.get(want);
     if (to !== undefined && this.#isAlive(want, to, now)) this.#transfer(p, held, want, to.run);
   }
@@ -398,8 +402,8 @@ export class Group {
           this.#lost(p);
           this.#failed(p, e);
         } else {
-          held.phase = "active"; // the save failed: keep granting, try again at the next pass
-          this.#error(e);
+          held.phase = "active"; // the save failed: keep granting, try again at the next beat
+          this.#unavailable(e);
         }
       })
       .finally(() => this.#done(p));
@@ -421,7 +425,7 @@ export class Group {
         if (e instanceof CasConflictError) {
           this.#lost(p);
           this.#failed(p, e);
-        } else this.#error(e);
+        } else this.#unavailable(e);
       })
       .finally(() => this.#done(p));
   }
@@ -429,7 +433,7 @@ export class Group {
   /** A write or an acquisition of `p` failed; after a conflict, its record is read again. */
   #failed(p: number, e: unknown): void {
     if (!(e instanceof CasConflictError)) {
-      this.#error(e);
+      this.#unavailable(e);
       return;
     }
     this.#stats.casConflicts++;
@@ -450,6 +454,12 @@ export class Group {
   #done(p: number): void {
     this.#busy.delete(p);
     this.#schedule();
+  }
+
+  /** A store call failed other than by a conflict: no more attempts until the next beat. */
+  #unavailable(e: unknown): void {
+    this.#stalled = true;
+    this.#error(e);
   }
 
   #error(e: unknown): void {

@@ -26,6 +26,14 @@ import { type NatsTransportOptions, probeServers, resolveNatsOptions } from "./n
 
 export type { NatsTlsOptions, NatsTransportOptions } from "./nats-options.js";
 
+/** The client connection behind each transport this adapter made (for the KV adapter). */
+const connections = new WeakMap<Transport, NatsConnection>();
+
+/** The NATS connection of a transport made by {@link connectNats}; undefined for any other. */
+export function natsConnectionOf(transport: Transport): NatsConnection | undefined {
+  return connections.get(transport);
+}
+
 /** Bound on the flush `close()` attempts before closing, in ms. */
 const CLOSE_FLUSH_MS = 2000;
 
@@ -51,7 +59,9 @@ export async function connectNats(options: NatsTransportOptions = {}): Promise<T
   } catch (err) {
     throw new TransportUnavailableError(servers, connectTimeoutMs, { cause: err });
   }
-  return new NatsTransport(nc);
+  const transport = new NatsTransport(nc);
+  connections.set(transport, nc);
+  return transport;
 }
 
 class NatsTransport implements Transport {

@@ -27,16 +27,22 @@ function member(
   clock: ManualClock,
   events: Event[],
   run = 1,
-): { group: Group; cut: (off: boolean) => void } {
+  watchWhileCut = false,
+): { group: Group; cut: (off: boolean) => void; refused: () => number } {
   let off = false;
-  const unavailable = () => Promise.reject(new StoreUnavailableError(`${id} is cut off`));
+  let refused = 0;
+  const unavailable = () => {
+    refused++;
+    return Promise.reject(new StoreUnavailableError(`${id} is cut off`));
+  };
   const store: GroupStore = {
     create: (k, v) => (off ? unavailable() : shared.create(k, v)),
     update: (k, v, r) => (off ? unavailable() : shared.update(k, v, r)),
     put: (k, v) => (off ? unavailable() : shared.put(k, v)),
     get: (k) => (off ? unavailable() : shared.get(k)),
     delete: (k) => (off ? unavailable() : shared.delete(k)),
-    watch: (prefix, onEntry) => shared.watch(prefix, (e) => (off ? undefined : onEntry(e))),
+    watch: (prefix, onEntry) =>
+      shared.watch(prefix, (e) => (off && !watchWhileCut ? undefined : onEntry(e))),
   };
   const listener: GroupListener = {
     wanted: (p) => events.push({ at: clock.nowMs(), what: `${id} wanted`, p }),
@@ -59,7 +65,7 @@ function member(
     leaseMs: LEASE,
     listener,
   });
-  return { group, cut: (v) => (off = v) };
+  return { group, cut: (v) => (off = v), refused: () => refused };
 }
 
 async function settle(store: MemoryGroupStore): Promise<void> {
@@ -175,6 +181,30 @@ test("group - a member cut off stops granting before anyone takes over, then let
   const released = events.filter((e) => e.what === "a released" && e.how === "taken");
   assert.equal(released.length, ofA.length, "a let go of every partition taken from it");
   assert.ok(grantable(a.group, clock).length <= P, "a may get its share back by handoff");
+  await b.group.close();
+  await a.group.close();
+});
+
+test("group - a member whose writes fail (its watch still delivering) retries once a beat", async () => {
+  const clock = new ManualClock(0);
+  const store = createMemoryGroupStore();
+  const events: Event[] = [];
+  const a = member("a", store, clock, events, 1, true);
+  const b = member("b", store, clock, events);
+  await a.group.start();
+  await b.group.start();
+  await run(clock, store, 600);
+  const ofA = grantable(a.group, clock);
+  assert.ok(ofA.length > 0);
+  // a still sees b alive and, once its own lease has lapsed, wants to hand everything to b;
+  // every write fails, and each failure must wait for the next beat, not retry at once.
+  a.cut(true);
+  await run(clock, store, 3000, exclusive(clock, [a.group, b.group]));
+  const beats = Math.ceil(3000 / (LEASE / 3)) + 1;
+  assert.ok(a.refused() > 0);
+  assert.ok(a.refused() <= beats * (P + 1), `${a.refused()} refused calls in ${beats} beats`);
+  assert.equal(grantable(b.group, clock).length, P, "b took over");
+  assert.equal(grantable(a.group, clock).length, 0);
   await b.group.close();
   await a.group.close();
 });
