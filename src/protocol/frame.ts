@@ -28,7 +28,7 @@ export interface EncodeOptions {
   /**
    * Largest frame to produce, in bytes; larger messages are split. Lower it only to match a
    * NATS server whose `max_payload` is below 1 MiB.
-   * @default 1_048_576 (1 MiB); bounds 2048 to 1_048_576
+   * @default 1_048_576 (1 MiB); bounds 4096 to 1_048_576
    */
   readonly maxMessageBytes?: number;
 }

@@ -9,9 +9,11 @@ export const MAGIC_1 = 0x4c;
 
 /**
  * The format version this build writes and the only one it reads. 2 added `retryAfterMs` to
- * every grant entry of a RateUpdate; the other messages are as in 1.
+ * every grant entry of a RateUpdate; 3 added the owners list (the partitions an aggregator of a
+ * group owns, with their owner epochs) to RateUpdate and RuleDefaults, and the group's partition
+ * count to RuleDefaults.
  */
-export const FORMAT_VERSION = 2;
+export const FORMAT_VERSION = 3;
 
 /** Message type codes (byte 3 of every message). */
 export const MessageTypeCode = {
@@ -38,7 +40,7 @@ export const MAX_MESSAGE_BYTES = 1024 * 1024;
  * Smallest `maxMessageBytes` an encoder accepts: room for the largest header, one group head
  * and one entry of the largest size, so every split makes progress.
  */
-export const MIN_MESSAGE_BYTES_LIMIT = 2048;
+export const MIN_MESSAGE_BYTES_LIMIT = 4096;
 
 /**
  * Default sync interval of nodes and aggregator, ms: how often a node sends its counts and the

@@ -1,6 +1,7 @@
 /**
- * The four messages of the protocol (format version `FORMAT_VERSION`), as plain objects. Encoders take the `...Fields`
- * shapes (the `type` tag is optional there); `decode()` returns the tagged {@link Message}.
+ * The four messages of the protocol (format version `FORMAT_VERSION`), as plain objects.
+ * Encoders take the `...Fields` shapes (the `type` tag is optional there); `decode()` returns the
+ * tagged {@link Message}.
  *
  * Times are wall-clock milliseconds since the Unix epoch (`sentAtWallMs`, epochs) and serve
  * only clock-offset estimates and run identity; rate math never uses them. Counts are in cost
@@ -103,6 +104,18 @@ export interface GrantEntry {
   readonly retryAfterMs: number;
 }
 
+/**
+ * A decisions partition and its owner epoch, as an aggregator of a group holds it. Owner epochs
+ * of one partition only grow (each claim or transfer gets a higher one): a node takes grants and
+ * defaults for a partition only from its newest owner epoch.
+ */
+export interface PartitionOwner {
+  /** The partition, an integer in [0, 65535]. */
+  readonly partition: number;
+  /** Its owner epoch; finite, > 0. */
+  readonly epoch: number;
+}
+
 /** Aggregator → one node: grants for that node's keys. */
 export interface RateUpdateFields {
   /** The sending aggregator; `[A-Za-z0-9_-]{1,64}`. */
@@ -117,6 +130,13 @@ export interface RateUpdateFields {
   readonly targetNodeEpoch: number;
   /** Sender's wall clock at send, ms; finite, >= 0. */
   readonly sentAtWallMs: number;
+  /**
+   * The partitions the sender owns as a member of an aggregator group, with their owner epochs
+   * (at most {@link MAX_OWNERS}); a grant applies only if its key's partition is listed here at
+   * the newest owner epoch the node knows of, and with that epoch. Empty (or absent when
+   * encoding) for a lone aggregator: its `aggregatorEpoch` covers every partition.
+   */
+  readonly owners?: readonly PartitionOwner[];
   readonly groups: readonly RuleGroup<GrantEntry>[];
 }
 
@@ -150,6 +170,13 @@ export interface RuleDefaultsFields {
   readonly sentAtWallMs: number;
   /** Live nodes the shares were computed for (u16). */
   readonly liveNodes: number;
+  /**
+   * The group's number of decisions partitions (u16, at most {@link MAX_OWNERS}); 0 (or absent
+   * when encoding) for a lone aggregator. Nodes of a group must split their reports into as many.
+   */
+  readonly partitions?: number;
+  /** As in {@link RateUpdateFields.owners}: what the sender owns; its defaults apply to those. */
+  readonly owners?: readonly PartitionOwner[];
   readonly rules: readonly RuleDefault[];
 }
 
@@ -158,13 +185,19 @@ export interface DecisionBatch extends DecisionBatchFields {
 }
 export interface RateUpdate extends RateUpdateFields {
   readonly type: "rate-update";
+  readonly owners: readonly PartitionOwner[];
 }
 export interface Heartbeat extends HeartbeatFields {
   readonly type: "heartbeat";
 }
 export interface RuleDefaults extends RuleDefaultsFields {
   readonly type: "rule-defaults";
+  readonly partitions: number;
+  readonly owners: readonly PartitionOwner[];
 }
+
+/** Most decisions partitions of an aggregator group, and so most owners listed in a message. */
+export const MAX_OWNERS = 256;
 
 /** Any decoded message; switch on `type`. */
 export type Message = DecisionBatch | RateUpdate | Heartbeat | RuleDefaults;

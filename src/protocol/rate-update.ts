@@ -2,7 +2,7 @@
  * RateUpdate (type 2), aggregator → one node on `<prefix>.v1.updates.<nodeId>`.
  *
  * Body: aggregatorId str, aggregatorEpoch f64, seq u32, targetNodeId str, targetNodeEpoch f64,
- * sentAtWallMs f64, groupCount u16, then per group: rule str, entryCount u32, then per entry:
+ * sentAtWallMs f64, owners (owners.ts), groupCount u16, then per group: rule str, entryCount u32, then per entry:
  * key str, generation u32, version u32, allowance f64, rampFrom f64, rampMs f64,
  * retryAfterMs f64.
  */
@@ -24,6 +24,7 @@ import {
 import { type EncodeOptions, encodeGroups } from "./frame.js";
 import { MAX_ID_BYTES, MAX_KEY_BYTES, MAX_RULE_BYTES, MessageTypeCode } from "./limits.js";
 import type { GrantEntry, RateUpdate, RateUpdateFields, RuleGroup } from "./messages.js";
+import { expectOwners, readOwners, writeOwners } from "./owners.js";
 
 /**
  * Encodes a rate update as one frame, or several when it exceeds `maxMessageBytes`.
@@ -36,6 +37,8 @@ export function encodeRateUpdate(update: RateUpdateFields, options?: EncodeOptio
   expectId("targetNodeId", update.targetNodeId);
   expectNonNegative("targetNodeEpoch", update.targetNodeEpoch);
   expectNonNegative("sentAtWallMs", update.sentAtWallMs);
+  const owners = update.owners ?? [];
+  expectOwners("owners", owners);
   return encodeGroups(
     MessageTypeCode.rateUpdate,
     options,
@@ -46,6 +49,7 @@ export function encodeRateUpdate(update: RateUpdateFields, options?: EncodeOptio
       w.str(update.targetNodeId, MAX_ID_BYTES);
       w.f64(update.targetNodeEpoch);
       w.f64(update.sentAtWallMs);
+      writeOwners(w, owners);
     },
     update.groups,
     writeEntry,
@@ -90,8 +94,10 @@ export function readRateUpdate(r: ByteReader, dropped: DroppedEntries): RateUpda
   const targetNodeId = r.str(MAX_ID_BYTES);
   const targetNodeEpoch = r.f64();
   const sentAtWallMs = r.f64();
+  const owners = readOwners(r);
   const groupCount = r.u16();
   if (r.truncated) return "truncated";
+  if (typeof owners === "string") return owners;
   if (
     !isId(aggregatorId) ||
     !isNonNegative(aggregatorEpoch) ||
@@ -137,6 +143,7 @@ export function readRateUpdate(r: ByteReader, dropped: DroppedEntries): RateUpda
     targetNodeId,
     targetNodeEpoch,
     sentAtWallMs,
+    owners,
     groups,
   };
 }

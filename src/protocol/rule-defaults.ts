@@ -2,7 +2,7 @@
  * RuleDefaults (type 4), aggregator → every node on `<prefix>.v1.defaults`.
  *
  * Body: aggregatorId str, aggregatorEpoch f64, seq u32, sentAtWallMs f64, liveNodes u16,
- * ruleCount u16, then per rule: rule str, defaultShare f64.
+ * partitions u16, owners (owners.ts), ruleCount u16, then per rule: rule str, defaultShare f64.
  */
 
 import { expectNumber } from "../validate.js";
@@ -18,7 +18,13 @@ import {
 } from "./fields.js";
 import { type EncodeOptions, encodeList } from "./frame.js";
 import { MAX_ID_BYTES, MAX_RULE_BYTES, MAX_U16, MessageTypeCode } from "./limits.js";
-import type { RuleDefault, RuleDefaults, RuleDefaultsFields } from "./messages.js";
+import {
+  MAX_OWNERS,
+  type RuleDefault,
+  type RuleDefaults,
+  type RuleDefaultsFields,
+} from "./messages.js";
+import { expectOwners, readOwners, writeOwners } from "./owners.js";
 
 /**
  * Encodes rule defaults as one frame, or several when there are more than 65 535 rules or they
@@ -33,6 +39,10 @@ export function encodeRuleDefaults(
   expectU32("seq", defaults.seq);
   expectNonNegative("sentAtWallMs", defaults.sentAtWallMs);
   expectNumber("liveNodes", defaults.liveNodes, { integer: true, min: 0, max: MAX_U16 });
+  const partitions = defaults.partitions ?? 0;
+  expectNumber("partitions", partitions, { integer: true, min: 0, max: MAX_OWNERS });
+  const owners = defaults.owners ?? [];
+  expectOwners("owners", owners);
   return encodeList(
     MessageTypeCode.ruleDefaults,
     options,
@@ -42,6 +52,8 @@ export function encodeRuleDefaults(
       w.u32(defaults.seq);
       w.f64(defaults.sentAtWallMs);
       w.u16(defaults.liveNodes);
+      w.u16(partitions);
+      writeOwners(w, owners);
     },
     defaults.rules,
     (w, item, i) => {
@@ -63,8 +75,12 @@ export function readRuleDefaults(
   const seq = r.u32();
   const sentAtWallMs = r.f64();
   const liveNodes = r.u16();
+  const partitions = r.u16();
+  const owners = readOwners(r);
   const count = r.u16();
   if (r.truncated) return "truncated";
+  if (typeof owners === "string") return owners;
+  if (partitions > MAX_OWNERS || owners.some((o) => o.partition >= partitions)) return "bad-field";
   if (!isId(aggregatorId) || !isNonNegative(aggregatorEpoch) || !isNonNegative(sentAtWallMs)) {
     return "bad-field";
   }
@@ -84,6 +100,8 @@ export function readRuleDefaults(
     seq,
     sentAtWallMs,
     liveNodes,
+    partitions,
+    owners,
     rules,
   };
 }

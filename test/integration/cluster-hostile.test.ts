@@ -151,6 +151,7 @@ test("cluster hostile - garbage and forged messages on every subject: counted by
     const update = (target: string, targetEpoch: number, epoch: number, allowance: number) =>
       frame({
         type: "rate-update",
+        owners: [],
         aggregatorId: "forged-aggregator",
         aggregatorEpoch: epoch,
         seq: 2 ** 32 - 1,
@@ -176,6 +177,8 @@ test("cluster hostile - garbage and forged messages on every subject: counted by
       frame({ type: "heartbeat", nodeId, nodeEpoch, seq: 1, sentAtWallMs: now, role: 1 });
     const defaults = frame({
       type: "rule-defaults",
+      partitions: 0,
+      owners: [],
       aggregatorId: "forged-aggregator",
       aggregatorEpoch: olderAggregator,
       seq: 1,

@@ -107,6 +107,7 @@ test("cluster trust - node credentials cannot publish grants or defaults, nor re
     const grant = (aggregatorId: string, allowance: number) =>
       frame({
         type: "rate-update",
+        owners: [],
         aggregatorId,
         aggregatorEpoch: now,
         seq: 1,
@@ -133,6 +134,8 @@ test("cluster trust - node credentials cannot publish grants or defaults, nor re
     const defaults = (aggregatorId: string) =>
       frame({
         type: "rule-defaults",
+        partitions: 0,
+        owners: [],
         aggregatorId,
         aggregatorEpoch: now,
         seq: 1,

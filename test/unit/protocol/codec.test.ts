@@ -64,6 +64,10 @@ const update: RateUpdate = {
   targetNodeId: "node-1",
   targetNodeEpoch: 1_764_000_000_000.123,
   sentAtWallMs: 0,
+  owners: [
+    { partition: 0, epoch: 17 },
+    { partition: 65535, epoch: 1_764_000_000_000.5 },
+  ],
   groups: [
     {
       rule: "api",
@@ -96,6 +100,8 @@ const defaults: RuleDefaults = {
   seq: 1,
   sentAtWallMs: 3,
   liveNodes: 4,
+  partitions: 64,
+  owners: [{ partition: 63, epoch: 2 }],
   rules: [
     { rule: "api", defaultShare: 25 },
     { rule: "login", defaultShare: 0.5 },
@@ -373,6 +379,10 @@ test("protocol - encoders reject what the wire cannot carry, naming the field", 
     "groups[0].entries[0].version",
   );
   bad(() => encode({ ...defaults, liveNodes: 70_000 }), "liveNodes");
+  bad(() => encode({ ...defaults, partitions: 257 }), "partitions");
+  bad(() => encode({ ...update, owners: [{ partition: 1, epoch: 0 }] }), "owners[0]");
+  bad(() => encode({ ...update, owners: [{ partition: 65536, epoch: 1 }] }), "owners[0]");
+  bad(() => encode({ ...update, owners: Array(257).fill({ partition: 1, epoch: 1 }) }), "owners");
   bad(
     () => encode({ ...defaults, rules: [{ rule: "r", defaultShare: Number.NaN }] }),
     "rules[0].defaultShare",

@@ -35,6 +35,7 @@ const text = (maxBytes: number) =>
     )
     .filter((s) => utf8.encode(s).length <= maxBytes);
 const key = text(1024);
+const owner = fc.double({ min: Number.MIN_VALUE, max: 1e15, noNaN: true });
 const rule = text(64);
 function groups<E>(entry: fc.Arbitrary<E>): fc.Arbitrary<RuleGroup<E>[]> {
   return fc.array(rec({ rule, entries: fc.array(entry, { maxLength: 12 }) }), {
@@ -72,6 +73,7 @@ const message: fc.Arbitrary<Message> = fc.oneof(
     targetNodeId: id,
     targetNodeEpoch: wallMs,
     sentAtWallMs: wallMs,
+    owners: fc.array(rec({ partition: fc.nat(0xffff), epoch: owner }), { maxLength: 6 }),
     groups: groups(
       rec({
         key,
@@ -99,6 +101,8 @@ const message: fc.Arbitrary<Message> = fc.oneof(
     seq: u32,
     sentAtWallMs: wallMs,
     liveNodes: fc.nat(0xffff),
+    partitions: fc.constant(256),
+    owners: fc.array(rec({ partition: fc.nat(255), epoch: owner }), { maxLength: 6 }),
     rules: fc.array(rec({ rule, defaultShare: count }), { maxLength: 8 }),
   }),
 );
@@ -244,7 +248,7 @@ test("protocol - split frames each fit and carry every entry once, in order", ()
   fc.assert(
     fc.property(
       message.filter((m) => m.type !== "heartbeat"),
-      fc.integer({ min: 2048, max: 4096 }),
+      fc.integer({ min: 4096, max: 8192 }),
       fc.integer({ min: 0, max: 300 }),
       (m, maxMessageBytes, extra) => {
         // Grow the message so it needs several frames.
