@@ -1,7 +1,7 @@
 /**
  * DecisionBatch (type 1), node → aggregator on `<prefix>.v1.decisions.<partition>.<nodeId>`.
  *
- * Body: nodeId str, nodeEpoch f64, seq u32, sentAtWallMs f64, groupCount u16, then per group:
+ * Body: nodeId str, nodeEpoch f64, seq u32, sentAtWallMs f64, ownerEpoch f64, groupCount u16, then per group:
  * rule str, entryCount u32, then per entry: key str, generation u32, admitted f64, rejected f64,
  * flags u8 (bit 0: isNew; other bits must be 0), grantEpoch f64, grantVersion u32, allowance f64,
  * admittedSinceLast f64, ageMs f64.
@@ -39,6 +39,8 @@ export function encodeDecisionBatch(
   expectNonNegative("nodeEpoch", batch.nodeEpoch);
   expectU32("seq", batch.seq);
   expectNonNegative("sentAtWallMs", batch.sentAtWallMs);
+  const ownerEpoch = batch.ownerEpoch ?? 0;
+  expectNonNegative("ownerEpoch", ownerEpoch);
   return encodeGroups(
     MessageTypeCode.decisionBatch,
     options,
@@ -47,6 +49,7 @@ export function encodeDecisionBatch(
       w.f64(batch.nodeEpoch);
       w.u32(batch.seq);
       w.f64(batch.sentAtWallMs);
+      w.f64(ownerEpoch);
     },
     batch.groups,
     writeEntry,
@@ -114,9 +117,15 @@ export function readDecisionBatch(
   const nodeEpoch = r.f64();
   const seq = r.u32();
   const sentAtWallMs = r.f64();
+  const ownerEpoch = r.f64();
   const groupCount = r.u16();
   if (r.truncated) return "truncated";
-  if (!isId(nodeId) || !isNonNegative(nodeEpoch) || !isNonNegative(sentAtWallMs)) {
+  if (
+    !isId(nodeId) ||
+    !isNonNegative(nodeEpoch) ||
+    !isNonNegative(sentAtWallMs) ||
+    !isNonNegative(ownerEpoch)
+  ) {
     return "bad-field";
   }
   const groups: RuleGroup<DecisionEntry>[] = [];
@@ -167,5 +176,5 @@ export function readDecisionBatch(
     }
     if (rule !== undefined) groups.push({ rule, entries });
   }
-  return { type: "decision-batch", nodeId, nodeEpoch, seq, sentAtWallMs, groups };
+  return { type: "decision-batch", nodeId, nodeEpoch, seq, sentAtWallMs, ownerEpoch, groups };
 }

@@ -70,6 +70,12 @@ export interface DecisionBatchFields {
   readonly seq: number;
   /** Sender's wall clock at send, ms; finite, >= 0. */
   readonly sentAtWallMs: number;
+  /**
+   * The newest owner epoch the node knows for the batch's partition (0 when none, or under a
+   * lone aggregator); finite, >= 0. A new owner of the partition learns from it that the node's
+   * report was sent after the node heard of it, so the grants it reports are all it holds.
+   */
+  readonly ownerEpoch?: number;
   readonly groups: readonly RuleGroup<DecisionEntry>[];
 }
 
@@ -182,6 +188,7 @@ export interface RuleDefaultsFields {
 
 export interface DecisionBatch extends DecisionBatchFields {
   readonly type: "decision-batch";
+  readonly ownerEpoch: number;
 }
 export interface RateUpdate extends RateUpdateFields {
   readonly type: "rate-update";

@@ -31,6 +31,7 @@ test("aggregator checkpoint - windows saved to Redis come back in a new run, wit
     first.core.ingestBatch(
       {
         type: "decision-batch",
+        ownerEpoch: 0,
         nodeId: "node-1",
         nodeEpoch: 1,
         seq: 1,
@@ -74,6 +75,7 @@ test("aggregator checkpoint - windows saved to Redis come back in a new run, wit
     second.core.ingestBatch(
       {
         type: "decision-batch",
+        ownerEpoch: 0,
         nodeId: "node-1",
         nodeEpoch: 1,
         seq: 2,

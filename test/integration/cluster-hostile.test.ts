@@ -134,6 +134,7 @@ test("cluster hostile - garbage and forged messages on every subject: counted by
     const validBatch = (nodeId: string, nodeEpoch: number) =>
       frame({
         type: "decision-batch",
+        ownerEpoch: 0,
         nodeId,
         nodeEpoch,
         seq: 7,
@@ -190,6 +191,7 @@ test("cluster hostile - garbage and forged messages on every subject: counted by
     const ghostBatch = () =>
       frame({
         type: "decision-batch",
+        ownerEpoch: 0,
         nodeId: "ghost",
         nodeEpoch: Number.MAX_VALUE,
         seq: 2 ** 32 - 1,

@@ -145,6 +145,7 @@ test("cluster trust - node credentials cannot publish grants or defaults, nor re
       });
     const batch = frame({
       type: "decision-batch",
+      ownerEpoch: 0,
       nodeId: "node-2",
       nodeEpoch: now,
       seq: 1,

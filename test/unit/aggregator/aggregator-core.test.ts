@@ -52,6 +52,7 @@ function report(
 ): DecisionBatch {
   return {
     type: "decision-batch",
+    ownerEpoch: 0,
     nodeId: "n",
     nodeEpoch: 1,
     seq,

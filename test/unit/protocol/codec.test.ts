@@ -19,6 +19,7 @@ import { decisionEntry } from "../../support/decision-entry.js";
 
 const batch: DecisionBatch = {
   type: "decision-batch",
+  ownerEpoch: 0,
   nodeId: "node-1",
   nodeEpoch: 1_764_000_000_000.123,
   seq: 7,
@@ -160,6 +161,7 @@ const batchHeader: Field[] = [
   ["f64", 1],
   ["u32", 1],
   ["f64", 2],
+  ["f64", 0],
 ];
 function entry(key: string | number[], admitted: number, rejected = 0): Field[] {
   const k: Field = typeof key === "string" ? ["str", key] : ["raw", [key.length, 0, ...key]];
@@ -212,6 +214,7 @@ test("protocol - bad header fields drop the whole message as bad-field", () => {
       ["f64", 1],
       ["u32", 1],
       ["f64", 2],
+      ["f64", 0],
       ["u16", 0],
     ],
     [
@@ -219,6 +222,7 @@ test("protocol - bad header fields drop the whole message as bad-field", () => {
       ["f64", 1],
       ["u32", 1],
       ["f64", 2],
+      ["f64", 0],
       ["u16", 0],
     ],
     [
@@ -226,6 +230,15 @@ test("protocol - bad header fields drop the whole message as bad-field", () => {
       ["f64", -1],
       ["u32", 1],
       ["f64", 2],
+      ["f64", 0],
+      ["u16", 0],
+    ],
+    [
+      ["str", "n"],
+      ["f64", 1],
+      ["u32", 1],
+      ["f64", 2],
+      ["f64", -1],
       ["u16", 0],
     ],
     [
@@ -233,6 +246,7 @@ test("protocol - bad header fields drop the whole message as bad-field", () => {
       ["f64", 1],
       ["u32", 1],
       ["f64", Number.POSITIVE_INFINITY],
+      ["f64", 0],
       ["u16", 0],
     ],
     [...batchHeader, ["u16", 0], ["u8", 0]], // a trailing byte

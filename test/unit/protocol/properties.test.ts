@@ -50,6 +50,7 @@ const message: fc.Arbitrary<Message> = fc.oneof(
     nodeEpoch: wallMs,
     seq: u32,
     sentAtWallMs: wallMs,
+    ownerEpoch: wallMs,
     groups: groups(
       rec({
         key,
