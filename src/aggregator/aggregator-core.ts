@@ -19,22 +19,34 @@
  */
 import type { CompiledRule } from "../limiter/rule.js";
 import type {
-  DecisionBatch,
+  DecisionBatchFields,
   DecisionEntry,
   Heartbeat,
+  PartitionOwner,
   RateUpdateFields,
   RuleDefaultsFields,
 } from "../protocol/messages.js";
 import { Role } from "../protocol/messages.js";
+import { grantAheadIfHot, grantWaitMs, HOT_FRACTION, keyPaceCredit } from "./allocation-inputs.js";
 import { allocate, handedOut, type RoundingInput, roundToUnits } from "./allocator.js";
-import { type Budget, budgetWaitMs, paceCarry, paceCredit, readBudget } from "./budget.js";
+import { paceCarry, readBudget } from "./budget.js";
 import { encodeCheckpoint, restoreCheckpoint } from "./checkpoint.js";
+import {
+  type AggregatorStats,
+  newAggregatorStats,
+  type RuleUsage,
+  ruleUsage,
+} from "./core-stats.js";
 import { foldDemand, hitWaitMs } from "./demand.js";
 import * as gw from "./global-window.js";
 import { type GrantsByNode, rateUpdates, scheduleGrants, usableNow } from "./grant-schedule.js";
 import { KeyState, RuleState } from "./key-state.js";
 import { Membership, type NodeRecord } from "./membership.js";
-import { committedAllowance, NodeStream, reconcile } from "./node-stream.js";
+import { committedAllowance, reconcile } from "./node-stream.js";
+import { Ownership } from "./ownership.js";
+
+export type { AggregatorStats, RuleUsage } from "./core-stats.js";
+
 import type { AggregatorTuning } from "./tuning.js";
 
 export interface AggregatorCoreOptions {
@@ -47,67 +59,20 @@ export interface AggregatorCoreOptions {
   readonly tuning: AggregatorTuning;
   /** The aggregator clock's time at start. */
   readonly startMs: number;
-}
-
-/** One global rule as the aggregator sees it (see `AggregatorCore.usage`). */
-export interface RuleUsage {
-  readonly rule: string;
-  readonly keys: number;
-  readonly maxRatio: number;
-  readonly admittedInWindow: number;
-  readonly admittedCounted: number;
-  readonly rejectedCounted: number;
-}
-
-/** Counters, read by telemetry and tests. */
-export interface AggregatorStats {
-  batches: number;
-  entries: number;
   /**
-   * Entries that repeated or predated what was already counted (lost nothing, added nothing),
-   * including the one report a node sends when a key went quiet (nothing new since).
+   * As a member of an aggregator group: the group's partition count. Then only the partitions
+   * acquired (`acquirePartition`) are aggregated, each granted under its own owner epoch.
    */
-  staleEntries: number;
-  /** Entries for rules this aggregator does not know as global. */
-  unknownRuleEntries: number;
-  /** Batches from a node run older than the one known. */
-  staleBatches: number;
-  heartbeats: number;
-  updatesSent: number;
-  grantsSent: number;
-  keys: number;
-  keysReclaimed: number;
-  nodesJoined: number;
-  nodesDropped: number;
-  /** Nodes that said they were leaving, dropped at once (not counted in `nodesDropped`). */
-  nodesLeft: number;
-  /** Admitted cost counted into windows since start. */
-  admittedCounted: number;
+  readonly partitions?: number;
 }
-
-/** A key whose window plus demand reaches this fraction of its limit is granted to all nodes. */
-const HOT_FRACTION = 0.5;
 
 export class AggregatorCore {
   readonly aggregatorId: string;
   readonly epoch: number;
   readonly membership: Membership;
-  readonly stats: AggregatorStats = {
-    batches: 0,
-    entries: 0,
-    staleEntries: 0,
-    unknownRuleEntries: 0,
-    staleBatches: 0,
-    heartbeats: 0,
-    updatesSent: 0,
-    grantsSent: 0,
-    keys: 0,
-    keysReclaimed: 0,
-    nodesJoined: 0,
-    nodesDropped: 0,
-    nodesLeft: 0,
-    admittedCounted: 0,
-  };
+  readonly stats: AggregatorStats = newAggregatorStats();
+  /** Group member only: the partitions owned. */
+  readonly ownership: Ownership | undefined;
   readonly #rules = new Map<string, RuleState>();
   readonly #t: AggregatorTuning;
   #grantsFromMs: number;
@@ -126,6 +91,9 @@ export class AggregatorCore {
     }
     this.#grantsFromMs = options.startMs + (this.#t.warmupMs ?? 0);
     this.#lastReclaimMs = options.startMs;
+    const learnMs = Math.min(2000, Math.max(250, 10 * this.#t.syncIntervalMs));
+    this.ownership =
+      options.partitions === undefined ? undefined : new Ownership(options.partitions, learnMs);
   }
 
   /** The global rules, by name. */
@@ -141,31 +109,9 @@ export class AggregatorCore {
     return gw.windowUsed(ks.window, rs.shape, nowMs);
   }
 
-  /**
-   * Per rule, for telemetry: keys held, the hottest key's window admitted / limit, the admitted
-   * cost in all its windows, and the cost counted as admitted and rejected since start (what the
-   * nodes reported, for comparison with their own counters).
-   */
+  /** Per rule, for telemetry (see `ruleUsage`). */
   usage(nowMs: number): RuleUsage[] {
-    const out = [];
-    for (const rs of this.#rules.values()) {
-      let maxRatio = 0;
-      let sum = 0;
-      for (const ks of rs.keys.values()) {
-        const w = gw.windowUsed(ks.window, rs.shape, nowMs);
-        sum += w;
-        if (w / rs.rule.limit > maxRatio) maxRatio = w / rs.rule.limit;
-      }
-      out.push({
-        rule: rs.rule.name,
-        keys: rs.keys.size,
-        maxRatio,
-        admittedInWindow: sum,
-        admittedCounted: rs.admittedCounted,
-        rejectedCounted: rs.rejectedCounted,
-      });
-    }
-    return out;
+    return ruleUsage(this.#rules.values(), nowMs);
   }
 
   ingestHeartbeat(hb: Heartbeat, nowMs: number, receivedWallMs: number): void {
@@ -187,7 +133,8 @@ export class AggregatorCore {
       this.membership.observeClock(touched, hb.sentAtWallMs, receivedWallMs);
   }
 
-  ingestBatch(batch: DecisionBatch, nowMs: number): void {
+  /** A node's batch; a group member passes the partition its subject named. */
+  ingestBatch(batch: DecisionBatchFields, nowMs: number, partition?: number): void {
     this.stats.batches++;
     const node = this.#touch(batch.nodeId, batch.nodeEpoch, nowMs);
     if (node === undefined) {
@@ -195,6 +142,7 @@ export class AggregatorCore {
       return;
     }
     this.membership.observeBatch(node, nowMs);
+    if (partition !== undefined) this.ownership?.heard(partition, node, batch.ownerEpoch ?? 0);
     for (const group of batch.groups) {
       const rs = this.#rules.get(group.rule);
       if (rs === undefined) {
@@ -223,7 +171,7 @@ export class AggregatorCore {
   #keyState(rs: RuleState, key: string, nowMs: number): KeyState {
     let ks = rs.keys.get(key);
     if (ks === undefined) {
-      ks = new KeyState(key, rs.shape, nowMs);
+      ks = new KeyState(key, rs.shape, nowMs, this.ownership?.partitionOf(rs.rule.name, key));
       rs.keys.set(key, ks);
       this.stats.keys++;
     }
@@ -237,8 +185,14 @@ export class AggregatorCore {
       this.stats.staleEntries++;
       return;
     }
+    const own = this.ownership;
+    if (own !== undefined && !own.owns(own.partitionOf(rs.rule.name, e.key))) {
+      this.stats.unownedEntries++;
+      return;
+    }
     const ks = this.#keyState(rs, e.key, nowMs);
-    const r = reconcile(ks.streams, node, e, nowMs, this.epoch);
+    const epoch = own === undefined ? this.epoch : own.epochOf(ks.partition);
+    const r = reconcile(ks.streams, node, e, nowMs, epoch);
     if (r === undefined || r.stale) this.stats.staleEntries++;
     if (r === undefined) return;
     if (r.admitted > 0) {
@@ -301,6 +255,7 @@ export class AggregatorCore {
   tick(
     nowMs: number,
     wallMs: number,
+    canGrant: (partition: number) => boolean = () => true,
   ): { updates: RateUpdateFields[]; defaults: RuleDefaultsFields } {
     this.#joinedSinceTick = false;
     for (const node of this.membership.expire(nowMs)) {
@@ -312,7 +267,19 @@ export class AggregatorCore {
     const dirty = this.#dirty;
     this.#dirty = [];
     const granting = nowMs >= this.#grantsFromMs;
+    const own = this.ownership;
+    const owners = own === undefined ? [] : this.#owners(canGrant);
     for (const [rs, ks] of dirty) {
+      if (own !== undefined && !own.grantable(ks.partition, nowMs)) {
+        // Not ours (any more): forget; still learning: allocate once it has learnt.
+        if (own.owns(ks.partition)) this.#dirty.push([rs, ks]);
+        else ks.dirty = false;
+        continue;
+      }
+      if (own !== undefined && !canGrant(ks.partition)) {
+        this.#dirty.push([rs, ks]); // the lease is in doubt or the partition is being handed off
+        continue;
+      }
       ks.dirty = false;
       if (granting) this.#allocateKey(rs, ks, nowMs, live, out);
     }
@@ -323,6 +290,7 @@ export class AggregatorCore {
       aggregatorEpoch: this.epoch,
       seq,
       sentAtWallMs: wallMs,
+      owners,
     });
     this.stats.updatesSent += updates.length;
     const defaults: RuleDefaultsFields = {
@@ -331,12 +299,23 @@ export class AggregatorCore {
       seq,
       sentAtWallMs: wallMs,
       liveNodes: Math.min(live, 65535),
+      partitions: own?.partitions ?? 0,
+      owners,
       rules: [...this.#rules.values()].map((rs) => ({
         rule: rs.rule.name,
         defaultShare: rs.rule.limit / live,
       })),
     };
     return { updates, defaults };
+  }
+
+  /** The partitions owned that may be announced now (the lease not in doubt), with epochs. */
+  #owners(canGrant: (p: number) => boolean): PartitionOwner[] {
+    const out: PartitionOwner[] = [];
+    for (const o of this.ownership!.list()) {
+      if (canGrant(o.partition)) out.push({ partition: o.partition, epoch: o.epoch });
+    }
+    return out;
   }
 
   /** One key's allocation: demand, budget, pacing, shares, then the grants that go out. */
@@ -351,7 +330,7 @@ export class AggregatorCore {
       lagMs,
       rampMs: rs.rampMs,
     });
-    this.#grantAheadIfHot(rs, ks, budget, live, nowMs);
+    grantAheadIfHot(rs, ks, budget, live, this.membership, nowMs);
     const defaultShare = limit / live;
     const inputs: RoundingInput[] = ks.streams.map((s) => ({
       demand: s.demandRatePerMs * rs.horizonMs,
@@ -360,7 +339,7 @@ export class AggregatorCore {
     }));
     let held = 0;
     for (const x of inputs) held += x.committed;
-    const credit = this.#paceCredit(rs, ks, nowMs);
+    const credit = keyPaceCredit(rs, ks, t, nowMs);
     const grantable = budget.budget < held + credit ? budget.budget : held + credit;
     const shares = allocate(grantable, inputs);
     roundToUnits(shares, inputs, rs.rule.defaultCost, ks.streams);
@@ -384,67 +363,10 @@ export class AggregatorCore {
         rampMs: rs.rampMs,
         usableNow: nowParts,
         nowMs,
-        waitMs: () => this.#waitMs(rs, ks, nowMs, lagMs, budget, shares),
+        waitMs: () => grantWaitMs(rs, ks, nowMs, lagMs, budget, shares),
       },
       out,
     );
-  }
-
-  /**
-   * A key near its limit: a node that has not seen it could take its default share at any moment
-   * and overshoot. Every live node that has not reported it is granted ahead instead.
-   */
-  #grantAheadIfHot(rs: RuleState, ks: KeyState, b: Budget, live: number, nowMs: number): void {
-    if (ks.streams.length >= live) return;
-    let demand = 0;
-    for (const s of ks.streams) demand += s.demandRatePerMs * rs.rule.windowMs;
-    if (rs.rule.limit - b.budgetNow + demand < HOT_FRACTION * rs.rule.limit) return;
-    for (const node of this.membership.all()) {
-      if (!ks.streams.some((x) => x.node === node)) {
-        ks.streams.push(NodeStream.placeholder(node, nowMs));
-      }
-    }
-  }
-
-  /** What pacing lets this allocation add beyond what nodes hold (Infinity when unpaced). */
-  #paceCredit(rs: RuleState, ks: KeyState, nowMs: number): number {
-    let cadenceMs = this.#t.syncIntervalMs;
-    for (const s of ks.streams) {
-      if (s.node.batchIntervalMs > cadenceMs) cadenceMs = s.node.batchIntervalMs;
-    }
-    const sinceMs = nowMs - ks.lastAllocMs;
-    ks.lastAllocMs = nowMs;
-    return paceCredit({
-      limit: rs.rule.limit,
-      windowMs: rs.rule.windowMs,
-      pacing: this.#t.pacing,
-      echoDamping: this.#t.echoDamping,
-      syncIntervalMs: this.#t.syncIntervalMs,
-      cadenceMs,
-      sinceMs,
-      overloadSinceMs: ks.overloadSinceMs,
-      nowMs,
-      carry: ks.paceCarry,
-    });
-  }
-
-  /** The wait the key's grants carry (see `budgetWaitMs`); scheduling asks for it once at most. */
-  #waitMs(rs: RuleState, ks: KeyState, nowMs: number, lagMs: number, b: Budget, shares: number[]) {
-    // What nodes may still admit once they hold these grants: a node on its default share,
-    // which the allocation must count as able to take it, holds its grant by then.
-    let onceHeld = 0;
-    for (let j = 0; j < shares.length; j++) {
-      const c = committedAllowance(ks.streams[j]!, 0);
-      onceHeld += shares[j]! > c ? shares[j]! : c;
-    }
-    return budgetWaitMs(ks.window, rs.shape, nowMs, {
-      limit: rs.rule.limit,
-      windowMs: rs.rule.windowMs,
-      cost: rs.rule.defaultCost,
-      lagMs,
-      budget: b,
-      handedOut: onceHeld,
-    });
   }
 
   /** The windows and node streams as bytes, for a checkpoint (see checkpoint.ts). */
@@ -458,7 +380,14 @@ export class AggregatorCore {
    * admitted before this run started. Returns the number of keys restored.
    */
   restoreWindows(bytes: Uint8Array, nowMs: number, wallMs: number): number {
-    const restored = restoreCheckpoint(
+    const restored = this.#restore(bytes, nowMs, wallMs);
+    if (restored === undefined) return 0;
+    this.#grantsFromMs = nowMs;
+    return restored;
+  }
+
+  #restore(bytes: Uint8Array, nowMs: number, wallMs: number): number | undefined {
+    return restoreCheckpoint(
       bytes,
       {
         rule: (name) => this.#rules.get(name),
@@ -468,9 +397,59 @@ export class AggregatorCore {
       nowMs,
       wallMs,
     );
-    if (restored === undefined) return 0;
-    this.#grantsFromMs = nowMs;
-    return restored;
+  }
+
+  /**
+   * Group member: `p` is this run's from now at owner `epoch`, with the windows (and, from a
+   * handoff, the grants) of `checkpoint`. Without a handoff's grants, it learns what the nodes
+   * hold before it grants (ownership.ts). Returns the keys restored.
+   */
+  acquirePartition(
+    p: number,
+    epoch: number,
+    checkpoint: { bytes: Uint8Array; handoff: boolean } | undefined,
+    nowMs: number,
+    wallMs: number,
+  ): number {
+    const own = this.ownership!;
+    this.#dropPartition(p);
+    const restored = checkpoint === undefined ? 0 : this.#restore(checkpoint.bytes, nowMs, wallMs);
+    const learnFrom = checkpoint?.handoff === true ? undefined : this.membership.all();
+    own.acquire(p, epoch, learnFrom, nowMs);
+    // A partition taken with its windows needs no warm-up; the others' warm-up is unchanged.
+    if (checkpoint !== undefined && this.#grantsFromMs > nowMs) this.#grantsFromMs = nowMs;
+    return restored ?? 0;
+  }
+
+  /** Group member: `p` keeps being this run's under a new owner epoch. */
+  renewPartition(p: number, epoch: number): void {
+    this.ownership?.renew(p, epoch);
+  }
+
+  /** Group member: the windows, streams and grants of `p`'s keys (for a handoff or a save). */
+  exportPartition(p: number, nowMs: number, wallMs: number, grants: boolean): Uint8Array {
+    return encodeCheckpoint(this.#rules.values(), nowMs, wallMs, {
+      keys: (ks) => ks.partition === p,
+      grants,
+    });
+  }
+
+  /** Group member: `p` is not this run's any more; what was kept for it goes. */
+  releasePartition(p: number): void {
+    this.ownership?.release(p);
+    this.#dropPartition(p);
+  }
+
+  #dropPartition(p: number): void {
+    for (const rs of this.#rules.values()) {
+      for (const [key, ks] of rs.keys) {
+        if (ks.partition !== p) continue;
+        rs.keys.delete(key);
+        ks.dirty = false;
+        this.stats.keys--;
+      }
+    }
+    this.#dirty = this.#dirty.filter(([, ks]) => ks.partition !== p);
   }
 
   #reclaim(nowMs: number): void {

@@ -8,8 +8,11 @@
  * In:  such bytes and the wall time now: each bin goes back in as the saving run read it, shifted
  * by the time since the save, over whichever bins this run has (never freeing earlier), and the
  * streams resume from their counts (so the first report after the restart is a plain difference,
- * and a batch lost while no aggregator listened still counts). Grants are not saved: nodes report
- * what they hold.
+ * and a batch lost while no aggregator listened still counts). Grants are not saved in a periodic
+ * checkpoint: nodes report what they hold. A handoff's checkpoint (`grants`) saves them too: each
+ * key's version and each stream's grant bookkeeping (what it holds, what was sent and not yet
+ * confirmed), placeholders included, so the next owner counts every allowance the last one
+ * handed out.
  */
 import { isValidNodeId } from "../protocol/subjects.js";
 import * as gw from "./global-window.js";
@@ -29,7 +32,7 @@ interface SavedRule {
   readonly nowOffsetMs: number;
   readonly keys: SavedKey[];
 }
-type SavedKey = [key: string, bins: SavedBin[], streams?: SavedStream[]];
+type SavedKey = [key: string, bins: SavedBin[], streams?: SavedStream[], version?: number];
 type SavedBin = [age: number, cost: number, meanOffsetMs: number, firstOffsetMs: number];
 type SavedStream = [
   nodeId: string,
@@ -37,7 +40,38 @@ type SavedStream = [
   generation: number,
   admitted: number,
   rejected: number,
+  grant?: SavedGrant,
 ];
+/** A stream's grant bookkeeping (handoff checkpoints only). */
+type SavedGrant = [
+  holdsGrant: 0 | 1,
+  heldAllowance: number,
+  confirmedVersion: number,
+  sentVersion: number,
+  sentAllowance: number,
+  maxUnconfirmed: number,
+  demandRatePerMs: number,
+  roundingCarry: number,
+];
+
+/** What a checkpoint holds: every key, or those `keys` selects; with `grants`, their grants. */
+export interface CheckpointScope {
+  readonly keys?: (ks: KeyState) => boolean;
+  readonly grants?: boolean;
+}
+
+function savedGrant(s: NodeStream): SavedGrant {
+  return [
+    s.holdsGrant ? 1 : 0,
+    s.heldAllowance,
+    s.confirmedVersion,
+    s.sentVersion,
+    s.sentAllowance,
+    s.maxUnconfirmed,
+    s.demandRatePerMs,
+    s.roundingCarry,
+  ];
+}
 
 function isCount(x: unknown): x is number {
   return typeof x === "number" && Number.isFinite(x) && x >= 0;
@@ -52,25 +86,29 @@ export function encodeCheckpoint(
   rules: Iterable<RuleState>,
   nowMs: number,
   wallMs: number,
+  scope: CheckpointScope = {},
 ): Uint8Array {
   const out: Record<string, SavedRule> = {};
+  const grants = scope.grants === true;
   for (const rs of rules) {
     const keys: SavedKey[] = [];
     let nowOffsetMs = 0;
     for (const [key, ks] of rs.keys) {
+      if (scope.keys !== undefined && !scope.keys(ks)) continue;
       const saved = gw.binsByAge(ks.window, rs.shape, nowMs);
       nowOffsetMs = saved.nowOffsetMs;
       if (saved.bins.length === 0 && ks.streams.length === 0) continue;
       const streams: SavedStream[] = [];
       for (const s of ks.streams) {
-        if (s.reported && s.node.alive) {
-          streams.push([s.node.id, s.node.epoch, s.generation, s.admitted, s.rejected]);
-        }
+        if (!s.node.alive || !(s.reported || grants)) continue;
+        const st: SavedStream = [s.node.id, s.node.epoch, s.generation, s.admitted, s.rejected];
+        if (grants) st.push(savedGrant(s));
+        streams.push(st);
       }
       const bins = saved.bins.map(
         (b): SavedBin => [b.age, b.cost, b.meanOffsetMs, b.firstOffsetMs],
       );
-      keys.push([key, bins, streams]);
+      keys.push(grants ? [key, bins, streams, ks.version] : [key, bins, streams]);
     }
     out[rs.rule.name] = { binMs: rs.shape.binMs, nowOffsetMs, keys };
   }
@@ -113,9 +151,10 @@ export function restoreCheckpoint(
     const { binMs, nowOffsetMs, keys } = saved;
     if (rs === undefined || !Array.isArray(keys) || !isPositive(binMs)) continue;
     const offsetMs = isCount(nowOffsetMs) ? nowOffsetMs : 0;
-    for (const [key, bins, streams] of keys) {
+    for (const [key, bins, streams, version] of keys) {
       if (typeof key !== "string" || !Array.isArray(bins)) continue;
       const ks = target.key(rs, key);
+      if (isCount(version) && version > ks.version) ks.version = version;
       for (const bin of bins) restoreBin(rs, ks, bin, { binMs, offsetMs, elapsedMs, nowMs });
       for (const st of Array.isArray(streams) ? streams : []) restoreStream(ks, st, target, nowMs);
       restored++;
@@ -144,12 +183,28 @@ function restoreBin(
 
 function restoreStream(ks: KeyState, st: unknown, target: RestoreTarget, nowMs: number): void {
   if (!Array.isArray(st)) return;
-  const [id, epoch, generation, admitted, rejected] = st as unknown[];
+  const [id, epoch, generation, admitted, rejected, grant] = st as unknown[];
   if (!isValidNodeId(id) || ![epoch, generation, admitted, rejected].every(isCount)) return;
-  if (generation === 0) return;
+  const g = Array.isArray(grant) && grant.length === 8 && grant.every(isCount) ? grant : undefined;
+  // Generation 0 is a placeholder (granted ahead, not reported): kept only with its grant.
+  if (generation === 0 && g === undefined) return;
   const node = target.node(id, epoch as number);
   if (node === undefined || ks.streams.some((x) => x.node === node)) return;
-  ks.streams.push(
-    new NodeStream(node, generation as number, admitted as number, rejected as number, nowMs),
-  );
+  const s =
+    generation === 0
+      ? NodeStream.placeholder(node, nowMs)
+      : new NodeStream(node, generation as number, admitted as number, rejected as number, nowMs);
+  if (g !== undefined) {
+    const [holds, held, confirmed, sentVersion, sentAllowance, maxUnconfirmed, rate, carry] =
+      g as number[];
+    s.holdsGrant = holds === 1;
+    s.heldAllowance = held!;
+    s.confirmedVersion = confirmed!;
+    s.sentVersion = sentVersion!;
+    s.sentAllowance = sentAllowance!;
+    s.maxUnconfirmed = maxUnconfirmed!;
+    s.demandRatePerMs = rate!;
+    s.roundingCarry = carry!;
+  }
+  ks.streams.push(s);
 }

@@ -11,7 +11,12 @@
  * that would change its share), and a wait that moved by more than a sync interval is what it
  * answers its refusals with.
  */
-import type { GrantEntry, RateUpdateFields, RuleGroup } from "../protocol/messages.js";
+import type {
+  GrantEntry,
+  PartitionOwner,
+  RateUpdateFields,
+  RuleGroup,
+} from "../protocol/messages.js";
 import { type AllocationInput, maxMinFair } from "./allocator.js";
 import type { NodeRecord } from "./membership.js";
 import type { NodeStream } from "./node-stream.js";
@@ -111,6 +116,8 @@ export interface UpdateHeader {
   readonly aggregatorEpoch: number;
   readonly seq: number;
   readonly sentAtWallMs: number;
+  /** A group member's partitions with their owner epochs (empty for a lone aggregator). */
+  readonly owners: readonly PartitionOwner[];
 }
 
 /** One rate update per node with grants in `out`. */

@@ -24,9 +24,12 @@ export class KeyState {
   overloadSinceMs = -1;
   /** In the list of keys to allocate at the next tick. */
   dirty = false;
+  /** The key's decisions partition (0 under a lone aggregator). */
+  readonly partition: number;
 
-  constructor(key: string, shape: gw.WindowShape, nowMs: number) {
+  constructor(key: string, shape: gw.WindowShape, nowMs: number, partition = 0) {
     this.key = key;
+    this.partition = partition;
     this.window = gw.createGlobalWindow(shape, nowMs);
     this.lastReportMs = nowMs;
     this.lastAllocMs = nowMs;

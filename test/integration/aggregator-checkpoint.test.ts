@@ -30,8 +30,6 @@ test("aggregator checkpoint - windows saved to Redis come back in a new run, wit
   try {
     first.core.ingestBatch(
       {
-        type: "decision-batch",
-        ownerEpoch: 0,
         nodeId: "node-1",
         nodeEpoch: 1,
         seq: 1,
@@ -74,8 +72,6 @@ test("aggregator checkpoint - windows saved to Redis come back in a new run, wit
     // The node stream's counts came back too: its next report adds only what is new.
     second.core.ingestBatch(
       {
-        type: "decision-batch",
-        ownerEpoch: 0,
         nodeId: "node-1",
         nodeEpoch: 1,
         seq: 2,

@@ -177,12 +177,14 @@ test("rate updates - one per node with grants, each rule a group, the shared hea
   // Another key of another rule, on the first node (a stream per node and key).
   const other = new NodeStream(ss[0]!.node, 1, 0, 0, 0);
   scheduleGrants({ version: 0 }, [other], [7], held([0]), input({ rule: "q", key: "j" }), out);
-  const header = { aggregatorId: "agg", aggregatorEpoch: 3, seq: 9, sentAtWallMs: 123 };
+  const owners = [{ partition: 2, epoch: 40 }];
+  const header = { aggregatorId: "agg", aggregatorEpoch: 3, seq: 9, sentAtWallMs: 123, owners };
   const updates = rateUpdates(out, header);
   assert.equal(updates.length, 2);
   const first = updates.find((u) => u.targetNodeId === "n0")!;
   assert.equal(first.targetNodeEpoch, 1);
   assert.equal(first.seq, 9);
+  assert.deepEqual(first.owners, owners);
   assert.deepEqual(
     first.groups.map((g) => [g.rule, g.entries.map((e) => e.key)]),
     [

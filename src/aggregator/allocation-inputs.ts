@@ -1,0 +1,88 @@
+/**
+ * What one key's allocation takes besides its budget: placeholders for the nodes a hot key must
+ * be granted ahead to, the pacing credit, and the wait its grants carry.
+ */
+import { type Budget, budgetWaitMs, paceCredit } from "./budget.js";
+import type { KeyState, RuleState } from "./key-state.js";
+import type { Membership } from "./membership.js";
+import { committedAllowance, NodeStream } from "./node-stream.js";
+import type { AggregatorTuning } from "./tuning.js";
+
+/** A key whose window plus demand reaches this fraction of its limit is granted to all nodes. */
+export const HOT_FRACTION = 0.5;
+
+/**
+ * A key near its limit: a node that has not seen it could take its default share at any moment
+ * and overshoot. Every live node that has not reported it is granted ahead instead.
+ */
+export function grantAheadIfHot(
+  rs: RuleState,
+  ks: KeyState,
+  b: Budget,
+  live: number,
+  membership: Membership,
+  nowMs: number,
+): void {
+  if (ks.streams.length >= live) return;
+  let demand = 0;
+  for (const s of ks.streams) demand += s.demandRatePerMs * rs.rule.windowMs;
+  if (rs.rule.limit - b.budgetNow + demand < HOT_FRACTION * rs.rule.limit) return;
+  for (const node of membership.all()) {
+    if (!ks.streams.some((x) => x.node === node)) {
+      ks.streams.push(NodeStream.placeholder(node, nowMs));
+    }
+  }
+}
+
+/** What pacing lets this allocation add beyond what nodes hold (Infinity when unpaced). */
+export function keyPaceCredit(
+  rs: RuleState,
+  ks: KeyState,
+  t: AggregatorTuning,
+  nowMs: number,
+): number {
+  let cadenceMs = t.syncIntervalMs;
+  for (const s of ks.streams) {
+    if (s.node.batchIntervalMs > cadenceMs) cadenceMs = s.node.batchIntervalMs;
+  }
+  const sinceMs = nowMs - ks.lastAllocMs;
+  ks.lastAllocMs = nowMs;
+  return paceCredit({
+    limit: rs.rule.limit,
+    windowMs: rs.rule.windowMs,
+    pacing: t.pacing,
+    echoDamping: t.echoDamping,
+    syncIntervalMs: t.syncIntervalMs,
+    cadenceMs,
+    sinceMs,
+    overloadSinceMs: ks.overloadSinceMs,
+    nowMs,
+    carry: ks.paceCarry,
+  });
+}
+
+/** The wait the key's grants carry (see `budgetWaitMs`); scheduling asks for it once at most. */
+export function grantWaitMs(
+  rs: RuleState,
+  ks: KeyState,
+  nowMs: number,
+  lagMs: number,
+  b: Budget,
+  shares: number[],
+): number {
+  // What nodes may still admit once they hold these grants: a node on its default share,
+  // which the allocation must count as able to take it, holds its grant by then.
+  let onceHeld = 0;
+  for (let j = 0; j < shares.length; j++) {
+    const c = committedAllowance(ks.streams[j]!, 0);
+    onceHeld += shares[j]! > c ? shares[j]! : c;
+  }
+  return budgetWaitMs(ks.window, rs.shape, nowMs, {
+    limit: rs.rule.limit,
+    windowMs: rs.rule.windowMs,
+    cost: rs.rule.defaultCost,
+    lagMs,
+    budget: b,
+    handedOut: onceHeld,
+  });
+}
