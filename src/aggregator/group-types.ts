@@ -25,6 +25,11 @@ export interface GroupListener {
   handOff(p: number, to: string): Promise<string>;
   /** `p` is not this run's (any more): drop what was kept for it. */
   released(p: number, why: "handed-off" | "taken" | "unwanted" | "failed"): void;
+  /**
+   * Resolves once the partitions wanted so far receive their reports (their subscriptions have
+   * reached the server); awaited at start, before this run registers.
+   */
+  ready?(): Promise<void>;
   /** Something failed that the group retries by itself (for logs and counters). */
   error?(error: unknown): void;
 }

@@ -89,6 +89,8 @@ export class Group {
   #again = false;
   /** A store call failed (not by a conflict) since the last beat. */
   #stalled = false;
+  /** No transfer out before this time (this run's clock): set while a drain is announced. */
+  #transfersFrom = 0;
   #stats = {
     claims: 0,
     handoffsOut: 0,
@@ -116,6 +118,24 @@ export class Group {
       await this.#store.watch(MEMBER_PREFIX, (e) => this.#onMember(e)),
       await this.#store.watch(PARTITION_PREFIX, (e) => this.#onPartition(e)),
     );
+    // What this run will be given is wanted before anyone can see it registered: an owner hands a
+    // partition over as soon as it sees the newcomer, and reports sent after its save must reach
+    // the newcomer.
+    const now = this.#clock.nowMs();
+    const members = [...this.#members].filter(
+      ([id, m]) => this.#isAlive(id, m, now) && !m.draining,
+    );
+    const desired = assignPartitions(this.partitions, [
+      ...members.map(([id]) => id),
+      this.memberId,
+    ]);
+    for (let p = 0; p < this.partitions; p++) {
+      if (desired[p] === this.memberId && !this.#wanted.has(p)) {
+        this.#wanted.add(p);
+        this.#listener.wanted(p);
+      }
+    }
+    await this.#listener.ready?.();
     await this.#renew();
     this.#timers.push(this.#clock.setRepeating(() => this.#beat(), this.leaseMs / 3));
     this.#schedule();
@@ -163,7 +183,12 @@ export class Group {
    */
   async drain(timeoutMs: number): Promise<void> {
     this.#draining = true;
+    this.#transfersFrom = Number.POSITIVE_INFINITY;
     await this.#renew();
+    // The members that take over learn from this write that they will, and start receiving the
+    // partitions' reports; the handoffs wait a beat for that (this run grants meanwhile).
+    await new Promise<void>((resolve) => this.#clock.setTimer(resolve, this.leaseMs / 3));
+    this.#transfersFrom = 0;
     this.#schedule();
     const until = this.#clock.nowMs() + timeoutMs;
     while (this.#held.size > 0 && this.#clock.nowMs() < until && !this.#closed) {
@@ -299,7 +324,7 @@ export class Group {
       return;
     }
     if (held.phase !== "active" || want === undefined || want === this.memberId) return;
-    if (now >= this.#validUntilMs) return;
+    if (now >= this.#validUntilMs || now < this.#transfersFrom) return;
     const to = this.#members.get(want);
     if (to !== undefined && this.#isAlive(want, to, now)) this.#transfer(p, held, want, to.run);
   }

@@ -220,7 +220,8 @@ test("group - a draining member hands everything over and leaves", async () => {
   await run(clock, store, 600);
   const ofA = grantable(a.group, clock);
   const drained = a.group.drain(5000);
-  await run(clock, store, 300, exclusive(clock, [a.group, b.group]));
+  // A beat for the takers to learn of the drain, then the handoffs.
+  await run(clock, store, LEASE / 3 + 300, exclusive(clock, [a.group, b.group]));
   await drained;
   assert.deepEqual(a.group.held(), []);
   assert.equal(grantable(b.group, clock).length, P);
