@@ -7,6 +7,7 @@ import { DECODE_FAILURES } from "../../../src/protocol/decode-result.js";
 import { encode } from "../../../src/protocol/encode.js";
 import { FORMAT_VERSION } from "../../../src/protocol/limits.js";
 import type { Message, RuleGroup } from "../../../src/protocol/messages.js";
+import { createSigner, createVerifier, generateKeyPair } from "../../../src/protocol/signing.js";
 
 const RUNS = 200;
 const utf8 = new TextEncoder();
@@ -138,6 +139,23 @@ test("protocol - decode(encode(m)) equals m for every message type", () => {
       assert.deepStrictEqual(r.message, m);
     }),
     { numRuns: RUNS * 2 },
+  );
+});
+
+const signer = createSigner(generateKeyPair().seed);
+const verify = createVerifier([signer.publicKey]);
+
+test("protocol - signed, decode(encode(m), verify) equals m and is verified, for every type", () => {
+  fc.assert(
+    fc.property(message, (m) => {
+      const frames = encode(m, { signer });
+      assert.equal(frames.length, 1);
+      const r = decode(frames[0]!, { verify });
+      assert.ok(r.ok, r.ok ? "" : r.reason);
+      assert.equal(r.signature, "verified");
+      assert.deepStrictEqual(r.message, m);
+    }),
+    { numRuns: RUNS },
   );
 });
 
