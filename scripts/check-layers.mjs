@@ -25,8 +25,8 @@ const RULES = [
   ],
   [
     "protocol/",
-    /^(\.\.\/)+(transport|store|telemetry|aggregator|agent|cli)\b|^[a-z@]/,
-    "the protocol is pure encode/decode",
+    /^(\.\.\/)+(transport|store|telemetry|aggregator|agent|cli)\b|^(?!node:crypto$)[a-z@]/,
+    "the protocol is pure encode/decode (node:crypto only, for signatures)",
   ],
   [
     "agent/",

@@ -56,9 +56,15 @@ export type {
   StoreFailurePolicy,
 } from "./limiter/rule.js";
 export { StoreUnavailableError, type StrictStore } from "./limiter/strict-store.js";
-export { decode } from "./protocol/decode.js";
-export type { DecodeFailure, DecodeResult, EntryDropReason } from "./protocol/decode-result.js";
+export { type DecodeOptions, decode } from "./protocol/decode.js";
+export type {
+  DecodeFailure,
+  DecodeResult,
+  EntryDropReason,
+  SignatureStatus,
+} from "./protocol/decode-result.js";
 export { encode } from "./protocol/encode.js";
+export type { EncodeOptions } from "./protocol/frame.js";
 export type {
   DecisionBatch,
   DecisionEntry,
@@ -69,6 +75,15 @@ export type {
   RuleDefaults,
 } from "./protocol/messages.js";
 export { decisionPartition } from "./protocol/partition.js";
+export {
+  createSigner,
+  createVerifier,
+  generateKeyPair,
+  type KeySigner,
+  type KeyVerifier,
+  type Signer,
+  type Verifier,
+} from "./protocol/signing.js";
 export { createSubjects, type Subjects } from "./protocol/subjects.js";
 export {
   createRedisCheckpointStore,

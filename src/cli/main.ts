@@ -84,3 +84,4 @@ registerCommand(
 );
 registerCommand("loadgen", async () => (await import("./loadgen-command.js")).loadgenCommand);
 registerCommand("bench", async () => (await import("./bench-command.js")).benchCommand);
+registerCommand("keygen", async () => (await import("./keygen-command.js")).keygenCommand);

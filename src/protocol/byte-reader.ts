@@ -32,6 +32,11 @@ export class ByteReader {
     return at;
   }
 
+  /** Skips `n` bytes; returns where they start, or -1 (and sets the flag) when past the end. */
+  skip(n: number): number {
+    return this.#take(n);
+  }
+
   u8(): number {
     const at = this.#take(1);
     return at < 0 ? 0 : this.bytes[at]!;

@@ -108,7 +108,7 @@ function throwBadEntry(e: DecisionEntry, at: string): never {
   throw new Error("unreachable: entry reported bad but every field is valid");
 }
 
-/** Reads the body after the 4-byte header; the reader ends before the CRC. */
+/** Reads the body after the 4-byte header; the caller reads the signature trailer after it. */
 export function readDecisionBatch(
   r: ByteReader,
   dropped: DroppedEntries,

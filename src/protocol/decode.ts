@@ -1,13 +1,20 @@
 /**
  * The one entry point for bytes from the wire.
  *
- * In: any bytes. Out: a {@link DecodeResult}; never a throw. Checks run cheapest first (length,
- * magic, version, type), then the CRC over everything before its last four bytes, then the body.
+ * In: any bytes, and optionally a verifier. Out: a {@link DecodeResult}; never a throw. Checks
+ * run cheapest first (length, magic, version, type), then the CRC over everything before its
+ * last four bytes, then the body, then the signature trailer after it (`sigLen` 0 or 64, then
+ * the signature, ending where the CRC starts), then, with a verifier, the signature.
+ *
+ * The trailer's place is known only once the body has been read, so a frame whose body does
+ * not parse is dropped for that reason before any signature check. With a verifier, a frame
+ * that is unsigned or whose signature does not verify is dropped whatever its body says; its
+ * entries are neither kept nor counted in `droppedEntries`.
  */
 import { ByteReader } from "./byte-reader.js";
 import { crc32 } from "./crc32.js";
 import { readDecisionBatch } from "./decision-batch.js";
-import type { DecodeResult, DroppedEntries } from "./decode-result.js";
+import type { DecodeResult, DroppedEntries, SignatureStatus } from "./decode-result.js";
 import { readHeartbeat } from "./heartbeat.js";
 import {
   CRC_BYTES,
@@ -21,9 +28,20 @@ import {
 } from "./limits.js";
 import { readRateUpdate } from "./rate-update.js";
 import { readRuleDefaults } from "./rule-defaults.js";
+import { SIGNATURE_BYTES, type Verifier } from "./signing.js";
+
+/** Options of {@link decode}. */
+export interface DecodeOptions {
+  /**
+   * Checks signatures (`createVerifier` in signing.ts): an unsigned frame then fails as
+   * `unsigned`, one whose signature does not verify as `bad-signature`. Without it, signatures
+   * are not checked (`signature: "unchecked"`).
+   */
+  readonly verify?: Verifier;
+}
 
 /** Decodes and validates one message. */
-export function decode(bytes: Uint8Array): DecodeResult {
+export function decode(bytes: Uint8Array, options?: DecodeOptions): DecodeResult {
   const n = bytes.length;
   if (n < MIN_MESSAGE_BYTES) return { ok: false, reason: "too-short" };
   if (n > MAX_MESSAGE_BYTES) return { ok: false, reason: "too-large" };
@@ -33,16 +51,16 @@ export function decode(bytes: Uint8Array): DecodeResult {
   if (type < MessageTypeCode.decisionBatch || type > MessageTypeCode.ruleDefaults) {
     return { ok: false, reason: "unknown-type" };
   }
-  const bodyEnd = n - CRC_BYTES;
+  const crcAt = n - CRC_BYTES;
   const sent =
-    (bytes[bodyEnd]! |
-      (bytes[bodyEnd + 1]! << 8) |
-      (bytes[bodyEnd + 2]! << 16) |
-      (bytes[bodyEnd + 3]! << 24)) >>>
+    (bytes[crcAt]! |
+      (bytes[crcAt + 1]! << 8) |
+      (bytes[crcAt + 2]! << 16) |
+      (bytes[crcAt + 3]! << 24)) >>>
     0;
-  if (crc32(bytes, 0, bodyEnd) !== sent) return { ok: false, reason: "bad-crc" };
+  if (crc32(bytes, 0, crcAt) !== sent) return { ok: false, reason: "bad-crc" };
 
-  const r = new ByteReader(bytes, HEADER_BYTES, bodyEnd);
+  const r = new ByteReader(bytes, HEADER_BYTES, crcAt);
   const droppedEntries: DroppedEntries = { "bad-key": 0, "bad-rule": 0, "bad-number": 0 };
   const message =
     type === MessageTypeCode.decisionBatch
@@ -53,6 +71,20 @@ export function decode(bytes: Uint8Array): DecodeResult {
           ? readHeartbeat(r)
           : readRuleDefaults(r, droppedEntries);
   if (typeof message === "string") return { ok: false, reason: message };
-  if (r.pos !== bodyEnd) return { ok: false, reason: "bad-field" };
-  return { ok: true, message, droppedEntries };
+
+  const signedEnd = r.pos;
+  const sigLen = r.u8();
+  const sigAt = r.skip(sigLen);
+  if (r.truncated) return { ok: false, reason: "truncated" };
+  if ((sigLen !== 0 && sigLen !== SIGNATURE_BYTES) || r.pos !== crcAt) {
+    return { ok: false, reason: "bad-field" };
+  }
+  let signature: SignatureStatus;
+  const verifier = options?.verify;
+  if (verifier === undefined) signature = sigLen === 0 ? "none" : "unchecked";
+  else if (sigLen === 0) return { ok: false, reason: "unsigned" };
+  else if (!verifier.verify(bytes.subarray(0, signedEnd), bytes.subarray(sigAt, sigAt + sigLen))) {
+    return { ok: false, reason: "bad-signature" };
+  } else signature = "verified";
+  return { ok: true, message, droppedEntries, signature };
 }

@@ -21,7 +21,10 @@ export type MessageFields =
   | (HeartbeatFields & { readonly type: "heartbeat" })
   | (RuleDefaultsFields & { readonly type: "rule-defaults" });
 
-/** One frame, or several when the message exceeds `maxMessageBytes`. */
+/**
+ * One frame, or several when the message exceeds `maxMessageBytes`; with `options.signer`,
+ * every frame is signed.
+ */
 export function encode(message: MessageFields, options?: EncodeOptions): Uint8Array[] {
   switch (message.type) {
     case "decision-batch":
@@ -29,7 +32,7 @@ export function encode(message: MessageFields, options?: EncodeOptions): Uint8Ar
     case "rate-update":
       return encodeRateUpdate(message, options);
     case "heartbeat":
-      return [encodeHeartbeat(message)];
+      return [encodeHeartbeat(message, options)];
     case "rule-defaults":
       return encodeRuleDefaults(message, options);
   }

@@ -2,11 +2,13 @@
  * Framing and splitting shared by the encoders.
  *
  * In: a message type, a header writer and the message's items. Out: one or more complete
- * frames (`"SL"`, version, type, header, body, CRC-32), each at most `maxMessageBytes` long.
- * When the items do not fit in one frame, the header is repeated in each part and items are
- * spread over the parts in order; a rule group cut in two appears in both parts.
+ * frames (`"SL"`, version, type, header, body, signature trailer, CRC-32), each at most
+ * `maxMessageBytes` long. When the items do not fit in one frame, the header is repeated in each
+ * part and items are spread over the parts in order; a rule group cut in two appears in both
+ * parts. With a signer, every part carries its own signature, over its bytes before the trailer.
  */
 
+import { InvalidArgumentError } from "../errors.js";
 import { expectNumber } from "../validate.js";
 import { ByteWriter } from "./byte-writer.js";
 import { crc32 } from "./crc32.js";
@@ -20,8 +22,10 @@ import {
   MAX_MESSAGE_BYTES,
   MAX_RULE_BYTES,
   MIN_MESSAGE_BYTES_LIMIT,
+  SIG_LEN_BYTES,
 } from "./limits.js";
 import type { RuleGroup } from "./messages.js";
+import { SIGNATURE_BYTES, type Signer } from "./signing.js";
 
 /** Options every encoder takes. */
 export interface EncodeOptions {
@@ -31,6 +35,19 @@ export interface EncodeOptions {
    * @default 1_048_576 (1 MiB); bounds 4096 to 1_048_576
    */
   readonly maxMessageBytes?: number;
+  /**
+   * Signs every frame (Ed25519, see signing.ts): the trailer then carries `sigLen` 64 and the
+   * signature. Without it the trailer is `sigLen` 0.
+   */
+  readonly signer?: Signer;
+}
+
+/** Options of encoders whose message is always one frame (Heartbeat). */
+export type SingleEncodeOptions = Pick<EncodeOptions, "signer">;
+
+/** Bytes after the body: the signature trailer and the CRC. */
+function trailerBytes(signer: Signer | undefined): number {
+  return SIG_LEN_BYTES + (signer === undefined ? 0 : SIGNATURE_BYTES) + CRC_BYTES;
 }
 
 /** Reused by every encode call; calls are synchronous, so they never interleave. */
@@ -55,17 +72,36 @@ function begin(type: number, writeHeader: (w: ByteWriter) => void): void {
   writeHeader(w);
 }
 
-function finish(out: Uint8Array[]): void {
+function finish(out: Uint8Array[], signer: Signer | undefined): void {
+  if (signer === undefined) w.u8(0);
+  else {
+    const signature = signer.sign(w.bytes.subarray(0, w.pos));
+    if (signature.length !== SIGNATURE_BYTES) {
+      throw new InvalidArgumentError(
+        "signer",
+        `a signer whose sign() returns ${SIGNATURE_BYTES} bytes (Ed25519)`,
+        signature.length,
+      );
+    }
+    w.u8(SIGNATURE_BYTES);
+    w.ensure(SIGNATURE_BYTES);
+    w.bytes.set(signature, w.pos);
+    w.pos += SIGNATURE_BYTES;
+  }
   const crc = crc32(w.bytes, 0, w.pos);
   w.u32(crc);
   out.push(w.bytes.slice(0, w.pos));
 }
 
 /** Encodes a message that is a header alone (always one frame). */
-export function encodeSingle(type: number, writeHeader: (w: ByteWriter) => void): Uint8Array {
+export function encodeSingle(
+  type: number,
+  options: SingleEncodeOptions | undefined,
+  writeHeader: (w: ByteWriter) => void,
+): Uint8Array {
   const out: Uint8Array[] = [];
   begin(type, writeHeader);
-  finish(out);
+  finish(out, options?.signer);
   return out[0]!;
 }
 
@@ -77,7 +113,8 @@ export function encodeList<T>(
   items: readonly T[],
   writeItem: (w: ByteWriter, item: T, index: number) => void,
 ): Uint8Array[] {
-  const limit = maxBytesOf(options) - CRC_BYTES;
+  const signer = options?.signer;
+  const limit = maxBytesOf(options) - trailerBytes(signer);
   const out: Uint8Array[] = [];
   begin(type, writeHeader);
   let countAt = w.pos;
@@ -89,7 +126,7 @@ export function encodeList<T>(
     if (w.pos > limit || count === MAX_GROUPS_PER_MESSAGE) {
       w.pos = mark;
       w.view.setUint16(countAt, count, true);
-      finish(out);
+      finish(out, signer);
       begin(type, writeHeader);
       countAt = w.pos;
       count = 0;
@@ -99,7 +136,7 @@ export function encodeList<T>(
     count++;
   }
   w.view.setUint16(countAt, count, true);
-  finish(out);
+  finish(out, signer);
   return out;
 }
 
@@ -114,7 +151,8 @@ export function encodeGroups<E>(
   groups: readonly RuleGroup<E>[],
   writeEntry: (w: ByteWriter, entry: E, group: number, index: number) => void,
 ): Uint8Array[] {
-  const limit = maxBytesOf(options) - CRC_BYTES;
+  const signer = options?.signer;
+  const limit = maxBytesOf(options) - trailerBytes(signer);
   const out: Uint8Array[] = [];
   let groupCountAt = 0;
   let groupCount = 0;
@@ -137,7 +175,7 @@ export function encodeGroups<E>(
   const close = () => {
     w.view.setUint32(entryCountAt, entryCount, true);
     w.view.setUint16(groupCountAt, groupCount, true);
-    finish(out);
+    finish(out, signer);
   };
 
   open();
@@ -149,7 +187,7 @@ export function encodeGroups<E>(
       w.pos = mark;
       groupCount--;
       w.view.setUint16(groupCountAt, groupCount, true);
-      finish(out);
+      finish(out, signer);
       open();
       openGroup(rule, g);
     }
@@ -168,6 +206,6 @@ export function encodeGroups<E>(
     w.view.setUint32(entryCountAt, entryCount, true);
   }
   w.view.setUint16(groupCountAt, groupCount, true);
-  finish(out);
+  finish(out, signer);
   return out;
 }

@@ -10,7 +10,7 @@ import { InvalidArgumentError } from "../errors.js";
 import type { ByteReader } from "./byte-reader.js";
 import type { DecodeFailure } from "./decode-result.js";
 import { expectId, expectNonNegative, expectU32, isId, isNonNegative } from "./fields.js";
-import { encodeSingle } from "./frame.js";
+import { encodeSingle, type SingleEncodeOptions } from "./frame.js";
 import { MAX_ID_BYTES, MessageTypeCode } from "./limits.js";
 import { type Heartbeat, type HeartbeatFields, Role } from "./messages.js";
 
@@ -18,8 +18,14 @@ function isRole(value: unknown): value is Role {
   return value === Role.node || value === Role.aggregator || value === Role.nodeLeaving;
 }
 
-/** Encodes a heartbeat (one frame). Throws {@link InvalidArgumentError} on a bad field. */
-export function encodeHeartbeat(heartbeat: HeartbeatFields): Uint8Array {
+/**
+ * Encodes a heartbeat (one frame, signed when `options.signer` is given). Throws
+ * {@link InvalidArgumentError} on a bad field.
+ */
+export function encodeHeartbeat(
+  heartbeat: HeartbeatFields,
+  options?: SingleEncodeOptions,
+): Uint8Array {
   expectId("nodeId", heartbeat.nodeId);
   expectNonNegative("nodeEpoch", heartbeat.nodeEpoch);
   expectU32("seq", heartbeat.seq);
@@ -31,7 +37,7 @@ export function encodeHeartbeat(heartbeat: HeartbeatFields): Uint8Array {
       heartbeat.role,
     );
   }
-  return encodeSingle(MessageTypeCode.heartbeat, (w) => {
+  return encodeSingle(MessageTypeCode.heartbeat, options, (w) => {
     w.str(heartbeat.nodeId, MAX_ID_BYTES);
     w.f64(heartbeat.nodeEpoch);
     w.u32(heartbeat.seq);
@@ -40,7 +46,7 @@ export function encodeHeartbeat(heartbeat: HeartbeatFields): Uint8Array {
   });
 }
 
-/** Reads the body after the 4-byte header; the reader ends before the CRC. */
+/** Reads the body after the 4-byte header; the caller reads the signature trailer after it. */
 export function readHeartbeat(r: ByteReader): Heartbeat | DecodeFailure {
   const nodeId = r.str(MAX_ID_BYTES);
   const nodeEpoch = r.f64();

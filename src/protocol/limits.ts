@@ -10,8 +10,8 @@ export const MAGIC_1 = 0x4c;
 /**
  * The format version this build writes and the only one it reads. 2 added `retryAfterMs` to
  * every grant entry of a RateUpdate; 3 added the owners list (the partitions an aggregator of a
- * group owns, with their owner epochs) to RateUpdate and RuleDefaults, and the group's partition
- * count to RuleDefaults.
+ * group owns, with their owner epochs) to RateUpdate and RuleDefaults, the group's partition
+ * count to RuleDefaults, and the signature trailer (`sigLen`, then the signature) to every frame.
  */
 export const FORMAT_VERSION = 3;
 
@@ -27,8 +27,13 @@ export const MessageTypeCode = {
 export const HEADER_BYTES = 4;
 /** Trailing CRC-32, little-endian. */
 export const CRC_BYTES = 4;
-/** The shortest frame that can be a message: header and CRC, empty body. */
-export const MIN_MESSAGE_BYTES = HEADER_BYTES + CRC_BYTES;
+/**
+ * The `sigLen` byte that opens the signature trailer after the body: 0 (unsigned) or 64 (an
+ * Ed25519 signature follows).
+ */
+export const SIG_LEN_BYTES = 1;
+/** The shortest frame that can be a message: header, an unsigned trailer and CRC, empty body. */
+export const MIN_MESSAGE_BYTES = HEADER_BYTES + SIG_LEN_BYTES + CRC_BYTES;
 
 /**
  * Largest message on the wire, in bytes: 1 MiB, the NATS server's default `max_payload`.
@@ -37,8 +42,8 @@ export const MIN_MESSAGE_BYTES = HEADER_BYTES + CRC_BYTES;
 export const MAX_MESSAGE_BYTES = 1024 * 1024;
 
 /**
- * Smallest `maxMessageBytes` an encoder accepts: room for the largest header, one group head
- * and one entry of the largest size, so every split makes progress.
+ * Smallest `maxMessageBytes` an encoder accepts: room for the largest header, one group head,
+ * one entry of the largest size and a signed trailer, so every split makes progress.
  */
 export const MIN_MESSAGE_BYTES_LIMIT = 4096;
 

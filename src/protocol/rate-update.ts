@@ -86,7 +86,7 @@ function writeEntry(w: ByteWriter, e: GrantEntry, g: number, i: number): void {
   w.f64(e.retryAfterMs);
 }
 
-/** Reads the body after the 4-byte header; the reader ends before the CRC. */
+/** Reads the body after the 4-byte header; the caller reads the signature trailer after it. */
 export function readRateUpdate(r: ByteReader, dropped: DroppedEntries): RateUpdate | DecodeFailure {
   const aggregatorId = r.str(MAX_ID_BYTES);
   const aggregatorEpoch = r.f64();

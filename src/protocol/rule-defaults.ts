@@ -65,7 +65,7 @@ export function encodeRuleDefaults(
   );
 }
 
-/** Reads the body after the 4-byte header; the reader ends before the CRC. */
+/** Reads the body after the 4-byte header; the caller reads the signature trailer after it. */
 export function readRuleDefaults(
   r: ByteReader,
   dropped: DroppedEntries,

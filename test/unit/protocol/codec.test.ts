@@ -127,13 +127,17 @@ test("protocol - frame starts with SL, the format version, the type, and ends wi
   assert.deepEqual([...bytes.subarray(0, 4)], [0x53, 0x4c, FORMAT_VERSION, 3]);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   assert.equal(view.getUint32(bytes.length - 4, true), crc32(bytes, 0, bytes.length - 4));
-  // header 4 + id (2+1) + epoch 8 + seq 4 + sent 8 + role 1 + crc 4
-  assert.equal(bytes.length, 32);
+  // header 4 + id (2+1) + epoch 8 + seq 4 + sent 8 + role 1 + sigLen 1 + crc 4
+  assert.equal(bytes[bytes.length - 5], 0, "unsigned: sigLen 0");
+  assert.equal(bytes.length, 33);
 });
 
-/** Builds a frame by hand, so tests can send what the encoders refuse to write. */
+/**
+ * Builds a frame by hand, so tests can send what the encoders refuse to write. `trailer` is
+ * written after the fields, before the CRC (by default an unsigned trailer: sigLen 0).
+ */
 type Field = ["u8" | "u16" | "u32" | "f64", number] | ["str", string] | ["raw", number[]];
-function rawFrame(type: number, fields: Field[]): Uint8Array {
+function rawFrame(type: number, fields: Field[], trailer: number[] = [0]): Uint8Array {
   const parts: number[] = [0x53, 0x4c, FORMAT_VERSION, type];
   const scratch = new DataView(new ArrayBuffer(8));
   for (const [kind, v] of fields) {
@@ -150,6 +154,7 @@ function rawFrame(type: number, fields: Field[]): Uint8Array {
       for (let i = 0; i < n; i++) parts.push(scratch.getUint8(i));
     }
   }
+  parts.push(...trailer);
   const out = new Uint8Array(parts.length + 4);
   out.set(parts);
   new DataView(out.buffer).setUint32(parts.length, crc32(out, 0, parts.length), true);
@@ -249,10 +254,20 @@ test("protocol - bad header fields drop the whole message as bad-field", () => {
       ["f64", 0],
       ["u16", 0],
     ],
-    [...batchHeader, ["u16", 0], ["u8", 0]], // a trailing byte
+    [...batchHeader, ["u16", 0], ["u8", 0]], // a byte after the trailer
   ];
   for (const fields of cases)
     assert.deepEqual(decode(rawFrame(1, fields)), { ok: false, reason: "bad-field" });
+  const empty: Field[] = [...batchHeader, ["u16", 0]];
+  for (const sigLen of [1, 32, 63]) {
+    assert.deepEqual(
+      decode(rawFrame(1, empty, [sigLen, ...new Array<number>(sigLen).fill(7)])),
+      { ok: false, reason: "bad-field" },
+      `sigLen ${sigLen}`,
+    );
+  }
+  assert.deepEqual(decode(rawFrame(1, empty, [64, 1, 2])), { ok: false, reason: "truncated" });
+  assert.deepEqual(decode(rawFrame(1, empty, [])), { ok: false, reason: "truncated" });
   const role9 = rawFrame(3, [
     ["str", "n"],
     ["f64", 1],
@@ -268,7 +283,7 @@ test("protocol - a node's leaving notice is a heartbeat with role 3, and round-t
   const r = decode(encodeHeartbeat(leaving));
   assert.ok(r.ok);
   assert.deepEqual(r.message, leaving);
-  assert.equal(encodeHeartbeat(leaving).length, 32);
+  assert.equal(encodeHeartbeat(leaving).length, 33);
 });
 
 test("protocol - framing failures report their reason", () => {

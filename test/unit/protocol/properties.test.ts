@@ -7,6 +7,7 @@ import { DECODE_FAILURES } from "../../../src/protocol/decode-result.js";
 import { encode } from "../../../src/protocol/encode.js";
 import { FORMAT_VERSION } from "../../../src/protocol/limits.js";
 import type { Message, RuleGroup } from "../../../src/protocol/messages.js";
+import { createSigner, createVerifier, generateKeyPair } from "../../../src/protocol/signing.js";
 
 const RUNS = 200;
 const utf8 = new TextEncoder();
@@ -110,7 +111,7 @@ const message: fc.Arbitrary<Message> = fc.oneof(
 
 /** The failure `decode` must report for bytes whose CRC does not match, by the check order. */
 function expectedFrameFailure(b: Uint8Array): string {
-  if (b.length < 8) return "too-short";
+  if (b.length < 9) return "too-short";
   if (b[0] !== 0x53 || b[1] !== 0x4c) return "bad-magic";
   if (b[2] !== FORMAT_VERSION) return "unknown-version";
   if (b[3]! < 1 || b[3]! > 4) return "unknown-type";
@@ -142,6 +143,23 @@ test("protocol - decode(encode(m)) equals m for every message type", () => {
   );
 });
 
+const signer = createSigner(generateKeyPair().seed);
+const verify = createVerifier([signer.publicKey]);
+
+test("protocol - signed, decode(encode(m), verify) equals m and is verified, for every type", () => {
+  fc.assert(
+    fc.property(message, (m) => {
+      const frames = encode(m, { signer });
+      assert.equal(frames.length, 1);
+      const r = decode(frames[0]!, { verify });
+      assert.ok(r.ok, r.ok ? "" : r.reason);
+      assert.equal(r.signature, "verified");
+      assert.deepStrictEqual(r.message, m);
+    }),
+    { numRuns: RUNS },
+  );
+});
+
 test("protocol - random bytes never throw and fail with the reason of the first failed check", () => {
   fc.assert(
     fc.property(
@@ -164,13 +182,17 @@ test("protocol - random bytes never throw and fail with the reason of the first 
 
 test("protocol - random bodies with a valid frame never throw and fail only as truncated or bad-field", () => {
   fc.assert(
-    fc.property(fc.integer({ min: 1, max: 4 }), fc.uint8Array({ maxLength: 400 }), (type, body) => {
-      const frame = new Uint8Array(4 + body.length);
-      frame.set([0x53, 0x4c, FORMAT_VERSION, type]);
-      frame.set(body, 4);
-      const r = decode(withCrc(frame));
-      if (!r.ok) assert.ok(r.reason === "truncated" || r.reason === "bad-field", r.reason);
-    }),
+    fc.property(
+      fc.integer({ min: 1, max: 4 }),
+      fc.uint8Array({ minLength: 1, maxLength: 400 }),
+      (type, body) => {
+        const frame = new Uint8Array(4 + body.length);
+        frame.set([0x53, 0x4c, FORMAT_VERSION, type]);
+        frame.set(body, 4);
+        const r = decode(withCrc(frame));
+        if (!r.ok) assert.ok(r.reason === "truncated" || r.reason === "bad-field", r.reason);
+      },
+    ),
     { numRuns: RUNS * 10 },
   );
 });
@@ -200,6 +222,7 @@ test("protocol - corrupted bodies with a redone CRC never throw; a kept message 
           ok: true,
           message: r.message,
           droppedEntries: { "bad-key": 0, "bad-rule": 0, "bad-number": 0 },
+          signature: "none",
         });
       },
     ),
@@ -214,7 +237,7 @@ test("protocol - every truncation fails: too-short, bad-crc, or truncated once t
       for (let cut = 0; cut < full.length; cut++) {
         const prefix = full.subarray(0, cut);
         const r = decode(prefix);
-        assert.deepEqual(r, { ok: false, reason: cut < 8 ? "too-short" : "bad-crc" });
+        assert.deepEqual(r, { ok: false, reason: cut < 9 ? "too-short" : "bad-crc" });
         if (cut > 4 && cut < full.length - 4) {
           // The body cut short, with a CRC that matches what is left.
           assert.deepEqual(decode(withCrc(full.subarray(0, cut))), {
