@@ -14,10 +14,16 @@ import { InvalidArgumentError } from "../errors.js";
 import type { CompiledRule } from "../limiter/rule.js";
 import { decode } from "../protocol/decode.js";
 import { encode } from "../protocol/encode.js";
+import { type DecisionBatch, type Heartbeat, MAX_OWNERS } from "../protocol/messages.js";
+import type { Signer } from "../protocol/signing.js";
 import { createSubjects, isValidNodeId, senderOf } from "../protocol/subjects.js";
 import type { Subscription, Transport } from "../transport/transport.js";
-import { optionalNumber } from "../validate.js";
+import { expectNumber, optionalNumber } from "../validate.js";
 import { AggregatorCore, type AggregatorStats, type RuleUsage } from "./aggregator-core.js";
+import type { CheckpointPort } from "./checkpoint-port.js";
+import { createGroupCheckpointStore } from "./group-checkpoints.js";
+import { GroupMember, type GroupMemberStats } from "./group-member.js";
+import type { GroupStore } from "./group-store.js";
 import { type AggregatorTuning, resolveTuning } from "./tuning.js";
 
 /**
@@ -37,13 +43,30 @@ export interface AggregatorServiceOptions extends Partial<AggregatorTuning> {
    * so a restarted aggregator can call `restoreCheckpoint()` and resume without a warm-up.
    */
   readonly checkpoint?: CheckpointOptions;
+  /**
+   * Runs this aggregator as one member of a group that shares the partitions (see
+   * docs/architecture.md, "Several aggregators"); without it, this aggregator is the only one
+   * and takes every partition's reports.
+   */
+  readonly group?: AggregatorGroupOptions;
+  /** Signs every rate update and rule defaults frame (`createSigner` of the group's seed). */
+  readonly signer?: Signer;
 }
 
-/** Where checkpoints go: the shape of `createRedisCheckpointStore()`. */
-export interface CheckpointPort {
-  save(name: string, bytes: Uint8Array, ttlMs: number): Promise<void>;
-  load(name: string): Promise<Uint8Array | undefined>;
+export interface AggregatorGroupOptions {
+  /** Where ownership is kept (`openKvGroupStore` for JetStream KV). */
+  readonly store: GroupStore;
+  /** The group's partition count, 1..256; every member and node must use the same. */
+  readonly partitions: number;
+  /** A member's lease, ms. @default 1500 */
+  readonly leaseMs?: number;
+  /** Where partition checkpoints go. @default the group's store (`checkpoints.*`) */
+  readonly checkpoints?: CheckpointPort;
+  /** Most time `close()` spends handing partitions over, ms. @default 2 x leaseMs */
+  readonly drainMs?: number;
 }
+
+export type { CheckpointPort } from "./checkpoint-port.js";
 
 export interface CheckpointOptions {
   readonly store: CheckpointPort;
@@ -87,10 +110,18 @@ export interface AggregatorServiceStats extends AggregatorStats {
   checkpointErrors: number;
   /** Keys restored from a checkpoint at start (-1 if none was tried). */
   keysRestored: number;
+  /** As a group member: its partitions, handoffs, takeovers and saves. */
+  group: GroupMemberStats | undefined;
 }
 
 export interface AggregatorService {
   readonly core: AggregatorCore;
+  /**
+   * Resolves once the service runs: at once for a lone aggregator; for a group member, once it
+   * has registered (it claims or is handed its partitions after). Rejects if the group's store
+   * cannot be reached.
+   */
+  readonly started: Promise<void>;
   /** The core's per-rule usage now (see `AggregatorCore.usage`). */
   usage(): RuleUsage[];
   /** Admitted cost in the global window of (rule, key) now. */
@@ -108,8 +139,42 @@ export function createAggregatorService(options: AggregatorServiceOptions): Aggr
   return new Service(options);
 }
 
+/** The id given, or `agg-<hostname>-<pid>`; throws for one that is not a subject token. */
+function aggregatorIdOf(o: AggregatorServiceOptions): string {
+  const id =
+    o.aggregatorId ??
+    `agg-${hostname()
+      .replace(/[^A-Za-z0-9_-]/g, "-")
+      .slice(0, 40)}-${process.pid}`;
+  if (!isValidNodeId(id)) {
+    throw new InvalidArgumentError(
+      "aggregatorId",
+      "a string of 1-64 characters from A-Z a-z 0-9 _ -",
+      id,
+    );
+  }
+  return id;
+}
+
+/**
+ * The tuning given, checked; without a warm-up given, the longest global window (at most 5 s),
+ * what a restarted run cannot know of the hits admitted just before it.
+ */
+function serviceTuning(o: AggregatorServiceOptions): AggregatorTuning {
+  const given = resolveTuning(o);
+  const globalWindows = o.rules.filter((r) => r.mode === "global").map((r) => r.windowMs);
+  return {
+    ...given,
+    warmupMs: given.warmupMs ?? Math.min(5000, Math.max(0, ...globalWindows)),
+  };
+}
+
 class Service implements AggregatorService {
   readonly core: AggregatorCore;
+  readonly started: Promise<void>;
+  readonly #member: GroupMember | undefined;
+  readonly #drainMs: number;
+  readonly #signer: Signer | undefined;
   readonly #transport: Transport;
   readonly #clock: Clock;
   readonly #subs: Subscription[] = [];
@@ -123,6 +188,7 @@ class Service implements AggregatorService {
   #earlyTimer: TimerHandle | undefined;
   readonly #syncIntervalMs: number;
   #closed = false;
+  #closing: Promise<void> | undefined;
   readonly #checkpoint: CheckpointOptions | undefined;
   readonly #checkpointTimer: TimerHandle | undefined;
   readonly #checkpointTtlMs: number;
@@ -131,59 +197,79 @@ class Service implements AggregatorService {
   #keysRestored = -1;
 
   constructor(o: AggregatorServiceOptions) {
-    const id =
-      o.aggregatorId ??
-      `agg-${hostname()
-        .replace(/[^A-Za-z0-9_-]/g, "-")
-        .slice(0, 40)}-${process.pid}`;
-    if (!isValidNodeId(id)) {
-      throw new InvalidArgumentError(
-        "aggregatorId",
-        "a string of 1-64 characters from A-Z a-z 0-9 _ -",
-        id,
-      );
-    }
-    const given = resolveTuning(o);
-    // Without a warm-up given: the longest global window (at most 5 s), what a restarted run
-    // cannot know of the hits admitted just before it.
-    const globalWindows = o.rules.filter((r) => r.mode === "global").map((r) => r.windowMs);
-    const tuning: AggregatorTuning = {
-      ...given,
-      warmupMs: given.warmupMs ?? Math.min(5000, Math.max(0, ...globalWindows)),
-    };
+    const id = aggregatorIdOf(o);
+    const tuning = serviceTuning(o);
     const syncIntervalMs = tuning.syncIntervalMs;
     this.#transport = o.transport;
     this.#clock = o.clock ?? monotonicClock;
     this.#subjects = createSubjects(
       o.subjectPrefix === undefined ? {} : { prefix: o.subjectPrefix },
     );
+    const g = o.group;
+    if (g !== undefined) {
+      expectNumber("group.partitions", g.partitions, { integer: true, min: 1, max: MAX_OWNERS });
+    }
     this.core = new AggregatorCore({
       rules: o.rules,
       aggregatorId: id,
       epoch: wallClockMs() + randomBytes(4).readUInt32LE() / 2 ** 32,
       tuning,
       startMs: this.#clock.nowMs(),
+      ...(g === undefined ? {} : { partitions: g.partitions }),
     });
-    this.#subs.push(
-      this.#transport.subscribe(this.#subjects.allDecisions, (bytes, subject) =>
-        this.#onMessage(bytes, subject),
-      ),
-      this.#transport.subscribe(this.#subjects.heartbeats, (bytes, subject) =>
-        this.#onMessage(bytes, subject),
-      ),
-    );
+    this.#signer = o.signer;
+    const onMessage = (bytes: Uint8Array, subject: string) => this.#onMessage(bytes, subject);
+    this.#subs.push(this.#transport.subscribe(this.#subjects.heartbeats, onMessage));
+    if (g === undefined) {
+      this.#subs.push(this.#transport.subscribe(this.#subjects.allDecisions, onMessage));
+    }
+    const longest = Math.max(1000, ...o.rules.map((r) => r.windowMs));
+    this.#member = g === undefined ? undefined : this.#groupMember(g, o.checkpoint, 2 * longest);
+    this.#drainMs = g?.drainMs ?? 2 * (this.#member?.group.leaseMs ?? 0);
+    this.started = this.#member?.start() ?? Promise.resolve();
+    this.started.catch(() => {}); // the caller's to handle; never an unhandled rejection
     this.#syncIntervalMs = syncIntervalMs;
     this.#timer = this.#clock.setRepeating(() => this.#tick(), syncIntervalMs);
-    this.#checkpoint = o.checkpoint;
-    const longest = Math.max(1000, ...o.rules.map((r) => r.windowMs));
+    this.#checkpoint = g === undefined ? o.checkpoint : undefined;
     this.#checkpointTtlMs = 2 * longest;
+    const cp = this.#checkpoint;
     this.#checkpointTimer =
-      o.checkpoint === undefined
+      cp === undefined
         ? undefined
         : this.#clock.setRepeating(
             () => void this.#saveCheckpoint(),
-            optionalNumber("checkpoint.intervalMs", o.checkpoint.intervalMs, 1000, { min: 10 }),
+            optionalNumber("checkpoint.intervalMs", cp.intervalMs, 1000, { min: 10 }),
           );
+  }
+
+  #groupMember(
+    g: AggregatorGroupOptions,
+    checkpoint: CheckpointOptions | undefined,
+    ttlMs: number,
+  ): GroupMember {
+    return new GroupMember({
+      core: this.core,
+      transport: this.#transport,
+      subjects: this.#subjects,
+      clock: this.#clock,
+      store: g.store,
+      checkpoints: g.checkpoints ?? createGroupCheckpointStore(g.store),
+      memberId: this.core.aggregatorId,
+      run: this.core.epoch,
+      partitions: g.partitions,
+      ...(g.leaseMs === undefined ? {} : { leaseMs: g.leaseMs }),
+      intervalMs: optionalNumber("checkpoint.intervalMs", checkpoint?.intervalMs, 1000, {
+        min: 10,
+      }),
+      ttlMs,
+      accept: (bytes, subject) => {
+        const m = this.#accept(bytes, subject);
+        return m?.type === "decision-batch" ? m : undefined;
+      },
+      ingested: () => {
+        if (this.core.wantsEarlyTick) this.#earlyTick();
+      },
+    });
   }
 
   async restoreCheckpoint(): Promise<number> {
@@ -221,10 +307,19 @@ class Service implements AggregatorService {
   }
 
   #onMessage(bytes: Uint8Array, subject: string): void {
+    const m = this.#accept(bytes, subject);
+    if (m === undefined) return;
+    if (m.type === "decision-batch") this.core.ingestBatch(m, this.#clock.nowMs());
+    else this.core.ingestHeartbeat(m, this.#clock.nowMs(), wallClockMs());
+    if (this.core.wantsEarlyTick) this.#earlyTick();
+  }
+
+  /** A batch or heartbeat that decodes and names its sender's subject; counted otherwise. */
+  #accept(bytes: Uint8Array, subject: string): DecisionBatch | Heartbeat | undefined {
     const r = decode(bytes);
     if (!r.ok) {
       this.#count(this.#invalidMessages, r.reason);
-      return;
+      return undefined;
     }
     for (const [reason, n] of Object.entries(r.droppedEntries)) {
       if (n > 0) this.#count(this.#invalidEntries, reason, n);
@@ -232,17 +327,15 @@ class Service implements AggregatorService {
     const m = r.message;
     if (m.type !== "decision-batch" && m.type !== "heartbeat") {
       this.#count(this.#invalidMessages, "wrong-type");
-      return;
+      return undefined;
     }
     // The subject names the sender, and NATS permissions can pin a user to its own subjects:
     // a message in another sender's name is an impersonation attempt.
     if (senderOf(subject) !== m.nodeId) {
       this.#count(this.#invalidMessages, "sender-mismatch");
-      return;
+      return undefined;
     }
-    if (m.type === "decision-batch") this.core.ingestBatch(m, this.#clock.nowMs());
-    else this.core.ingestHeartbeat(m, this.#clock.nowMs(), wallClockMs());
-    if (this.core.wantsEarlyTick) this.#earlyTick();
+    return m;
   }
 
   /**
@@ -267,14 +360,24 @@ class Service implements AggregatorService {
     if (this.#closed) return;
     const started = this.#clock.nowMs();
     this.#lastTickStartMs = started;
-    const { updates, defaults } = this.core.tick(started, wallClockMs());
+    const member = this.#member;
+    const { updates, defaults } = this.core.tick(
+      started,
+      wallClockMs(),
+      member === undefined ? undefined : (p) => member.canGrant(p, started),
+    );
+    const options = this.#signer === undefined ? undefined : { signer: this.#signer };
     for (const u of updates) {
       const subject = this.#subjects.updates(u.targetNodeId);
-      for (const frame of encode({ type: "rate-update", ...u }))
+      for (const frame of encode({ type: "rate-update", ...u }, options)) {
         this.#transport.publish(subject, frame);
+      }
     }
-    for (const frame of encode({ type: "rule-defaults", ...defaults })) {
-      this.#transport.publish(this.#subjects.defaults, frame);
+    // A member with nothing to announce stays quiet: nodes follow its partitions' owners.
+    if (member === undefined || (defaults.owners?.length ?? 0) > 0) {
+      for (const frame of encode({ type: "rule-defaults", ...defaults }, options)) {
+        this.#transport.publish(this.#subjects.defaults, frame);
+      }
     }
     this.#ticks++;
     this.#lastTickDurationMs = this.#clock.nowMs() - started;
@@ -305,11 +408,18 @@ class Service implements AggregatorService {
       checkpointsSaved: this.#checkpointsSaved,
       checkpointErrors: this.#checkpointErrors,
       keysRestored: this.#keysRestored,
+      group: this.#member?.stats(),
     };
   }
 
   async close(): Promise<void> {
-    if (this.#closed) return;
+    if (this.#closing === undefined) this.#closing = this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
+    // A member hands its partitions over first, ticking and ingesting meanwhile.
+    if (this.#member !== undefined) await this.#member.close(this.#drainMs).catch(() => {});
     this.#closed = true;
     this.#timer.cancel();
     this.#earlyTimer?.cancel();
