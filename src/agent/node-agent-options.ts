@@ -2,10 +2,12 @@
  * What a node agent is given: the options with their units, defaults and bounds, and the checks
  * that settle them or throw `InvalidArgumentError` naming the first bad one.
  */
+
 import { type Clock, monotonicClock } from "../clock/clock.js";
 import { InvalidArgumentError } from "../errors.js";
 import type { Limiter } from "../limiter/limiter.js";
 import { DEFAULT_SYNC_INTERVAL_MS, SYNC_INTERVAL_BOUNDS } from "../protocol/limits.js";
+import { createVerifier, type Verifier } from "../protocol/signing.js";
 import { createSubjects, isValidNodeId, type Subjects } from "../protocol/subjects.js";
 import type { Transport } from "../transport/transport.js";
 import { optionalBoolean, optionalNumber } from "../validate.js";
@@ -34,8 +36,17 @@ export interface NodeAgentOptions {
   readonly heartbeatIntervalMs?: number;
   /** Aggregator silence after which `onAggregatorLoss` applies, ms. @default 2000 */
   readonly staleAfterMs?: number;
-  /** Decision subjects to spread batches over (1..65536); the aggregator reads them all. @default 1 */
+  /**
+   * Decision subjects to spread batches over (1..65536). A lone aggregator reads them all; under
+   * a group of aggregators the node takes the group's count from its rule defaults. @default 1
+   */
   readonly partitions?: number;
+  /**
+   * The aggregator group's public keys (nkeys, `A...`; several while a key is rotated): rate
+   * updates and rule defaults not signed by one of them are dropped and counted (`unsigned`,
+   * `bad-signature`). Without it, signatures are not checked.
+   */
+  readonly verifyKeys?: readonly string[];
   /** Publish early once this many keys changed within an interval. @default 5000 */
   readonly maxBatchKeys?: number;
   /**
@@ -76,6 +87,7 @@ export interface SettledNodeAgentOptions {
   readonly maxBatchKeys: number;
   readonly initialLiveNodes: number;
   readonly discoveryMs: number;
+  readonly verifier: Verifier | undefined;
 }
 
 export function settleNodeAgentOptions(o: NodeAgentOptions): SettledNodeAgentOptions {
@@ -140,5 +152,6 @@ export function settleNodeAgentOptions(o: NodeAgentOptions): SettledNodeAgentOpt
     maxBatchKeys,
     initialLiveNodes,
     discoveryMs,
+    verifier: o.verifyKeys === undefined ? undefined : createVerifier([...o.verifyKeys]),
   };
 }

@@ -50,7 +50,8 @@ export type InvalidMessageReason =
   | "wrong-type"
   | "other-node-run"
   | "older-aggregator"
-  | "future-aggregator";
+  | "future-aggregator"
+  | "older-owner";
 
 /** Every counter at zero, for node run (`nodeId`, `nodeEpoch`) starting with `liveNodes`. */
 export function newCounters(nodeId: string, nodeEpoch: number, liveNodes: number): AgentCounters {
@@ -79,7 +80,7 @@ export function countInvalidMessage(c: AgentCounters, reason: InvalidMessageReas
 /** Entries dropped from an otherwise valid message, `n` by reason. */
 export function countDroppedEntries(
   c: AgentCounters,
-  dropped: Partial<Record<EntryDropReason | "implausible-grant", number>>,
+  dropped: Partial<Record<EntryDropReason | "implausible-grant" | "older-owner", number>>,
 ): void {
   for (const [reason, n] of Object.entries(dropped)) {
     if (n > 0) c.invalidEntries[reason] = (c.invalidEntries[reason] ?? 0) + n;

@@ -16,23 +16,22 @@
  * aggregator for `staleAfterMs`, each global rule's `onAggregatorLoss` policy takes over until
  * it speaks again.
  *
- * While it follows no aggregator (at start, and while the aggregator is lost) the agent also
- * counts its peers by their heartbeats (peer-discovery.ts): the `static` policy's share is then
- * limit / the nodes it knows of (at least the last count the aggregator gave), not the whole limit
- * for a node that believes it is alone. Reports go out at one phase of the aggregator's tick
- * (report-phasing.ts); the doubt about first reports around a reconnect is kept in
- * first-report-doubts.ts. For `discoveryMs` after start, until an aggregator is
- * heard, keys the static policy decides are refused (with the rest of that moment as the wait),
- * since a node cannot yet know how many share the limit: eight nodes started together before
- * their aggregator would otherwise each admit the whole limit.
+ * While it follows no aggregator (at start, and while it is lost) the agent counts its peers by
+ * their heartbeats (peer-discovery.ts): the `static` share is then limit / the nodes it knows of
+ * (at least the aggregator's last count). Until one is heard, for `discoveryMs` after start, keys
+ * the static policy decides are refused: eight nodes started before their aggregator would
+ * otherwise each admit the whole limit. Reports go out at one phase of the aggregator's tick
+ * (report-phasing.ts). Under a group of aggregators, each partition follows its own owner
+ * (partition-owners.ts): grants only from its newest owner epoch, the loss policy for the
+ * partitions whose owner is silent.
  */
 import { type Clock, type TimerHandle, wallClockMs } from "../clock/clock.js";
 import { LatencyHistogram, PROPAGATION_LATENCY_BOUNDS_S } from "../limiter/latency-histogram.js";
 import type { Limiter } from "../limiter/limiter.js";
 import { encodeDecisionBatch } from "../protocol/decision-batch.js";
-import { decode } from "../protocol/decode.js";
+import { type DecodeOptions, decode } from "../protocol/decode.js";
 import { encodeHeartbeat } from "../protocol/heartbeat.js";
-import { Role } from "../protocol/messages.js";
+import { type PartitionOwner, Role } from "../protocol/messages.js";
 import type { Subjects } from "../protocol/subjects.js";
 import type { Subscription, Transport } from "../transport/transport.js";
 import { FirstReportDoubts } from "./first-report-doubts.js";
@@ -46,6 +45,7 @@ import {
   type NodeAgentStats,
   newCounters,
 } from "./node-agent-stats.js";
+import { PartitionOwners } from "./partition-owners.js";
 import { PeerDiscovery } from "./peer-discovery.js";
 import { ReportBatch } from "./report-batch.js";
 import { ReportPhasing } from "./report-phasing.js";
@@ -91,7 +91,10 @@ class Agent implements NodeAgent {
   readonly #subjects: Subjects;
   readonly #syncIntervalMs: number;
   readonly #staleAfterMs: number;
-  readonly #partitions: number;
+  /** An aggregator group's partition owners, as heard (its partition count is the node's). */
+  readonly #owners: PartitionOwners;
+  /** Signatures are checked when the agent has the group's keys. */
+  readonly #decodeOptions: DecodeOptions;
   readonly #maxBatchKeys: number;
   readonly #globalRules: Set<string>;
   readonly #timers: TimerHandle[] = [];
@@ -130,7 +133,8 @@ class Agent implements NodeAgent {
     this.#syncIntervalMs = o.syncIntervalMs;
     this.#heartbeatIntervalMs = o.heartbeatIntervalMs;
     this.#staleAfterMs = o.staleAfterMs;
-    this.#partitions = o.partitions;
+    this.#owners = new PartitionOwners(o.partitions);
+    this.#decodeOptions = o.verifier === undefined ? {} : { verify: o.verifier };
     this.#maxBatchKeys = o.maxBatchKeys;
     this.#aggregatorLiveNodes = o.initialLiveNodes;
     this.#subjects = o.subjects;
@@ -213,7 +217,15 @@ class Agent implements NodeAgent {
 
   #tick(): void {
     const now = this.#clock.nowMs();
-    const silent = now - this.#lastAggregatorMs > this.#staleAfterMs;
+    let silent = now - this.#lastAggregatorMs > this.#staleAfterMs;
+    if (this.#owners.following) {
+      // Under a group: each partition whose owner is silent follows the loss policy alone.
+      const lost = this.#owners.refreshLost(now, this.#staleAfterMs);
+      if (lost.changed !== null) {
+        this.#limiter.global.setPartitionsLost(lost.changed, this.#owners.partitionOf);
+      }
+      silent = lost.all;
+    }
     if (silent !== this.#lost) this.#setLost(silent);
     if (this.#lost) this.#peers.expire(now);
     // Paced by the aggregator's ticks while they are heard (report-phasing.ts); on our own
@@ -257,7 +269,8 @@ class Agent implements NodeAgent {
 
   /** Drains the limiter's global-rule changes into decision entries. */
   #collect(): ReportBatch {
-    const batch = new ReportBatch(this.#partitions);
+    const batch = new ReportBatch(this.#owners.partitions);
+    for (const p of this.#owners.takeMarkers()) batch.touch(p);
     const globalRules = this.#globalRules;
     const doubts = this.#doubts;
     this.#limiter.drain((c) => {
@@ -290,7 +303,8 @@ class Agent implements NodeAgent {
     };
     for (const { partition, groups, entries } of batch.partitions()) {
       this.#stats.entriesSent += entries;
-      const frames = encodeDecisionBatch({ ...header, groups });
+      const ownerEpoch = this.#owners.epochOf(partition);
+      const frames = encodeDecisionBatch({ ...header, ownerEpoch, groups });
       if (this.#firstUnansweredMs < 0) this.#firstUnansweredMs = this.#clock.nowMs();
       const subject = this.#subjects.decisions(partition, this.nodeId);
       for (const frame of frames) this.#transport.publish(subject, frame);
@@ -353,23 +367,36 @@ class Agent implements NodeAgent {
     }
     if (aggregatorEpoch !== this.#aggregatorEpoch) this.#epochHeardSinceMs = this.#clock.nowMs();
     this.#aggregatorEpoch = aggregatorEpoch;
-    this.#lastAggregatorMs = this.#clock.nowMs();
+    this.#spoke(this.#clock.nowMs());
+    return true;
+  }
+
+  /** An aggregator (or a group member) that this node follows spoke at `nowMs`. */
+  #spoke(nowMs: number): void {
+    this.#lastAggregatorMs = nowMs;
     if (!this.#everHeard) {
       this.#everHeard = true;
       this.#limiter.global.setStaticHold(Number.NEGATIVE_INFINITY); // the aggregator is there
       this.#markReady(true);
     }
     if (this.#lost) this.#setLost(false);
-    if (this.#doubts.aggregatorHeard()) {
-      // The aggregator is back on the server (it subscribes before it publishes); it may have
-      // come back after us, so what we re-sent at our reconnect may have reached nobody.
-      this.#limiter.global.markAllDirty();
-    }
-    return true;
+    // The aggregator is back on the server (it subscribes before it publishes); it may have
+    // come back after us, so what we re-sent at our reconnect may have reached nobody.
+    if (this.#doubts.aggregatorHeard()) this.#limiter.global.markAllDirty();
+  }
+
+  /** A group member spoke, listing `owners`: returns those at their newest epoch, followed. */
+  #heardGroup(owners: readonly PartitionOwner[]): Map<number, number> {
+    const now = this.#clock.nowMs();
+    const seen = this.#owners.observe(owners, now);
+    if (seen.older > 0) this.#invalid("older-owner");
+    if (seen.changed) this.#limiter.global.markAllDirty();
+    if (seen.current.size > 0) this.#spoke(now);
+    return seen.current;
   }
 
   #onUpdate(bytes: Uint8Array): void {
-    const r = decode(bytes);
+    const r = decode(bytes, this.#decodeOptions);
     if (!r.ok) {
       this.#invalid(r.reason);
       return;
@@ -384,7 +411,8 @@ class Agent implements NodeAgent {
       this.#invalid("other-node-run");
       return;
     }
-    if (!this.#heardFrom(m.aggregatorEpoch)) return;
+    const group = m.owners.length > 0 ? this.#heardGroup(m.owners) : undefined;
+    if (group === undefined && !this.#heardFrom(m.aggregatorEpoch)) return;
     this.#stats.updatesReceived++;
     if (this.#firstUnansweredMs >= 0) {
       this.#propagation.record((this.#clock.nowMs() - this.#firstUnansweredMs) / 1000);
@@ -392,12 +420,20 @@ class Agent implements NodeAgent {
     }
     const g = this.#limiter.global;
     let implausible = 0;
-    for (const group of m.groups) {
-      for (const e of group.entries) {
+    let older = 0;
+    for (const { rule, entries } of m.groups) {
+      for (const e of entries) {
         this.#stats.grantsReceived++;
-        if (g.applyGrant(group.rule, e.key, m.aggregatorEpoch, e) === "implausible") implausible++;
+        // Under a group, a grant is its partition owner's, at the newest epoch, or none.
+        const epoch =
+          group === undefined
+            ? m.aggregatorEpoch
+            : group.get(this.#owners.partitionOf(rule, e.key));
+        if (epoch === undefined) older++;
+        else if (g.applyGrant(rule, e.key, epoch, e) === "implausible") implausible++;
       }
     }
+    if (older > 0) countDroppedEntries(this.#stats, { "older-owner": older });
     if (implausible > 0) {
       // Dropped: counted as invalid entries, and said (at most once a minute), since it means
       // someone can publish updates to this node.
@@ -407,7 +443,7 @@ class Agent implements NodeAgent {
   }
 
   #onDefaults(bytes: Uint8Array): void {
-    const r = decode(bytes);
+    const r = decode(bytes, this.#decodeOptions);
     if (!r.ok) {
       this.#invalid(r.reason);
       return;
@@ -417,7 +453,13 @@ class Agent implements NodeAgent {
       this.#invalid("wrong-type");
       return;
     }
-    if (!this.#heardFrom(m.aggregatorEpoch)) return;
+    if (m.owners.length > 0) {
+      if (this.#owners.adopt(m.partitions)) {
+        this.#limiter.global.setPartitionsLost(undefined, this.#owners.partitionOf);
+        this.#limiter.global.markAllDirty();
+      }
+      if (this.#heardGroup(m.owners).size === 0) return; // nothing current in it
+    } else if (!this.#heardFrom(m.aggregatorEpoch)) return;
     this.#stats.defaultsReceived++;
     this.#phasing.tickHeard();
     if (!(m.liveNodes >= 1) || m.liveNodes === this.#stats.liveNodes) return;

@@ -27,6 +27,11 @@ export class ReportBatch {
     return this.#byPartition.size;
   }
 
+  /** Makes `p` one of the partitions sent, with or without entries (a marker batch). */
+  touch(p: number): void {
+    if (!this.#byPartition.has(p)) this.#byPartition.set(p, new Map());
+  }
+
   add(rule: string, entry: DecisionEntry): void {
     const partitions = this.#partitions;
     const p = partitions === 1 ? 0 : decisionPartition(rule, entry.key, partitions);

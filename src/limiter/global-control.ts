@@ -25,6 +25,15 @@ export interface GlobalControl {
   /** Switches every global rule to (or back from) its `onAggregatorLoss` policy. */
   setAggregatorLost(lost: boolean): void;
   /**
+   * Under a group of aggregators: the keys of the partitions marked 1 in `lost` (their owner is
+   * silent) follow the loss policy, the others their grants; `partitionOf` gives a key's
+   * partition. Undefined when no partition is lost.
+   */
+  setPartitionsLost(
+    lost: Uint8Array | undefined,
+    partitionOf: (rule: string, key: string) => number,
+  ): void;
+  /**
    * Until `untilMs` (the limiter's clock), keys decided by the `static` loss policy are refused,
    * with the rest of that time as `retryAfterMs`: a node that has not yet heard how many nodes
    * share the limit. `-Infinity` ends the hold.
@@ -70,10 +79,13 @@ export function createGlobalControl(
       for (const t of all) t.setLiveNodes(n);
     },
     setAggregatorLost: (lost) => {
-      for (const t of all) t.setAggregatorLost(lost);
+      for (const t of all) t.loss.setLost(lost);
+    },
+    setPartitionsLost: (lost, partitionOf) => {
+      for (const t of all) t.loss.setPartitionsLost(lost, partitionOf);
     },
     setStaticHold: (untilMs) => {
-      for (const t of all) t.setStaticHold(untilMs);
+      for (const t of all) t.loss.setStaticHold(untilMs);
     },
     setSyncIntervalMs: (ms) => {
       for (const t of all) t.setSyncIntervalMs(ms);

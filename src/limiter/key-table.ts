@@ -80,8 +80,11 @@ export class KeyTable {
   #startMs = Number.NaN;
   /** The parameters the algorithm runs with: the rule's, or its default share when global. */
   #params: AlgorithmParams;
-  /** Global rules: how keys are decided while the aggregator is lost. */
-  readonly #loss: LossPolicy;
+  /**
+   * Global rules: how keys are decided while the aggregator (or a key's partition owner) is
+   * lost; the node agent sets it through GlobalControl.
+   */
+  readonly loss: LossPolicy;
   /** Global rules: the grant cells of every slot, over `#slots`. */
   readonly #grants: GrantCells;
   /** Global rules: the keys with hits at the last drain (see `drain`). */
@@ -115,7 +118,7 @@ export class KeyTable {
     this.#scratch = new Float64Array(this.#algoStride);
     this.#cursor = new ChangeCursorRecord(rule.name);
     this.#grants = new GrantCells(rule);
-    this.#loss = new LossPolicy(rule);
+    this.loss = new LossPolicy(rule);
     this.#grow(Math.min(INITIAL_SLOTS, rule.maxKeys));
   }
 
@@ -154,9 +157,12 @@ export class KeyTable {
   #decideGlobal(slots: Float64Array, base: number, nowMs: number, cost: number): Decision {
     if (Number.isNaN(this.#startMs)) this.#startMs = nowMs; // first global decision
     const rule = this.rule;
-    if (this.#loss.lost) {
+    if (
+      this.loss.lost ||
+      (this.loss.partial && this.loss.lostFor(this.#keys[base / this.#stride]!))
+    ) {
       return (
-        this.#loss.decide(nowMs) ?? rule.algorithm.decide(slots, base, this.#params, nowMs, cost)
+        this.loss.decide(nowMs) ?? rule.algorithm.decide(slots, base, this.#params, nowMs, cost)
       );
     }
     const extra = base + this.#algoStride;
@@ -171,7 +177,7 @@ export class KeyTable {
     if (slot !== undefined) {
       const base = slot * this.#stride;
       const granted = this.#global && this.#grants.held(base + this.#algoStride);
-      if (granted || (this.#global && this.#loss.lost)) {
+      if (granted || (this.#global && this.loss.lostFor(key))) {
         // Without the algorithm, a global decision changes nothing but counts, which this skips.
         return this.#decideGlobal(this.#slots, base, nowMs, cost);
       }
@@ -220,24 +226,11 @@ export class KeyTable {
   }
 
   /**
-   * Global rules: until `untilMs`, hits the `static` loss policy would decide are refused, with
-   * the rest of that time as the wait (a node that cannot yet know how many share the limit).
-   */
-  setStaticHold(untilMs: number): void {
-    this.#loss.setStaticHold(untilMs);
-  }
-
-  /** Global rules: whether the aggregator is lost (its `onAggregatorLoss` policy then applies). */
-  setAggregatorLost(lost: boolean): void {
-    this.#loss.setLost(lost);
-  }
-
-  /**
    * Global rules: the node's sync interval, the pace of grants: the wait of a refusal once its
    * grant's freeing time has passed, and the unit of the version-jump bound.
    */
   setSyncIntervalMs(ms: number): void {
-    this.#loss.setSyncIntervalMs(ms);
+    this.loss.setSyncIntervalMs(ms);
     this.#grants.setSyncIntervalMs(ms);
   }
 

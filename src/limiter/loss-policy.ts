@@ -23,13 +23,39 @@ export class LossPolicy {
     this.#rule = rule;
   }
 
-  /** Whether the aggregator is lost, so this policy decides. */
+  /** Partitions whose owner is lost (a group of aggregators), and how a key finds its own. */
+  #lostParts: Uint8Array | undefined;
+  #partitionOf: (rule: string, key: string) => number = () => 0;
+
+  /** Whether the aggregator is lost for every key, so this policy decides. */
   get lost(): boolean {
     return this.#lost;
   }
 
+  /** Whether the owners of some partitions (not all) are lost: ask {@link lostFor}. */
+  get partial(): boolean {
+    return this.#lostParts !== undefined;
+  }
+
+  /** Whether this policy decides `key` (the whole aggregator, or its partition's owner, lost). */
+  lostFor(key: string): boolean {
+    const parts = this.#lostParts;
+    return (
+      this.#lost || (parts !== undefined && parts[this.#partitionOf(this.#rule.name, key)] === 1)
+    );
+  }
+
   setLost(lost: boolean): void {
     this.#lost = lost;
+  }
+
+  /** Marks the partitions (1 in `lost`) whose owner is lost; undefined when none is. */
+  setPartitionsLost(
+    lost: Uint8Array | undefined,
+    partitionOf: (rule: string, key: string) => number,
+  ): void {
+    this.#lostParts = lost;
+    this.#partitionOf = partitionOf;
   }
 
   setStaticHold(untilMs: number): void {
