@@ -388,8 +388,9 @@ class Agent implements NodeAgent {
   /** A group member spoke, listing `owners`: returns those at their newest epoch, followed. */
   #heardGroup(owners: readonly PartitionOwner[]): Map<number, number> {
     const now = this.#clock.nowMs();
-    const seen = this.#owners.observe(owners, now);
+    const seen = this.#owners.observe(owners, now, this.#staleAfterMs);
     if (seen.older > 0) this.#invalid("older-owner");
+    if (seen.dropGrants) this.#limiter.global.dropGrants();
     if (seen.changed) this.#limiter.global.markAllDirty();
     if (seen.current.size > 0) this.#spoke(now);
     return seen.current;

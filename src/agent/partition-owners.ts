@@ -6,7 +6,10 @@
  * - Owner epochs of a partition only grow. A message listing a partition at an older epoch than
  *   the newest heard is not from its owner (a member that lost it, or a late message): what it
  *   says for that partition is dropped. A newer epoch is taken at once: the new owner got it by
- *   compare-and-set, after the last one stopped granting it.
+ *   compare-and-set, after the last one stopped granting it. Once a partition's owner has been
+ *   silent past `staleAfterMs`, an older epoch is taken too (the group's store was recreated and
+ *   counts from 1 again): that is a rewind, and the node drops the grants it holds, which carry
+ *   the higher epochs.
  * - A partition whose owner has not been heard for `staleAfterMs` is lost: its keys follow the
  *   loss policy until an owner is heard again. The others keep their grants.
  * - On a new epoch, the node reports every key of the partition again, and sends a batch for it
@@ -56,13 +59,17 @@ export class PartitionOwners {
 
   /**
    * A message from an owner listing `owners` at `nowMs`. Returns the epochs it holds now for
-   * this node (partition -> epoch: those at the newest epoch), how many were older, and whether
-   * any partition got a new epoch.
+   * this node (partition -> epoch: those at the newest epoch), how many were older, whether any
+   * partition got a new epoch, and whether the grants held must go (the first group heard, or a
+   * rewind).
    */
   observe(
     owners: readonly PartitionOwner[],
     nowMs: number,
-  ): { current: Map<number, number>; older: number; changed: boolean } {
+    staleAfterMs: number,
+  ): { current: Map<number, number>; older: number; changed: boolean; dropGrants: boolean } {
+    // The grants of a lone aggregator carry its run epoch, above any owner epoch.
+    let dropGrants = !this.#following;
     this.#following = true;
     const current = new Map<number, number>();
     let older = 0;
@@ -70,11 +77,12 @@ export class PartitionOwners {
     for (const { partition: p, epoch } of owners) {
       if (p >= this.#partitions) continue;
       const known = this.#epochs[p]!;
-      if (epoch < known) {
+      if (epoch < known && nowMs - this.#heardAt[p]! <= staleAfterMs) {
         older++;
         continue;
       }
-      if (epoch > known) {
+      if (epoch < known) dropGrants = true;
+      if (epoch !== known) {
         this.#epochs[p] = epoch;
         this.#markers.add(p);
         changed = true;
@@ -82,7 +90,7 @@ export class PartitionOwners {
       this.#heardAt[p] = nowMs;
       current.set(p, epoch);
     }
-    return { current, older, changed };
+    return { current, older, changed, dropGrants };
   }
 
   /** The newest owner epoch heard for `p` (0: none). */
