@@ -6,12 +6,16 @@ export type { NodeAgentOptions } from "./agent/node-agent-options.js";
 export type { NodeAgentStats } from "./agent/node-agent-stats.js";
 export { defaultNodeId } from "./agent/node-id.js";
 export {
+  type AggregatorGroupOptions,
   type AggregatorService,
   type AggregatorServiceOptions,
   type AggregatorServiceStats,
   createAggregatorService,
 } from "./aggregator/aggregator-service.js";
 export { type AllocationInput, allocate } from "./aggregator/allocator.js";
+export { assignPartitions } from "./aggregator/assignment.js";
+export type { GroupMemberStats } from "./aggregator/group-member.js";
+export type { GroupEntry, GroupStore, GroupWatch } from "./aggregator/group-store.js";
 export { gcra } from "./algorithms/gcra.js";
 export { slidingWindow } from "./algorithms/sliding-window.js";
 export { tokenBucket } from "./algorithms/token-bucket.js";
@@ -113,6 +117,15 @@ export {
   type Unobserve,
 } from "./telemetry/telemetry.js";
 export { createMemoryBus, type MemoryBus, type MemoryTransport } from "./transport/memory.js";
+export {
+  createMemoryGroupStore,
+  type MemoryGroupStore,
+} from "./transport/memory-group-store.js";
+export {
+  type KvGroupStore,
+  type KvGroupStoreOptions,
+  openKvGroupStore,
+} from "./transport/nats/kv-group-store.js";
 export {
   connectNats,
   type NatsTlsOptions,

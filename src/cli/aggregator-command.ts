@@ -1,8 +1,18 @@
 /** `sluice aggregator`: runs the aggregator against NATS until stopped. */
-import { createAggregatorService, furthestClock } from "../aggregator/aggregator-service.js";
+import { readFileSync } from "node:fs";
+import {
+  type AggregatorGroupOptions,
+  createAggregatorService,
+  furthestClock,
+} from "../aggregator/aggregator-service.js";
 import { type AggregatorTuning, resolveTuning, TUNING_FIELDS } from "../aggregator/tuning.js";
 import { compileRules, loadRules } from "../config/rules-file.js";
+import { InvalidArgumentError } from "../errors.js";
+import { MAX_OWNERS } from "../protocol/messages.js";
+import { createSigner } from "../protocol/signing.js";
 import { createRedisCheckpointStore } from "../store/redis/checkpoint-store.js";
+import { type KvGroupStore, openKvGroupStore } from "../transport/nats/kv-group-store.js";
+import type { Transport } from "../transport/transport.js";
 import { flag, num, type OptionSpec, type Parsed, parse, str, untilSignal } from "./args.js";
 import type { Command } from "./command.js";
 import {
@@ -74,6 +84,11 @@ const OPTIONS = {
   id: { type: "string" },
   "checkpoint-redis": { type: "string" },
   "checkpoint-name": { type: "string" },
+  group: { type: "string" },
+  partitions: { type: "string" },
+  "lease-ms": { type: "string" },
+  "group-replicas": { type: "string" },
+  "signing-key-file": { type: "string" },
   "report-ms": { type: "string" },
   "duration-ms": { type: "string" },
   json: { type: "boolean" },
@@ -93,6 +108,16 @@ export const aggregatorCommand: Command = {
     "  --checkpoint-redis URL  save the global windows to Redis every second and restore them",
     "                          at start, so a restart needs no warm-up (e.g. redis://127.0.0.1:6379)",
     "  --checkpoint-name NAME  checkpoint key, stable across restarts (default sluice-aggregator)",
+    "  --group BUCKET          run as one member of an aggregator group whose ownership and",
+    "                          checkpoints live in this JetStream KV bucket (created if missing);",
+    "                          start as many members as you like, with the same flags",
+    "  --partitions N          the group's partition count, 1..256 (default 16); nodes take it",
+    "                          from the group",
+    "  --lease-ms N            a member's lease: how soon a silent member's partitions are taken",
+    "                          over (default 1500)",
+    "  --group-replicas N      copies of the bucket on a NATS cluster, when created (default 1)",
+    "  --signing-key-file F    sign every update and defaults frame with this nkey seed",
+    "                          (`sluice keygen --out F`); nodes check it with --verify-key",
     "  --report-ms N           progress period (default 1000)",
     "  --duration-ms N         stop by itself after N ms (default: run until stopped)",
     "  --json                  progress as JSON lines",
@@ -121,7 +146,18 @@ export const aggregatorCommand: Command = {
       ...resolveTuningPartial(tuningOf(p)),
     };
     const checkpointName = str(p, "checkpoint-name", "sluice-aggregator");
+    const groupSpec = groupSpecOf(p);
+    const signingFile = p.values["signing-key-file"];
+    const signer =
+      typeof signingFile === "string" ? createSigner(readSeed(signingFile)) : undefined;
     const transport = await connect(p, "sluice-aggregator");
+    const group =
+      groupSpec === undefined
+        ? undefined
+        : await openGroup(transport, groupSpec).catch(async (err: unknown) => {
+            await transport.close();
+            throw err;
+          });
     const checkpointUrl = p.values["checkpoint-redis"];
     const checkpoints =
       typeof checkpointUrl === "string"
@@ -131,9 +167,16 @@ export const aggregatorCommand: Command = {
       rules,
       transport,
       ...tuning,
+      ...(group === undefined ? {} : { group }),
+      ...(signer === undefined ? {} : { signer }),
       ...(checkpoints === undefined
         ? {}
         : { checkpoint: { store: checkpoints, name: checkpointName } }),
+    });
+    await service.started.catch(async (err: unknown) => {
+      await service.close();
+      await transport.close();
+      throw err;
     });
     if (checkpoints !== undefined) {
       const keys = await service.restoreCheckpoint();
@@ -169,8 +212,13 @@ export const aggregatorCommand: Command = {
           far !== undefined && Math.abs(far.clockOffsetMs) > CLOCK_NOTE_MS
             ? `, clock of ${far.id} off by ${Math.round(far.clockOffsetMs)} ms`
             : "";
+        const g = s.group;
+        const owned =
+          g === undefined
+            ? ""
+            : `, partitions ${g.owned}${g.learning > 0 ? ` (${g.learning} learning)` : ""}, takeovers ${g.takeovers}, handoffs in/out ${g.handoffsIn}/${g.handoffsOut}`;
         console.log(
-          `[aggregator ${s.aggregatorId}] nodes ${s.liveNodes}${skewed}, batches ${s.batches}, grants sent ${s.grantsSent}, invalid ${JSON.stringify(s.invalidMessages)} | ${rules}`,
+          `[aggregator ${s.aggregatorId}] nodes ${s.liveNodes}${skewed}${owned}, batches ${s.batches}, grants sent ${s.grantsSent}, invalid ${JSON.stringify(s.invalidMessages)} | ${rules}`,
         );
       }
     };
@@ -184,8 +232,52 @@ export const aggregatorCommand: Command = {
     report();
     await service.close();
     await checkpoints?.close();
+    await (group?.store as KvGroupStore | undefined)?.close();
     await telemetry?.close();
     await transport.close();
     return 0;
   },
 };
+
+interface GroupSpec {
+  readonly bucket: string;
+  readonly partitions: number;
+  readonly leaseMs: number;
+  readonly replicas: number;
+}
+
+/** The group flags, checked before anything is opened; undefined without --group. */
+function groupSpecOf(p: Parsed): GroupSpec | undefined {
+  const bucket = p.values["group"];
+  const partitions = num(p, "partitions", 16, { min: 1, max: MAX_OWNERS, integer: true });
+  const leaseMs = num(p, "lease-ms", 1500, { min: 100, max: 60_000 });
+  const replicas = num(p, "group-replicas", 1, { min: 1, max: 5, integer: true });
+  if (typeof bucket !== "string") {
+    for (const f of ["partitions", "lease-ms", "group-replicas"]) {
+      if (p.values[f] !== undefined) {
+        throw new InvalidArgumentError(`--${f}`, "to come with --group BUCKET", p.values[f]);
+      }
+    }
+    return undefined;
+  }
+  return { bucket, partitions, leaseMs, replicas };
+}
+
+async function openGroup(transport: Transport, spec: GroupSpec): Promise<AggregatorGroupOptions> {
+  const store = await openKvGroupStore(transport, {
+    bucket: spec.bucket,
+    replicas: spec.replicas,
+  });
+  return { store, partitions: spec.partitions, leaseMs: spec.leaseMs };
+}
+
+/** The seed in a key file (`sluice keygen --out`), or a usage error naming the file. */
+function readSeed(file: string): string {
+  try {
+    return readFileSync(file, "utf8").trim();
+  } catch (err) {
+    throw new InvalidArgumentError("--signing-key-file", "a readable seed file", file, {
+      cause: err,
+    });
+  }
+}

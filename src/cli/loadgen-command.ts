@@ -5,7 +5,8 @@ import { loadRules } from "../config/rules-file.js";
 import { InvalidArgumentError } from "../errors.js";
 import { createLimiter } from "../limiter/limiter.js";
 import { DEFAULT_SYNC_INTERVAL_MS, SYNC_INTERVAL_BOUNDS } from "../protocol/limits.js";
-import { flag, num, parse, str, untilSignal } from "./args.js";
+import { createVerifier } from "../protocol/signing.js";
+import { flag, num, type Parsed, parse, str, untilSignal } from "./args.js";
 import type { Command } from "./command.js";
 import {
   connect,
@@ -40,6 +41,7 @@ const OPTIONS = {
   "stale-after-ms": { type: "string" },
   "expected-nodes": { type: "string" },
   "start-at-ms": { type: "string" },
+  "verify-key": { type: "string" },
   json: { type: "boolean" },
   ...TELEMETRY_OPTIONS,
 } as const;
@@ -67,6 +69,8 @@ export const loadgenCommand: Command = {
     "  --expected-nodes N    live nodes assumed until the aggregator says (default 1)",
     "  --start-at-ms T       connect now, start the load at wall-clock time T (Unix ms), so",
     "                        several processes' schedules line up (default: once connected)",
+    "  --verify-key K[,K]    the aggregator group's public key(s) (`sluice keygen`): unsigned or",
+    "                        wrongly signed updates are dropped and counted",
     "  --json                reports as JSON lines",
     ...telemetryHelp(24),
     "",
@@ -108,6 +112,7 @@ export const loadgenCommand: Command = {
       heartbeatIntervalMs: num(p, "heartbeat-ms", 500, { min: 50 }),
       staleAfterMs: num(p, "stale-after-ms", 2000, { min: 1 }),
       initialLiveNodes: num(p, "expected-nodes", 1, { integer: true, min: 1, max: 65_535 }),
+      ...verifyKeysOf(p),
     };
     const transport = await connect(p, "sluice-loadgen");
     const limiter = createLimiter({ rules });
@@ -193,3 +198,12 @@ export const loadgenCommand: Command = {
     return 0;
   },
 };
+
+/** `--verify-key`, checked now (a bad key fails before anything is opened). */
+function verifyKeysOf(p: Parsed): { verifyKeys?: string[] } {
+  const raw = p.values["verify-key"];
+  if (typeof raw !== "string") return {};
+  const keys = raw.split(",").map((k) => k.trim());
+  createVerifier(keys);
+  return { verifyKeys: keys };
+}
