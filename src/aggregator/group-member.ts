@@ -61,6 +61,11 @@ interface Feed {
   sub: Subscription;
   /** Batches held until the partition is acquired; undefined once it is. */
   held: DecisionBatch[] | undefined;
+  /**
+   * Saved for a handoff: later batches are the next owner's to count (it receives them too), so
+   * they are dropped here, unless the handoff fails and the partition is granted again.
+   */
+  handedOff: boolean;
 }
 
 export class GroupMember implements GroupListener {
@@ -129,6 +134,8 @@ export class GroupMember implements GroupListener {
   async handOff(p: number, to: string): Promise<string> {
     const core = this.#o.core;
     const epoch = core.ownership?.epochOf(p) ?? 0;
+    const feed = this.#feeds.get(p);
+    if (feed !== undefined) feed.handedOff = true;
     const bytes = core.exportPartition(p, this.#o.clock.nowMs(), wallClockMs(), true);
     const name = `handoff.${p}.${epoch}.${to}`;
     await this.#o.checkpoints.save(name, bytes, this.#o.ttlMs);
@@ -174,6 +181,7 @@ export class GroupMember implements GroupListener {
     if (feed !== undefined) return feed;
     const created: Feed = {
       held: [],
+      handedOff: false,
       sub: this.#o.transport.subscribe(this.#o.subjects.partitionDecisions(p), (bytes, subject) =>
         this.#onBatch(created, p, bytes, subject),
       ),
@@ -193,7 +201,12 @@ export class GroupMember implements GroupListener {
       }
       return;
     }
-    this.#o.core.ingestBatch(batch, this.#o.clock.nowMs(), p);
+    const now = this.#o.clock.nowMs();
+    if (feed.handedOff) {
+      if (!this.group.canGrant(p, now)) return;
+      feed.handedOff = false; // the handoff failed: the partition is this run's again
+    }
+    this.#o.core.ingestBatch(batch, now, p);
     this.#o.ingested();
   }
 

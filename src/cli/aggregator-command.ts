@@ -229,8 +229,8 @@ export const aggregatorCommand: Command = {
       );
     await untilSignal(durationMs);
     clearInterval(timer);
+    await service.close(); // a group member hands its partitions over first
     report();
-    await service.close();
     await checkpoints?.close();
     await (group?.store as KvGroupStore | undefined)?.close();
     await telemetry?.close();
