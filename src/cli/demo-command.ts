@@ -132,6 +132,7 @@ async function runProcesses(plan: Plan, args: string[]): Promise<number> {
   const children: ChildProcess[] = [];
   const timers: NodeJS.Timeout[] = [];
   const finals = new Map<string, Record<string, unknown>>();
+  const killed = new Set<string>();
   const start = (name: string, argv: string[], onLine: (obj: Record<string, unknown>) => void) => {
     const child = spawn(
       process.execPath,
@@ -149,7 +150,7 @@ async function runProcesses(plan: Plan, args: string[]): Promise<number> {
       }
     });
     child.on("exit", (code, signal) => {
-      if (code !== 0 && signal !== "SIGTERM" && !plan.json)
+      if (code !== 0 && signal !== "SIGTERM" && !killed.has(name) && !plan.json)
         console.error(`${name} exited with ${code ?? signal}`);
     });
     return child;
@@ -200,6 +201,7 @@ async function runProcesses(plan: Plan, args: string[]): Promise<number> {
         if (!plan.json)
           board.note("-- agg-1 killed (SIGKILL): the others take its partitions over");
         finals.delete("agg-1");
+        killed.add("agg-1");
         aggregators[0]!.kill("SIGKILL");
       }, plan.durationMs / 2),
     );
@@ -249,7 +251,9 @@ async function runProcesses(plan: Plan, args: string[]): Promise<number> {
   for (const a of aggregators) a.kill("SIGTERM");
   await Promise.all(
     children.map((c) =>
-      c.exitCode !== null ? Promise.resolve() : new Promise((r) => c.once("exit", r)),
+      c.exitCode !== null || c.signalCode !== null
+        ? Promise.resolve()
+        : new Promise((r) => c.once("exit", r)),
     ),
   );
   const last = [...finals.values()];
@@ -257,8 +261,15 @@ async function runProcesses(plan: Plan, args: string[]): Promise<number> {
     mode: group ? `processes over NATS, ${plan.aggregators} aggregators` : "processes over NATS",
     invalidMessages: Object.assign({}, ...last.map((o) => o["invalidMessages"] ?? {})),
     grantsSent: last.reduce((n, o) => n + ((o["grantsSent"] as number | undefined) ?? 0), 0),
+    ...(group ? { aggregators: last.map(memberSummary) } : {}),
   });
   return 0;
+}
+
+/** A group member at the end: its id, partitions held and taken over. */
+function memberSummary(o: Record<string, unknown>): Record<string, unknown> {
+  const g = o["group"] as { owned: number; takeovers: number } | undefined;
+  return { id: o["aggregatorId"], partitions: g?.owned, takeovers: g?.takeovers };
 }
 
 /** One aggregator's part of the progress line: nodes and grants, and its partitions in a group. */

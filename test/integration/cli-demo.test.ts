@@ -104,6 +104,34 @@ test("cli demo - over NATS: an aggregator and node processes share the limit, wi
   checkRun("nats", demo.lines, "processes over NATS", 4);
 });
 
+test("cli demo - two aggregators: the first is killed at half time, the other takes its partitions over and the limit holds", {
+  timeout: 90_000,
+}, async (t) => {
+  const demo = await runDemo(
+    "demo-group",
+    ["demo", "--json", "--nats", SHARED_NATS, "--duration-ms", "8000", "--aggregators", "2"],
+    60_000,
+  );
+  assert.deepEqual(demo.exit, { code: 0, signal: null }, demo.stderr);
+  const { summary } = demoLines(demo.lines);
+  assert.ok(summary !== undefined);
+  const s = summary as DemoSummary & {
+    aggregators: { id: string; partitions: number; takeovers: number }[];
+  };
+  t.diagnostic(
+    `mean ${s.hotKeyMeanRatio}, worst window ${s.hotKeyWorstWindowRatio}, ${JSON.stringify(s.aggregators)}`,
+  );
+  assert.equal(s.mode, "processes over NATS, 2 aggregators");
+  assert.deepEqual(
+    s.aggregators.map((a) => [a.id, a.partitions]),
+    [["agg-2", 16]],
+    "the survivor holds every partition",
+  );
+  assert.ok(s.aggregators[0]!.takeovers > 0, "by taking over the killed one's");
+  assert.ok(s.hotKeyWorstWindowRatio <= 1.05, `worst window ${s.hotKeyWorstWindowRatio}`);
+  assert.deepEqual(s.invalidMessages, {});
+});
+
 test("cli demo - in memory: the same demo in one process, no NATS", {
   timeout: 60_000,
 }, async () => {
