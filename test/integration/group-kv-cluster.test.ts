@@ -50,6 +50,8 @@ async function member(id: string, urls: readonly string[], bucket: string, event
     timeoutMs: 1000,
   });
   const disconnects: number[] = [];
+  /** What the group's store calls failed with, and how often. */
+  const errors = new Map<string, number>();
   transport.onStatus((s) => {
     if (s.type === "disconnected") disconnects.push(performance.now());
   });
@@ -91,7 +93,14 @@ async function member(id: string, urls: readonly string[], bucket: string, event
       events.push({ at: performance.now(), p, how: `${id}:renewed`, epoch });
     },
     handOff: async (p) => `handoff-${p}`,
-    released: () => {},
+    released: (p, why) => {
+      events.push({ at: performance.now(), p, how: `${id}:released-${why}`, epoch: Number.NaN });
+    },
+    error: (e) => {
+      const cause = e instanceof Error && e.cause instanceof Error ? `: ${e.cause.message}` : "";
+      const what = `${e instanceof Error ? e.name : "error"}${cause}`.slice(0, 80);
+      errors.set(what, (errors.get(what) ?? 0) + 1);
+    },
   };
   const group = new Group({
     store,
@@ -108,6 +117,7 @@ async function member(id: string, urls: readonly string[], bucket: string, event
     transport,
     disconnects,
     watchLag,
+    errors,
     async close() {
       await group.close(true);
       await kv.close();
@@ -188,7 +198,8 @@ function describe(members: readonly Member[]): string {
       (m) =>
         `${m.id}: grants [${grantable(m.group)}] holds [${m.group.held().map(([p, e]) => `${p}@${e}`)}] ` +
         `watch lag ${m.watchLag().toFixed(0)} ms ` +
-        `sees [${m.group.liveMembers()}] ${JSON.stringify(m.group.stats())}`,
+        `sees [${m.group.liveMembers()}] ${JSON.stringify(m.group.stats())} ` +
+        `errors ${JSON.stringify(Object.fromEntries(m.errors))}`,
     )
     .join("; ");
 }
@@ -314,7 +325,9 @@ test("group on a 3-server NATS cluster - the KV leader crashes and comes back", 
     exclusive();
     assert.ok(covered(groups), `after the restart: ${state()}`);
 
-    const repeated = events.filter((e) => events.some((o) => o !== e && o.epoch === e.epoch));
+    const repeated = events.filter(
+      (e) => !Number.isNaN(e.epoch) && events.some((o) => o !== e && o.epoch === e.epoch),
+    );
     assert.deepEqual(
       repeated.map(
         (e) => `p${e.p} ${e.how} epoch ${e.epoch} at ${(e.at - killedAt).toFixed(0)} ms`,
