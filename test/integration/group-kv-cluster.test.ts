@@ -143,6 +143,8 @@ class Sampler {
   maxGap = { ms: 0, p: -1, endedAt: 0 };
   /** The largest time between two samples (how late the timer ran). */
   maxStep = 0;
+  /** Per member: since when its lease is not valid by its own clock (NaN: valid), longest such run. */
+  readonly lapse = new Map<string, { since: number; longestMs: number }>();
   #lastSample: number;
 
   readonly #describe: () => string;
@@ -161,6 +163,14 @@ class Sampler {
     this.samples++;
     this.maxStep = Math.max(this.maxStep, now - this.#lastSample);
     this.#lastSample = now;
+    for (const g of this.#groups) {
+      const l = this.lapse.get(g.memberId) ?? { since: Number.NaN, longestMs: 0 };
+      this.lapse.set(g.memberId, l);
+      if (now >= g.validUntilMs) {
+        if (Number.isNaN(l.since)) l.since = now;
+        l.longestMs = Math.max(l.longestMs, now - l.since);
+      } else l.since = Number.NaN;
+    }
     for (let p = 0; p < P; p++) {
       const owners = this.#groups.filter((g) => g.canGrant(p, now));
       if (owners.length > 1 && this.violation === undefined) {
@@ -256,7 +266,12 @@ test("group on a 3-server NATS cluster - the KV leader crashes and comes back", 
     await a.group.start();
     await b.group.start();
     const groups = [a.group, b.group];
-    const state = () => describe(open);
+    const state = () =>
+      `${describe(open)}; longest lease lapse by each member's own clock: ${[
+        ...(sampler?.lapse ?? []),
+      ]
+        .map(([id, l]) => `${id} ${l.longestMs.toFixed(0)} ms`)
+        .join(", ")}`;
     const exclusive = () => assert.equal(sampler?.violation, undefined, sampler?.violation);
     /** Every partition grantable by exactly one member within `ms`, failing at once on a double. */
     const allCovered = (what: string, ms: number) =>
@@ -333,7 +348,11 @@ test("group on a 3-server NATS cluster - the KV leader crashes and comes back", 
         (e) => `p${e.p} ${e.how} epoch ${e.epoch} at ${(e.at - killedAt).toFixed(0)} ms`,
       ),
       [],
-      "every acquisition and renewal has its own epoch (times from the crash)",
+      "every acquisition and renewal has its own epoch (times from the crash); those " +
+        `partitions went: ${events
+          .filter((e) => repeated.some((r) => r.p === e.p))
+          .map((e) => `p${e.p} ${e.how} ${e.epoch} at ${(e.at - killedAt).toFixed(0)}`)
+          .join(", ")}; ${state()}`,
     );
 
     // Not asserted: how long until the partitions are where rendezvous hashing puts them.
