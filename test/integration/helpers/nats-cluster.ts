@@ -89,8 +89,8 @@ export class NatsCluster {
     const name = options.name ?? "sluice-test";
     const readyTimeoutMs = options.readyTimeoutMs ?? 30_000;
     const binary = systemBinary("nats-server");
-    const dir = mkdtempSync(join(tmpdir(), "sluice-natscluster-"));
     const ports = await distinctFreePorts(9);
+    const dir = mkdtempSync(join(tmpdir(), "sluice-natscluster-"));
     const at = (i: number, k: number) => ports[3 * i + k]!;
     const slots: ServerSlot[] = [0, 1, 2].map((i) => {
       const storeDir = join(dir, `n${i}`);
