@@ -1,5 +1,6 @@
 /** The types of an aggregator group's member (group.ts): its options, its listener, its stats. */
 import type { Clock } from "../clock/clock.js";
+import type { PartitionValue } from "./group-records.js";
 import type { GroupStore } from "./group-store.js";
 
 /** How a partition came to this run. */
@@ -55,4 +56,41 @@ export interface GroupStats {
   readonly taken: number;
   readonly renewFailures: number;
   readonly casConflicts: number;
+}
+
+export function newGroupStats(): { -readonly [K in keyof GroupStats]: GroupStats[K] } {
+  return {
+    claims: 0,
+    handoffsOut: 0,
+    handoffsIn: 0,
+    takeovers: 0,
+    taken: 0,
+    renewFailures: 0,
+    casConflicts: 0,
+  };
+}
+
+/** Another member as this run sees it. */
+export interface Member {
+  run: number;
+  draining: boolean;
+  deleted: boolean;
+  /** This run's clock when a write of the key was last seen. */
+  seenAtMs: number;
+  revision: number;
+}
+
+/** A partition record as this run last read it. */
+export interface PartitionRecord {
+  value: PartitionValue | undefined;
+  revision: number;
+  deleted: boolean;
+}
+
+/** A partition this run holds. */
+export interface Held {
+  epoch: number;
+  /** The revision of this run's last write of the partition record. */
+  revision: number;
+  phase: "importing" | "active" | "handing-off" | "suspect";
 }

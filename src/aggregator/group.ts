@@ -10,14 +10,16 @@
  * Rules this keeps:
  * - A member is alive while its lease is renewed: this run rewrites its member key every
  *   lease / 3 and counts itself valid until (send time of its last successful write) + lease -
- *   margin, on its own monotonic clock. Another member counts it gone once it has seen no write
- *   of that key for a whole lease on *its* clock (or the key was deleted, or a newer run of the
- *   id registered). A write is seen after it was sent, so a member is gone for the others only
- *   after it has stopped counting itself valid (clock rates differ by far less than the margin).
+ *   margin, on its own monotonic clock. Another member counts it gone once a whole lease on *its*
+ *   clock has passed without a write of that key, as far as its watch is known current (up to its
+ *   own last write the watch delivered, watch-currency.ts), or the key was deleted, or a newer
+ *   run of the id registered. A write is seen after it was sent, so a member is gone for the
+ *   others only after it has stopped counting itself valid (clock rates differ far less than the
+ *   margin). A lease is judged lapsed when a renewal is acknowledged late, not when it is sent.
  * - `canGrant` is false for every partition from the moment the lease may have lapsed (a pause,
- *   a store that does not answer); after a successful renewal each partition held is claimed
- *   again by compare-and-set on the revision this run wrote, so one taken meanwhile is let go,
- *   and one kept gets a new owner epoch.
+ *   a store that does not answer); after a renewal that finds it lapsed each partition held is
+ *   claimed again by compare-and-set on the revision this run wrote, so one taken meanwhile is
+ *   let go, and one kept gets a new owner epoch. A transfer is taken by compare-and-set too.
  * - Partitions go where rendezvous hashing over the live, not draining members says
  *   (assignment.ts). A partition nobody holds, or whose owner is gone, is claimed by the member
  *   it should go to; one held by a live member is transferred by that member: it stops granting,
@@ -39,31 +41,19 @@ import {
   partitionOf,
 } from "./group-records.js";
 import type { GroupEntry, GroupStore, GroupWatch } from "./group-store.js";
-import type { AcquireKind, GroupListener, GroupOptions, GroupStats } from "./group-types.js";
+import {
+  type AcquireKind,
+  type GroupListener,
+  type GroupOptions,
+  type GroupStats,
+  type Held,
+  type Member,
+  newGroupStats,
+  type PartitionRecord,
+} from "./group-types.js";
+import { WatchCurrency } from "./watch-currency.js";
 
 export type { AcquireKind, GroupListener, GroupOptions, GroupStats } from "./group-types.js";
-
-interface Member {
-  run: number;
-  draining: boolean;
-  deleted: boolean;
-  /** This run's clock when a write of the key was last seen. */
-  seenAtMs: number;
-  revision: number;
-}
-
-interface Record {
-  value: PartitionValue | undefined;
-  revision: number;
-  deleted: boolean;
-}
-
-interface Held {
-  epoch: number;
-  /** The revision of this run's last write of the partition record. */
-  revision: number;
-  phase: "importing" | "active" | "handing-off" | "suspect";
-}
 
 export class Group {
   readonly memberId: string;
@@ -74,7 +64,7 @@ export class Group {
   readonly #clock: Clock;
   readonly #listener: GroupListener;
   readonly #members = new Map<string, Member>();
-  readonly #records = new Map<number, Record>();
+  readonly #records = new Map<number, PartitionRecord>();
   readonly #held = new Map<number, Held>();
   readonly #wanted = new Set<number>();
   /** Partitions with a write or a listener call in flight. */
@@ -87,19 +77,14 @@ export class Group {
   #closed = false;
   #evaluating = false;
   #again = false;
+  /** Partitions whose cached record lost a compare-and-set: not acted on until read again. */
+  readonly #stale = new Set<number>();
   /** A store call failed (not by a conflict) since the last beat. */
   #stalled = false;
   /** No transfer out before this time (this run's clock): set while a drain is announced. */
   #transfersFrom = 0;
-  #stats = {
-    claims: 0,
-    handoffsOut: 0,
-    handoffsIn: 0,
-    takeovers: 0,
-    taken: 0,
-    renewFailures: 0,
-    casConflicts: 0,
-  };
+  readonly #watchCurrency = new WatchCurrency();
+  #stats = newGroupStats();
 
   constructor(o: GroupOptions) {
     this.memberId = o.memberId;
@@ -121,14 +106,8 @@ export class Group {
     // What this run will be given is wanted before anyone can see it registered: an owner hands a
     // partition over as soon as it sees the newcomer, and reports sent after its save must reach
     // the newcomer.
-    const now = this.#clock.nowMs();
-    const members = [...this.#members].filter(
-      ([id, m]) => this.#isAlive(id, m, now) && !m.draining,
-    );
-    const desired = assignPartitions(this.partitions, [
-      ...members.map(([id]) => id),
-      this.memberId,
-    ]);
+    const others = this.liveMembers().filter((id) => id !== this.memberId);
+    const desired = assignPartitions(this.partitions, [...others, this.memberId]);
     for (let p = 0; p < this.partitions; p++) {
       if (desired[p] === this.memberId && !this.#wanted.has(p)) {
         this.#wanted.add(p);
@@ -210,6 +189,7 @@ export class Group {
 
   #beat(): void {
     this.#stalled = false;
+    this.#stale.clear(); // at most one attempt a beat on a record whose re-read did not come
     void this.#renew();
     this.#schedule();
   }
@@ -217,8 +197,9 @@ export class Group {
   async #renew(): Promise<void> {
     if (this.#closed) return;
     const sentAt = this.#clock.nowMs();
+    let revision: number;
     try {
-      await this.#store.put(
+      revision = await this.#store.put(
         MEMBER_PREFIX + this.memberId,
         encodeRecord({ run: this.run, draining: this.#draining }),
       );
@@ -227,8 +208,11 @@ export class Group {
       this.#error(e);
       return;
     }
-    const lapsed = !(sentAt < this.#validUntilMs);
+    // Judged when the write is acknowledged: one sent in time but acknowledged after the lease
+    // ran out renews a lease that lapsed meanwhile.
+    const lapsed = !(this.#clock.nowMs() < this.#validUntilMs);
     this.#validUntilMs = Math.max(this.#validUntilMs, sentAt + this.leaseMs - this.#marginMs());
+    this.#watchCurrency.wrote(revision, sentAt);
     if (lapsed) {
       // The lease may have lapsed before this write: another member may have taken what this
       // run held, so each is claimed again before it grants.
@@ -243,6 +227,7 @@ export class Group {
   #onMember(e: GroupEntry): void {
     const id = memberIdOf(e.key);
     if (id === undefined) return;
+    if (id === this.memberId) this.#watchCurrency.delivered(e.revision);
     const known = this.#members.get(id);
     if (known !== undefined && e.revision <= known.revision) return;
     const v = e.deleted ? undefined : decodeMember(e.value);
@@ -261,6 +246,7 @@ export class Group {
     if (p === undefined || p >= this.partitions) return;
     const known = this.#records.get(p);
     if (known !== undefined && e.revision <= known.revision) return;
+    this.#stale.delete(p);
     this.#records.set(p, {
       value: e.deleted ? undefined : decodePartition(e.value),
       revision: e.revision,
@@ -272,12 +258,14 @@ export class Group {
     this.#schedule();
   }
 
-  /** Whether member `id` is alive for this run at `nowMs`. */
+  /** Whether member `id` is alive for this run at `nowMs` (see the rules above). */
   #isAlive(id: string, m: Member | undefined, nowMs: number): boolean {
     if (id === this.memberId) return !this.#closed && nowMs < this.#validUntilMs;
     if (m === undefined || m.deleted) return false;
     const since = m.seenAtMs > this.#watchStartMs ? m.seenAtMs : this.#watchStartMs;
-    return nowMs - since < this.leaseMs;
+    const asOf = this.#watchCurrency.asOfMs;
+    const current = asOf < nowMs ? asOf : nowMs;
+    return current - since < this.leaseMs;
   }
 
   /** Whether the run `run` of member `id` still holds what it claimed. */
@@ -310,7 +298,7 @@ export class Group {
     const now = this.#clock.nowMs();
     const desired = assignPartitions(this.partitions, this.liveMembers(now));
     for (let p = 0; p < this.partitions; p++) {
-      if (this.#busy.has(p)) continue;
+      if (this.#busy.has(p) || this.#stale.has(p)) continue;
       const held = this.#held.get(p);
       const want = desired[p];
       if (held !== undefined) this.#evaluateHeld(p, held, want, now);
@@ -355,7 +343,7 @@ export class Group {
     }
   }
 
-  #claim(p: number, record: Record | undefined, how: "fresh" | "takeover"): void {
+  #claim(p: number, record: PartitionRecord | undefined, how: "fresh" | "takeover"): void {
     const value = encodeRecord({ owner: this.memberId, run: this.run, state: "owned" });
     const write =
       record === undefined || record.deleted
@@ -372,10 +360,20 @@ export class Group {
       .finally(() => this.#done(p));
   }
 
-  #accept(p: number, record: Record, v: PartitionValue): void {
+  /**
+   * Takes a partition transferred to this run by writing it as owned, by compare-and-set on the
+   * transfer's revision: the epoch is this write's, so a transfer record that is no longer the
+   * latest (superseded by a write this run has not seen yet) is never granted from.
+   */
+  #accept(p: number, record: PartitionRecord, v: PartitionValue): void {
     this.#busy.add(p);
-    this.#stats.handoffsIn++;
-    void this.#acquire(p, record.revision, "handoff", v.checkpoint)
+    const value = encodeRecord({ owner: this.memberId, run: this.run, state: "owned" });
+    void this.#store
+      .update(PARTITION_PREFIX + p, value, record.revision)
+      .then((revision) => {
+        this.#stats.handoffsIn++;
+        return this.#acquire(p, revision, "handoff", v.checkpoint);
+      })
       .catch((e) => this.#failed(p, e))
       .finally(() => this.#done(p));
   }
@@ -462,6 +460,7 @@ export class Group {
       return;
     }
     this.#stats.casConflicts++;
+    this.#stale.add(p);
     void this.#store
       .get(PARTITION_PREFIX + p)
       .then((entry) => {

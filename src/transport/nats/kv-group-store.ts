@@ -13,7 +13,7 @@
  * go away by themselves; members rewrite theirs every lease / 3 and owners keep partition records
  * by transferring or claiming them.
  */
-import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
+import { JetStreamApiCodes, JetStreamApiError, jetstream } from "@nats-io/jetstream";
 import { type KV, type KvEntry, Kvm, KvWatchInclude } from "@nats-io/kv";
 import { CasConflictError, InvalidArgumentError } from "../../errors.js";
 import { StoreUnavailableError } from "../../limiter/strict-store.js";
@@ -79,7 +79,8 @@ export async function openKvGroupStore(
   }
   const timeoutMs = options.timeoutMs ?? 2000;
   let kv: KV;
-  const kvm = new Kvm(nc);
+  // The bucket's own timeout option is not applied to its calls: the client's is.
+  const kvm = new Kvm(jetstream(nc, { timeout: timeoutMs }));
   try {
     kv = await kvm.create(bucket, { history: 1, replicas, ttl: ttlMs, timeout: timeoutMs });
   } catch (err) {

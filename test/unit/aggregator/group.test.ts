@@ -28,9 +28,29 @@ function member(
   events: Event[],
   run = 1,
   watchWhileCut = false,
-): { group: Group; cut: (off: boolean) => void; refused: () => number } {
+): {
+  group: Group;
+  cut: (off: boolean) => void;
+  refused: () => number;
+  /** The watch stops (or resumes) delivering, the writes still working: a stale watch. */
+  freezeWatch: (frozen: boolean) => void;
+  /** Member writes wait `ms` before they are stored, and are acknowledged then. */
+  delayPuts: (ms: number) => void;
+} {
   let off = false;
   let refused = 0;
+  let frozen = false;
+  let putDelayMs = 0;
+  const later = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const until = clock.nowMs() + ms;
+      const t = clock.setRepeating(() => {
+        if (clock.nowMs() >= until) {
+          t.cancel();
+          resolve();
+        }
+      }, 10);
+    });
   const unavailable = () => {
     refused++;
     return Promise.reject(new StoreUnavailableError(`${id} is cut off`));
@@ -38,11 +58,16 @@ function member(
   const store: GroupStore = {
     create: (k, v) => (off ? unavailable() : shared.create(k, v)),
     update: (k, v, r) => (off ? unavailable() : shared.update(k, v, r)),
-    put: (k, v) => (off ? unavailable() : shared.put(k, v)),
+    put: (k, v) =>
+      off
+        ? unavailable()
+        : putDelayMs > 0
+          ? later(putDelayMs).then(() => shared.put(k, v))
+          : shared.put(k, v),
     get: (k) => (off ? unavailable() : shared.get(k)),
     delete: (k) => (off ? unavailable() : shared.delete(k)),
     watch: (prefix, onEntry) =>
-      shared.watch(prefix, (e) => (off && !watchWhileCut ? undefined : onEntry(e))),
+      shared.watch(prefix, (e) => ((off && !watchWhileCut) || frozen ? undefined : onEntry(e))),
   };
   const listener: GroupListener = {
     wanted: (p) => events.push({ at: clock.nowMs(), what: `${id} wanted`, p }),
@@ -65,7 +90,13 @@ function member(
     leaseMs: LEASE,
     listener,
   });
-  return { group, cut: (v) => (off = v), refused: () => refused };
+  return {
+    group,
+    cut: (v) => (off = v),
+    refused: () => refused,
+    freezeWatch: (v) => (frozen = v),
+    delayPuts: (ms) => (putDelayMs = ms),
+  };
 }
 
 async function settle(store: MemoryGroupStore): Promise<void> {
@@ -205,6 +236,54 @@ test("group - a member whose writes fail (its watch still delivering) retries on
   assert.ok(a.refused() <= beats * (P + 1), `${a.refused()} refused calls in ${beats} beats`);
   assert.equal(grantable(b.group, clock).length, P, "b took over");
   assert.equal(grantable(a.group, clock).length, 0);
+  await b.group.close();
+  await a.group.close();
+});
+
+test("group - a member whose watch falls behind takes nothing from members that are alive", async () => {
+  const clock = new ManualClock(0);
+  const store = createMemoryGroupStore();
+  const events: Event[] = [];
+  const a = member("a", store, clock, events);
+  const b = member("b", store, clock, events);
+  await a.group.start();
+  await b.group.start();
+  await run(clock, store, 600);
+  assert.ok(grantable(a.group, clock).length > 0 && grantable(b.group, clock).length > 0);
+  // b's watch stops delivering (its server died) while every write still works: it sees no
+  // writes from a, but cannot know a is gone, since it does not see its own writes either.
+  b.freezeWatch(true);
+  await run(clock, store, 4 * LEASE, exclusive(clock, [a.group, b.group]));
+  assert.equal(events.filter((e) => e.how === "takeover").length, 0, "no takeover");
+  b.freezeWatch(false);
+  await run(clock, store, LEASE, exclusive(clock, [a.group, b.group]));
+  await b.group.close();
+  await a.group.close();
+});
+
+test("group - a member whose writes are stored late, its watch behind, lets go of everything taken meanwhile", async () => {
+  const clock = new ManualClock(0);
+  const store = createMemoryGroupStore();
+  const events: Event[] = [];
+  const a = member("a", store, clock, events);
+  const b = member("b", store, clock, events);
+  await a.group.start();
+  await b.group.start();
+  await run(clock, store, 600);
+  const ofA = grantable(a.group, clock);
+  assert.ok(ofA.length > 0);
+  // a's next writes are stored (and acknowledged) 0.75 lease late: a renewal sent in time comes
+  // back after a's lease ran out, while b, seeing no write from a for a lease, takes a's share;
+  // a's own watch is behind meanwhile, so only its renewal can tell it.
+  a.delayPuts(0.75 * LEASE);
+  a.freezeWatch(true);
+  await run(clock, store, 2 * LEASE, exclusive(clock, [a.group, b.group]));
+  a.delayPuts(0);
+  a.freezeWatch(false);
+  await run(clock, store, 2 * LEASE, exclusive(clock, [a.group, b.group]));
+  const taken = events.filter((e) => e.what === "a released" && e.how === "taken");
+  const takeovers = events.filter((e) => e.what === "b acquired" && e.how === "takeover");
+  assert.equal(takeovers.length, taken.length, "a let go of everything b took");
   await b.group.close();
   await a.group.close();
 });
