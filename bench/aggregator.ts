@@ -26,8 +26,12 @@
  * Memory: heap + ArrayBuffers after a full GC (`node --expose-gc`), before the aggregator exists
  * and after the run with all 100,000 keys held, divided by the keys held.
  *
+ * Digest: sha1 over the JSON of every tick's rate updates and rule defaults, in order (not
+ * timed), so that a change meant to be behaviour-neutral can be checked against the code before it.
+ *
  * Prints a table, then one JSON line (the last line of output).
  */
+import { createHash } from "node:crypto";
 import { AggregatorCore } from "../src/aggregator/aggregator-core.js";
 import { resolveTuning } from "../src/aggregator/tuning.js";
 import { ManualClock } from "../src/clock/clock.js";
@@ -141,6 +145,7 @@ let frameCount = 0;
 let grants = 0;
 let maxRoundMs = 0;
 const roundMs: number[] = [];
+const digest = createHash("sha1");
 process.stderr.write(`[aggregator] ${ROUNDS} rounds of ${NODES} batches...\n`);
 for (let round = 0; round < ROUNDS; round++) {
   const frames = encodeRound(round);
@@ -179,6 +184,8 @@ for (let round = 0; round < ROUNDS; round++) {
   maxRoundMs = Math.max(maxRoundMs, Number(t4 - t0) / 1e6);
   roundMs.push(Number(t4 - t0) / 1e6);
   if (updateBytes < 0) console.log(""); // keeps the encoding observable
+  digest.update(JSON.stringify(updates));
+  digest.update(JSON.stringify(defaults));
 
   // The simulated nodes apply their grants (not timed).
   for (const u of updates) {
@@ -238,6 +245,7 @@ const figures = {
   arrayBuffersMB: round2(memAfter.arrayBuffers / 2 ** 20),
   aggregatorMB: round2((memAfter.total - memBefore.total) / 2 ** 20),
   bytesPerKey: Math.round(bytesPerKey),
+  updatesDigest: digest.digest("hex"),
   gcAvailable: gc !== undefined,
   node: process.version,
 };
