@@ -124,7 +124,7 @@ function encodeRound(round: number): Uint8Array[] {
 }
 
 /** One reader per frame of a round: a batch read stays valid until its reader reads again. */
-const readers: DecisionBatchReader[] = [];
+const readers = Array.from({ length: NODES }, () => new DecisionBatchReader());
 const rules = compileRules([
   { name: RULE, mode: "global", algorithm: "sliding-window", limit: 1000, windowMs: 1000 },
 ]);
@@ -159,7 +159,7 @@ for (let round = 0; round < ROUNDS; round++) {
   const t0 = process.hrtime.bigint();
   const batches: DecisionBatch[] = [];
   for (let i = 0; i < frames.length; i++) {
-    const r = (readers[i] ??= new DecisionBatchReader()).read(frames[i]!);
+    const r = readers[i]!.read(frames[i]!);
     if (r.ok && r.message.type === "decision-batch") batches.push(r.message);
   }
   const t1 = process.hrtime.bigint();

@@ -198,7 +198,11 @@ export function readDecisionBatchInto(
     const rule = r.str(MAX_RULE_BYTES);
     const entryCount = r.u32();
     if (r.truncated) return "truncated";
-    const pool = (t.pool[kept] ??= []);
+    let pool = t.pool[kept];
+    if (pool === undefined) {
+      pool = [];
+      t.pool[kept] = pool;
+    }
     const n = readEntries(r, dropped, rule, entryCount, pool);
     if (n < 0) return "truncated";
     if (rule === undefined) continue;
