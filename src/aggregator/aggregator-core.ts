@@ -76,7 +76,9 @@ export class AggregatorCore {
   readonly #rules = new Map<string, RuleState>();
   readonly #t: AggregatorTuning;
   #grantsFromMs: number;
-  #dirty: [RuleState, KeyState][] = [];
+  /** The keys to allocate at the next tick, with their rules (same index); no pair objects. */
+  #dirtyRules: RuleState[] = [];
+  #dirtyKeys: KeyState[] = [];
   #joinedSinceTick = false;
   #seq = 0;
   #lastReclaimMs: number;
@@ -213,7 +215,8 @@ export class AggregatorCore {
   #markDirty(rs: RuleState, ks: KeyState): void {
     if (ks.dirty) return;
     ks.dirty = true;
-    this.#dirty.push([rs, ks]);
+    this.#dirtyRules.push(rs);
+    this.#dirtyKeys.push(ks);
   }
 
   /**
@@ -264,20 +267,24 @@ export class AggregatorCore {
     }
     const live = Math.max(1, this.membership.liveCount);
     const out: GrantsByNode = new Map();
-    const dirty = this.#dirty;
-    this.#dirty = [];
+    const dirtyRules = this.#dirtyRules;
+    const dirtyKeys = this.#dirtyKeys;
+    this.#dirtyRules = [];
+    this.#dirtyKeys = [];
     const granting = nowMs >= this.#grantsFromMs;
     const own = this.ownership;
     const owners = own === undefined ? [] : this.#owners(canGrant);
-    for (const [rs, ks] of dirty) {
+    for (let i = 0; i < dirtyKeys.length; i++) {
+      const rs = dirtyRules[i]!;
+      const ks = dirtyKeys[i]!;
       if (own !== undefined && !own.grantable(ks.partition, nowMs)) {
         // Not ours (any more): forget; still learning: allocate once it has learnt.
-        if (own.owns(ks.partition)) this.#dirty.push([rs, ks]);
+        if (own.owns(ks.partition)) this.#requeue(rs, ks);
         else ks.dirty = false;
         continue;
       }
       if (own !== undefined && !canGrant(ks.partition)) {
-        this.#dirty.push([rs, ks]); // the lease is in doubt or the partition is being handed off
+        this.#requeue(rs, ks); // the lease is in doubt or the partition is being handed off
         continue;
       }
       ks.dirty = false;
@@ -307,6 +314,12 @@ export class AggregatorCore {
       })),
     };
     return { updates, defaults };
+  }
+
+  /** Puts a key still marked dirty back in the list for the next tick. */
+  #requeue(rs: RuleState, ks: KeyState): void {
+    this.#dirtyRules.push(rs);
+    this.#dirtyKeys.push(ks);
   }
 
   /** The partitions owned that may be announced now (the lease not in doubt), with epochs. */
@@ -449,7 +462,13 @@ export class AggregatorCore {
         this.stats.keys--;
       }
     }
-    this.#dirty = this.#dirty.filter(([, ks]) => ks.partition !== p);
+    const rules = this.#dirtyRules;
+    const keys = this.#dirtyKeys;
+    this.#dirtyRules = [];
+    this.#dirtyKeys = [];
+    for (let i = 0; i < keys.length; i++) {
+      if (keys[i]!.partition !== p) this.#requeue(rules[i]!, keys[i]!);
+    }
   }
 
   #reclaim(nowMs: number): void {

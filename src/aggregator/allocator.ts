@@ -38,7 +38,7 @@ export function maxMinFair(
 ): number[] {
   const n = nodes.length;
   const shares = new Array<number>(n).fill(0);
-  const order = [...nodes.keys()].sort((a, b) => nodes[a]!.demand - nodes[b]!.demand);
+  const order = byDemand(nodes);
   let left = budget;
   for (let i = 0; i < n; i++) {
     const j = order[i]!;
@@ -49,6 +49,32 @@ export function maxMinFair(
     left -= give;
   }
   return shares;
+}
+
+/** Node counts up to which {@link byDemand} sorts by insertion. */
+const INSERTION_SORT_MAX = 32;
+
+/**
+ * The indices of `nodes` by ascending demand, ties in index order (a stable sort: the order
+ * `Array.prototype.sort` gives, which the shares depend on when demands tie).
+ */
+function byDemand(nodes: readonly { readonly demand: number }[]): number[] {
+  const n = nodes.length;
+  if (n > INSERTION_SORT_MAX) {
+    return [...nodes.keys()].sort((a, b) => nodes[a]!.demand - nodes[b]!.demand);
+  }
+  const order = new Array<number>(n);
+  for (let i = 0; i < n; i++) {
+    const d = nodes[i]!.demand;
+    let j = i;
+    // Only strictly greater demands move up, so ties keep their index order.
+    while (j > 0 && nodes[order[j - 1]!]!.demand - d > 0) {
+      order[j] = order[j - 1]!;
+      j--;
+    }
+    order[j] = i;
+  }
+  return order;
 }
 
 /**

@@ -25,7 +25,7 @@ import {
 } from "./fields.js";
 import { type EncodeOptions, encodeGroups } from "./frame.js";
 import { MAX_ID_BYTES, MAX_KEY_BYTES, MAX_RULE_BYTES, MessageTypeCode } from "./limits.js";
-import type { DecisionBatch, DecisionBatchFields, DecisionEntry, RuleGroup } from "./messages.js";
+import type { DecisionBatch, DecisionBatchFields, DecisionEntry } from "./messages.js";
 
 /**
  * Encodes a decision batch as one frame, or several when it exceeds `maxMessageBytes`.
@@ -108,10 +108,69 @@ function throwBadEntry(e: DecisionEntry, at: string): never {
   throw new Error("unreachable: entry reported bad but every field is valid");
 }
 
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
+type MutableEntry = Mutable<DecisionEntry>;
+type MutableGroup = { rule: string; entries: MutableEntry[] };
+
+/**
+ * Where {@link readDecisionBatchInto} writes: a batch whose groups and entries are reused from
+ * one read to the next (their arrays keep their length high-water mark in `pool`).
+ */
+export interface DecisionBatchTarget {
+  readonly batch: Mutable<DecisionBatch> & { groups: MutableGroup[] };
+  /** Per group slot, every entry object made for it so far. */
+  readonly pool: MutableEntry[][];
+}
+
+export function newDecisionBatchTarget(): DecisionBatchTarget {
+  return {
+    batch: {
+      type: "decision-batch",
+      nodeId: "",
+      nodeEpoch: 0,
+      seq: 0,
+      sentAtWallMs: 0,
+      ownerEpoch: 0,
+      groups: [],
+    },
+    pool: [],
+  };
+}
+
+function newEntry(): MutableEntry {
+  return {
+    key: "",
+    generation: 0,
+    admitted: 0,
+    rejected: 0,
+    isNew: false,
+    grantEpoch: 0,
+    grantVersion: 0,
+    allowance: 0,
+    admittedSinceLast: 0,
+    ageMs: 0,
+  };
+}
+
 /** Reads the body after the 4-byte header; the caller reads the signature trailer after it. */
 export function readDecisionBatch(
   r: ByteReader,
   dropped: DroppedEntries,
+): DecisionBatch | DecodeFailure {
+  return readDecisionBatchInto(r, dropped, newDecisionBatchTarget());
+}
+
+/** Bytes of an entry after its key. */
+const ENTRY_FIXED_BYTES = 57;
+
+/**
+ * As {@link readDecisionBatch}, into `t`: the batch returned is `t.batch`, valid until the next
+ * read into `t` (its entry objects are overwritten then).
+ */
+export function readDecisionBatchInto(
+  r: ByteReader,
+  dropped: DroppedEntries,
+  t: DecisionBatchTarget,
 ): DecisionBatch | DecodeFailure {
   const nodeId = r.str(MAX_ID_BYTES);
   const nodeEpoch = r.f64();
@@ -128,53 +187,94 @@ export function readDecisionBatch(
   ) {
     return "bad-field";
   }
-  const groups: RuleGroup<DecisionEntry>[] = [];
+  const b = t.batch;
+  b.nodeId = nodeId;
+  b.nodeEpoch = nodeEpoch;
+  b.seq = seq;
+  b.sentAtWallMs = sentAtWallMs;
+  b.ownerEpoch = ownerEpoch;
+  let kept = 0;
   for (let g = 0; g < groupCount; g++) {
     const rule = r.str(MAX_RULE_BYTES);
     const entryCount = r.u32();
     if (r.truncated) return "truncated";
-    const entries: DecisionEntry[] = [];
-    for (let i = 0; i < entryCount; i++) {
-      const key = r.str(MAX_KEY_BYTES);
-      const generation = r.u32();
-      const admitted = r.f64();
-      const rejected = r.f64();
-      const flags = r.u8();
-      const grantEpoch = r.f64();
-      const grantVersion = r.u32();
-      const allowance = r.f64();
-      const admittedSinceLast = r.f64();
-      const ageMs = r.f64();
-      if (r.truncated) return "truncated";
-      if (rule === undefined) dropped["bad-rule"]++;
-      else if (key === undefined) dropped["bad-key"]++;
-      else if (
-        !isNonNegative(admitted) ||
-        !isNonNegative(rejected) ||
-        !isNonNegative(grantEpoch) ||
-        !isNonNegative(allowance) ||
-        !isNonNegative(admittedSinceLast) ||
-        !isNonNegative(ageMs) ||
-        flags > 1
-      ) {
-        dropped["bad-number"]++;
-      } else {
-        const isNew = flags === 1;
-        entries.push({
-          key,
-          generation,
-          admitted,
-          rejected,
-          isNew,
-          grantEpoch,
-          grantVersion,
-          allowance,
-          admittedSinceLast,
-          ageMs,
-        });
-      }
+    let pool = t.pool[kept];
+    if (pool === undefined) {
+      pool = [];
+      t.pool[kept] = pool;
     }
-    if (rule !== undefined) groups.push({ rule, entries });
+    const n = readEntries(r, dropped, rule, entryCount, pool);
+    if (n < 0) return "truncated";
+    if (rule === undefined) continue;
+    let group = b.groups[kept];
+    if (group === undefined) {
+      group = { rule, entries: [] };
+      b.groups[kept] = group;
+    }
+    group.rule = rule;
+    const entries = group.entries;
+    for (let i = 0; i < n; i++) entries[i] = pool[i]!;
+    entries.length = n;
+    kept++;
   }
-  return { type: "decision-batch", nodeId, nodeEpoch, seq, sentAtWallMs, ownerEpoch, groups };
+  b.groups.length = kept;
+  return b;
+}
+
+/**
+ * Reads `count` entries into `pool`'s first objects (making more as needed), the valid ones
+ * first; returns how many are valid, or -1 when the message is truncated.
+ */
+function readEntries(
+  r: ByteReader,
+  dropped: DroppedEntries,
+  rule: string | undefined,
+  count: number,
+  pool: MutableEntry[],
+): number {
+  const v = r.view;
+  let n = 0;
+  for (let i = 0; i < count; i++) {
+    const key = r.str(MAX_KEY_BYTES);
+    const p = r.skip(ENTRY_FIXED_BYTES);
+    if (p < 0) return -1;
+    const admitted = v.getFloat64(p + 4, true);
+    const rejected = v.getFloat64(p + 12, true);
+    const flags = v.getUint8(p + 20);
+    const grantEpoch = v.getFloat64(p + 21, true);
+    const allowance = v.getFloat64(p + 33, true);
+    const admittedSinceLast = v.getFloat64(p + 41, true);
+    const ageMs = v.getFloat64(p + 49, true);
+    if (rule === undefined) dropped["bad-rule"]++;
+    else if (key === undefined) dropped["bad-key"]++;
+    else if (
+      !isNonNegative(admitted) ||
+      !isNonNegative(rejected) ||
+      !isNonNegative(grantEpoch) ||
+      !isNonNegative(allowance) ||
+      !isNonNegative(admittedSinceLast) ||
+      !isNonNegative(ageMs) ||
+      flags > 1
+    ) {
+      dropped["bad-number"]++;
+    } else {
+      let e = pool[n];
+      if (e === undefined) {
+        e = newEntry();
+        pool[n] = e;
+      }
+      e.key = key;
+      e.generation = v.getUint32(p, true);
+      e.admitted = admitted;
+      e.rejected = rejected;
+      e.isNew = flags === 1;
+      e.grantEpoch = grantEpoch;
+      e.grantVersion = v.getUint32(p + 29, true);
+      e.allowance = allowance;
+      e.admittedSinceLast = admittedSinceLast;
+      e.ageMs = ageMs;
+      n++;
+    }
+  }
+  return n;
 }

@@ -13,7 +13,12 @@
  */
 import { ByteReader } from "./byte-reader.js";
 import { crc32 } from "./crc32.js";
-import { readDecisionBatch } from "./decision-batch.js";
+import {
+  type DecisionBatchTarget,
+  newDecisionBatchTarget,
+  readDecisionBatch,
+  readDecisionBatchInto,
+} from "./decision-batch.js";
 import type { DecodeResult, DroppedEntries, SignatureStatus } from "./decode-result.js";
 import { readHeartbeat } from "./heartbeat.js";
 import {
@@ -42,6 +47,27 @@ export interface DecodeOptions {
 
 /** Decodes and validates one message. */
 export function decode(bytes: Uint8Array, options?: DecodeOptions): DecodeResult {
+  return decodeWith(bytes, options, undefined);
+}
+
+/**
+ * {@link decode} for a receiver of many decision batches: a decision batch it returns is the
+ * reader's own, reused (its groups, entries and entry objects overwritten) at the next `read`,
+ * so it must be consumed before then. Accepts and rejects exactly what `decode` does.
+ */
+export class DecisionBatchReader {
+  readonly #target = newDecisionBatchTarget();
+
+  read(bytes: Uint8Array, options?: DecodeOptions): DecodeResult {
+    return decodeWith(bytes, options, this.#target);
+  }
+}
+
+function decodeWith(
+  bytes: Uint8Array,
+  options: DecodeOptions | undefined,
+  target: DecisionBatchTarget | undefined,
+): DecodeResult {
   const n = bytes.length;
   if (n < MIN_MESSAGE_BYTES) return { ok: false, reason: "too-short" };
   if (n > MAX_MESSAGE_BYTES) return { ok: false, reason: "too-large" };
@@ -64,7 +90,9 @@ export function decode(bytes: Uint8Array, options?: DecodeOptions): DecodeResult
   const droppedEntries: DroppedEntries = { "bad-key": 0, "bad-rule": 0, "bad-number": 0 };
   const message =
     type === MessageTypeCode.decisionBatch
-      ? readDecisionBatch(r, droppedEntries)
+      ? target === undefined
+        ? readDecisionBatch(r, droppedEntries)
+        : readDecisionBatchInto(r, droppedEntries, target)
       : type === MessageTypeCode.rateUpdate
         ? readRateUpdate(r, droppedEntries)
         : type === MessageTypeCode.heartbeat
