@@ -20,10 +20,12 @@
  *   (n -> n - 1, never the last one; ideal 1 / n). Pure computation: no randomness, the same
  *   figures on every run.
  */
+
 import { pathToFileURL } from "node:url";
 import { assignPartitions, movedFraction } from "../src/aggregator/assignment.js";
 import { decisionPartition } from "../src/protocol/partition.js";
 import { table } from "./harness.js";
+import { type FailoverFigures, failover } from "./scale-failover.js";
 
 export interface BalanceOptions {
   /** Partition counts, each its own table. */
@@ -203,7 +205,44 @@ export const SECTIONS: readonly Section<unknown>[] = [
     run: () => balance(),
     print: printBalance,
   }),
+  section({
+    name: "failover",
+    title:
+      "Failover under load on NATS: 3 members, one killed at 4 s, one paused 3 s at 9 s (hot key k0)",
+    run: () => failover(),
+    print: printFailover,
+  }),
 ];
+
+function printFailover(f: FailoverFigures): void {
+  const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
+  console.log(
+    table(
+      ["figure", "value", "goal"],
+      [
+        ["worst sliding second of k0 / limit", pct(f.worstWindowRatio), "<= 105%"],
+        ["lowest sliding second of k0 / limit, whole run", pct(f.lowestWindowRatio), ">= 80%"],
+        [
+          "crash: live members grant for every partition after",
+          `${Math.round(f.crash.grantsAgainMs)} ms`,
+          `<= ${2 * f.leaseMs} ms`,
+        ],
+        ["crash: lowest sliding second within 3 s", pct(f.crash.lowestWindowRatio), ">= 80%"],
+        [
+          "pause: the other grants for every partition after",
+          `${Math.round(f.pause.grantsAgainMs)} ms`,
+          `<= ${2 * f.leaseMs} ms`,
+        ],
+        ["pause: lowest sliding second within 3 s", pct(f.pause.lowestWindowRatio), ">= 80%"],
+        [
+          "admitted by the nodes / counted by the members",
+          `${f.admitted} / ${f.counted}`,
+          "counted >= admitted",
+        ],
+      ],
+    ),
+  );
+}
 
 export async function main(sections: readonly Section<unknown>[] = SECTIONS): Promise<void> {
   const figures: Record<string, unknown> = { bench: "scale" };
