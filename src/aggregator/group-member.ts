@@ -50,6 +50,8 @@ export interface GroupMemberOptions {
 export interface GroupMemberStats extends GroupStats {
   readonly owned: number;
   readonly learning: number;
+  /** Owned partitions granted from now: not learning, the lease not in doubt, not handed off. */
+  readonly granting: number;
   readonly checkpointsSaved: number;
   readonly checkpointErrors: number;
   readonly heldBatchesDropped: number;
@@ -155,10 +157,12 @@ export class GroupMember implements GroupListener {
 
   stats(): GroupMemberStats {
     const list = this.#o.core.ownership?.list() ?? [];
+    const now = this.#o.clock.nowMs();
     return {
       ...this.group.stats(),
       owned: list.length,
       learning: list.filter((x) => x.learning).length,
+      granting: list.filter((x) => !x.learning && this.group.canGrant(x.partition, now)).length,
       checkpointsSaved: this.#saved,
       checkpointErrors: this.#saveErrors,
       heldBatchesDropped: this.#dropped,
