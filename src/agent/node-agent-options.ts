@@ -37,6 +37,13 @@ export interface NodeAgentOptions {
   /** Aggregator silence after which `onAggregatorLoss` applies, ms. @default 2000 */
   readonly staleAfterMs?: number;
   /**
+   * Aggregator (or partition owner) silence after which keys holding a grant decide by this
+   * node's own admissions in the window before (it re-uses only what they free: the nodes
+   * together stay within the limit), until it speaks again or `staleAfterMs` passes, ms; 0: off.
+   * @default 4 x syncIntervalMs, at least 100 (and under staleAfterMs)
+   */
+  readonly fallbackAfterMs?: number;
+  /**
    * Decision subjects to spread batches over (1..65536). A lone aggregator reads them all; under
    * a group of aggregators the node takes the group's count from its rule defaults. @default 1
    */
@@ -87,6 +94,7 @@ export interface SettledNodeAgentOptions {
   readonly maxBatchKeys: number;
   readonly initialLiveNodes: number;
   readonly discoveryMs: number;
+  readonly fallbackAfterMs: number;
   readonly verifier: Verifier | undefined;
 }
 
@@ -152,6 +160,12 @@ export function settleNodeAgentOptions(o: NodeAgentOptions): SettledNodeAgentOpt
     maxBatchKeys,
     initialLiveNodes,
     discoveryMs,
+    fallbackAfterMs: optionalNumber(
+      "fallbackAfterMs",
+      o.fallbackAfterMs,
+      Math.min(Math.max(100, 4 * syncIntervalMs), staleAfterMs / 2),
+      { min: 0, max: 600_000 },
+    ),
     verifier: o.verifyKeys === undefined ? undefined : createVerifier([...o.verifyKeys]),
   };
 }

@@ -91,6 +91,7 @@ class Agent implements NodeAgent {
   readonly #subjects: Subjects;
   readonly #syncIntervalMs: number;
   readonly #staleAfterMs: number;
+  readonly #fallbackAfterMs: number;
   /** An aggregator group's partition owners, as heard (its partition count is the node's). */
   readonly #owners: PartitionOwners;
   /** Signatures are checked when the agent has the group's keys. */
@@ -133,6 +134,7 @@ class Agent implements NodeAgent {
     this.#syncIntervalMs = o.syncIntervalMs;
     this.#heartbeatIntervalMs = o.heartbeatIntervalMs;
     this.#staleAfterMs = o.staleAfterMs;
+    this.#fallbackAfterMs = o.fallbackAfterMs;
     this.#owners = new PartitionOwners(o.partitions);
     this.#decodeOptions = o.verifier === undefined ? {} : { verify: o.verifier };
     this.#maxBatchKeys = o.maxBatchKeys;
@@ -217,16 +219,17 @@ class Agent implements NodeAgent {
 
   #tick(): void {
     const now = this.#clock.nowMs();
+    const g = this.#limiter.global;
     let silent = now - this.#lastAggregatorMs > this.#staleAfterMs;
     if (this.#owners.following) {
       // Under a group: each partition whose owner is silent follows the loss policy alone.
       const lost = this.#owners.refreshLost(now, this.#staleAfterMs);
-      if (lost.changed !== null) {
-        this.#limiter.global.setPartitionsLost(lost.changed, this.#owners.partitionOf);
-      }
+      if (lost.changed !== null) g.setPartitionsLost(lost.changed, this.#owners.partitionOf);
       silent = lost.all;
     }
     if (silent !== this.#lost) this.#setLost(silent);
+    const quiet = this.#owners.refreshSilent(now, this.#fallbackAfterMs, this.#lastAggregatorMs);
+    if (quiet !== null) g.setSilent(quiet, this.#owners.partitionOf);
     if (this.#lost) this.#peers.expire(now);
     // Paced by the aggregator's ticks while they are heard (report-phasing.ts); on our own
     // interval otherwise, and as a backstop if a broadcast went missing.
@@ -464,11 +467,9 @@ class Agent implements NodeAgent {
     this.#stats.defaultsReceived++;
     this.#phasing.tickHeard();
     if (!(m.liveNodes >= 1) || m.liveNodes === this.#stats.liveNodes) return;
-    // A fewer-nodes count from an aggregator run heard for less than two heartbeat intervals is
-    // not believed yet: a restarted aggregator counts the nodes as their heartbeats arrive (0,
-    // 1, 2, ...), and believing it would raise every ungranted key's default share to the whole
-    // limit on every node at once. Two intervals is every node's next heartbeat, with margin; a
-    // real departure is followed then, from the next broadcast.
+    // A fewer-nodes count from a run heard for less than two heartbeat intervals is not believed
+    // yet: a restarted aggregator counts nodes as their heartbeats arrive (believed, that would
+    // give every ungranted key the whole limit on every node); a real departure follows then.
     if (
       m.liveNodes < this.#stats.liveNodes &&
       this.#clock.nowMs() - this.#epochHeardSinceMs < this.#heartbeatIntervalMs * 2

@@ -26,6 +26,7 @@ export class PartitionOwners {
   /** Partitions that got a new epoch since the last flush: each gets a batch (a marker). */
   readonly #markers = new Set<number>();
   #lost: Uint8Array | undefined;
+  #silent: Float64Array | undefined;
   /** Whether any group owner was ever heard (the node follows a group). */
   #following = false;
 
@@ -103,6 +104,37 @@ export class PartitionOwners {
     const out = [...this.#markers];
     this.#markers.clear();
     return out;
+  }
+
+  /**
+   * Which partitions' owners (or, not following a group, the lone aggregator last heard at
+   * `aggregatorHeardMs`) have been silent for more than `fallbackAfterMs` at `nowMs`: per
+   * partition the time it was last heard (NaN when heard lately), or undefined when none is
+   * silent; null when that is as at the last call. 0 turns the fallback off.
+   */
+  refreshSilent(
+    nowMs: number,
+    fallbackAfterMs: number,
+    aggregatorHeardMs: number,
+  ): Float64Array | undefined | null {
+    const heard = this.#following ? this.#heardAt : Float64Array.of(aggregatorHeardMs);
+    let silent: Float64Array | undefined;
+    for (let p = 0; fallbackAfterMs > 0 && p < heard.length; p++) {
+      if (nowMs - heard[p]! > fallbackAfterMs && heard[p]! > Number.NEGATIVE_INFINITY) {
+        silent ??= new Float64Array(heard.length).fill(Number.NaN);
+        silent[p] = heard[p]!;
+      }
+    }
+    const before = this.#silent;
+    const same =
+      before === silent ||
+      (before !== undefined &&
+        silent !== undefined &&
+        before.length === silent.length &&
+        before.every((v, i) => Object.is(v, silent[i])));
+    if (same) return null;
+    this.#silent = silent;
+    return silent;
   }
 
   /**

@@ -82,6 +82,7 @@ export class AggregatorCore {
   #joinedSinceTick = false;
   #seq = 0;
   #lastReclaimMs: number;
+  #lastTickMs = Number.NEGATIVE_INFINITY;
 
   constructor(options: AggregatorCoreOptions) {
     this.aggregatorId = options.aggregatorId;
@@ -261,6 +262,12 @@ export class AggregatorCore {
     canGrant: (partition: number) => boolean = () => true,
   ): { updates: RateUpdateFields[]; defaults: RuleDefaultsFields } {
     this.#joinedSinceTick = false;
+    // A tick far later than due: this process was paused or starved, and what the nodes sent
+    // meanwhile is still waiting to be read. Their silence is not theirs: it is not held
+    // against them (dropping them would forget what their grants still allow).
+    const lateMs = nowMs - this.#lastTickMs - 2 * this.#t.syncIntervalMs;
+    if (lateMs > 0 && this.#lastTickMs > Number.NEGATIVE_INFINITY) this.membership.excuse(lateMs);
+    this.#lastTickMs = nowMs;
     for (const node of this.membership.expire(nowMs)) {
       this.stats.nodesDropped++;
       this.#forgetNode(node);

@@ -120,6 +120,14 @@ export class Membership {
     return known;
   }
 
+  /**
+   * This aggregator did not run for `ms` (a pause, a stall): nobody could be heard meanwhile,
+   * so that time does not count towards any node's silence.
+   */
+  excuse(ms: number): void {
+    for (const node of this.#nodes.values()) node.lastSeenMs += ms;
+  }
+
   /** Drops every node silent for longer than the TTL; returns them. */
   expire(nowMs: number): NodeRecord[] {
     const dropped: NodeRecord[] = [];

@@ -34,6 +34,15 @@ export interface GlobalControl {
     partitionOf: (rule: string, key: string) => number,
   ): void;
   /**
+   * The aggregator (one entry) or some partitions' owners have been silent for a moment: per
+   * partition, when its owner was last heard (NaN: heard lately); keys holding a grant there
+   * decide by their own recent admissions (`GrantCells.decideSilent`). Undefined: none silent.
+   */
+  setSilent(
+    silentSince: Float64Array | undefined,
+    partitionOf: (rule: string, key: string) => number,
+  ): void;
+  /**
    * Until `untilMs` (the limiter's clock), keys decided by the `static` loss policy are refused,
    * with the rest of that time as `retryAfterMs`: a node that has not yet heard how many nodes
    * share the limit. `-Infinity` ends the hold.
@@ -83,6 +92,9 @@ export function createGlobalControl(
     },
     setPartitionsLost: (lost, partitionOf) => {
       for (const t of all) t.loss.setPartitionsLost(lost, partitionOf);
+    },
+    setSilent: (silentSince, partitionOf) => {
+      for (const t of all) t.loss.setSilent(silentSince, partitionOf);
     },
     setStaticHold: (untilMs) => {
       for (const t of all) t.loss.setStaticHold(untilMs);

@@ -32,6 +32,12 @@ const {
   GRANT_FREE_AT,
   GRANT_HEARD_AT,
   GRANT_VERSION,
+  OWN_BIN_AT,
+  OWN_BINS,
+  OWN_CAP,
+  OWN_CELLS,
+  OWN_RING,
+  OWN_SINCE,
   PENDING_ADMITTED,
 } = layout;
 
@@ -74,8 +80,12 @@ export class GrantCells {
   #syncIntervalMs = 25;
   #liveNodes = 1;
 
+  /** Length of a bin of the own window, ms. */
+  readonly #ownBinMs: number;
+
   constructor(rule: CompiledRule) {
     this.#rule = rule;
+    this.#ownBinMs = rule.windowMs / OWN_BINS;
   }
 
   /** The key table's slots: called again whenever the table replaces its array. */
@@ -102,6 +112,76 @@ export class GrantCells {
     slots[extra + GRANT_END] = Number.NEGATIVE_INFINITY; // no ramp: GRANT_BASE/AT not read
     slots[extra + GRANT_FREE_AT] = Number.NEGATIVE_INFINITY;
     slots[extra + GRANT_HEARD_AT] = nowMs;
+    slots[extra + OWN_BIN_AT] = Math.floor(nowMs / this.#ownBinMs);
+    slots[extra + OWN_SINCE] = Number.NaN;
+    slots.fill(0, extra + OWN_RING, extra + OWN_RING + OWN_CELLS);
+  }
+
+  /** Counts an admission of this node into the key's own window (every admission, any mode). */
+  recordOwn(extra: number, nowMs: number, cost: number): void {
+    const bin = this.#ownAdvance(extra, nowMs);
+    this.#slots[extra + OWN_RING + (bin % OWN_CELLS)]! += cost;
+  }
+
+  /**
+   * Decides a hit while the key's aggregator is silent (it was last heard at `since`, which
+   * also names the silence) and the key holds a grant. The rule: in any window, this node admits
+   * no more of the key than it did from a window before `since` until it first decided here,
+   * plus what its grant still allowed then. At the aggregator's last tick every node's window and
+   * grant were within its budget, and since then each node admitted only within its grant, so the
+   * caps sum to at most the limit, and the nodes together stay within it however long the
+   * silence: each only re-uses what its own earlier admissions free as they leave the window.
+   * Bins make it conservative both ways: the cap counts only whole bins after `since` - window,
+   * the check OWN_BINS + 1 bins (more than a window).
+   */
+  decideSilent(extra: number, nowMs: number, cost: number, since: number): Decision {
+    const slots = this.#slots;
+    const rule = this.#rule;
+    const bin = this.#ownAdvance(extra, nowMs);
+    if (slots[extra + OWN_SINCE] !== since) {
+      const used = slots[extra + ADMITTED]! + slots[extra + PENDING_ADMITTED]!;
+      const left = this.allowanceAt(extra, nowMs) - used;
+      const fromBin = Math.floor((since - rule.windowMs) / this.#ownBinMs) + 1;
+      const bins = Math.min(bin - fromBin + 1, OWN_CELLS);
+      slots[extra + OWN_CAP] = this.#ownSum(extra, bin, bins) + (left > 0 ? left : 0);
+      slots[extra + OWN_SINCE] = since;
+    }
+    const room = slots[extra + OWN_CAP]! - this.#ownSum(extra, bin, OWN_BINS + 1);
+    if (cost <= room + EPSILON) {
+      return new DecisionResult(
+        true,
+        Math.floor(room - cost + EPSILON),
+        rule.limit,
+        rule.windowMs,
+        0,
+      );
+    }
+    // The oldest bin counted leaves the check at the next bin boundary.
+    const waitMs = (bin + 1) * this.#ownBinMs - nowMs;
+    return new DecisionResult(false, 0, rule.limit, rule.windowMs, waitMs);
+  }
+
+  /** Moves the ring to `nowMs`'s bin (clearing the bins passed); returns its number. */
+  #ownAdvance(extra: number, nowMs: number): number {
+    const slots = this.#slots;
+    const bin = Math.floor(nowMs / this.#ownBinMs);
+    const last = slots[extra + OWN_BIN_AT]!;
+    if (bin > last) {
+      const from = bin - last >= OWN_CELLS ? bin - OWN_CELLS + 1 : last + 1;
+      for (let b = from; b <= bin; b++) slots[extra + OWN_RING + (b % OWN_CELLS)] = 0;
+      slots[extra + OWN_BIN_AT] = bin;
+    }
+    return bin > last ? bin : last;
+  }
+
+  /** Own admissions in the newest `bins` bins up to `bin`. */
+  #ownSum(extra: number, bin: number, bins: number): number {
+    const slots = this.#slots;
+    let sum = 0;
+    for (let b = bin - bins + 1 > 0 ? bin - bins + 1 : 0; b <= bin; b++) {
+      sum += slots[extra + OWN_RING + (b % OWN_CELLS)]!;
+    }
+    return sum;
   }
 
   /** Drops the grant in force, so the next one applies whatever its epoch. */

@@ -144,7 +144,10 @@ export class KeyTable {
     const extra = base + this.#algoStride;
     if (d.allowed) {
       slots[extra + PENDING_ADMITTED]! += cost;
-      if (this.#global) slots[extra + PENDING_TIME]! += (nowMs - this.#startMs) * cost;
+      if (this.#global) {
+        slots[extra + PENDING_TIME]! += (nowMs - this.#startMs) * cost;
+        this.#grants.recordOwn(extra, nowMs, cost);
+      }
       this.admittedHits++;
     } else {
       slots[extra + PENDING_REJECTED]! += cost;
@@ -166,8 +169,11 @@ export class KeyTable {
       );
     }
     const extra = base + this.#algoStride;
-    if (this.#grants.held(extra)) return this.#grants.decide(extra, nowMs, cost);
-    return rule.algorithm.decide(slots, base, this.#params, nowMs, cost);
+    if (!this.#grants.held(extra))
+      return rule.algorithm.decide(slots, base, this.#params, nowMs, cost);
+    const since = this.loss.silent ? this.loss.silentSince(this.#keys[base / this.#stride]!) : NaN;
+    if (!Number.isNaN(since)) return this.#grants.decideSilent(extra, nowMs, cost, since);
+    return this.#grants.decide(extra, nowMs, cost);
   }
 
   /** What `decide` would say, changing nothing and creating no key. */
@@ -262,6 +268,7 @@ export class KeyTable {
     const extra = slot * this.#stride + this.#algoStride;
     if (allowed) {
       this.#slots[extra + PENDING_ADMITTED]! += cost;
+      if (this.#global) this.#grants.recordOwn(extra, nowMs, cost);
       this.admittedHits++;
     } else {
       this.#slots[extra + PENDING_REJECTED]! += cost;

@@ -26,6 +26,7 @@ export class LossPolicy {
   /** Partitions whose owner is lost (a group of aggregators), and how a key finds its own. */
   #lostParts: Uint8Array | undefined;
   #partitionOf: (rule: string, key: string) => number = () => 0;
+  #silentSince: Float64Array | undefined;
 
   /** Whether the aggregator is lost for every key, so this policy decides. */
   get lost(): boolean {
@@ -43,6 +44,33 @@ export class LossPolicy {
     return (
       this.#lost || (parts !== undefined && parts[this.#partitionOf(this.#rule.name, key)] === 1)
     );
+  }
+
+  /**
+   * Whether the aggregator, or the owner of some partitions, has been silent for a moment (not
+   * yet lost): keys holding a grant then decide by `GrantCells.decideSilent`.
+   */
+  get silent(): boolean {
+    return this.#silentSince !== undefined;
+  }
+
+  /** When `key`'s aggregator (its partition's owner) was last heard, if it is silent; else NaN. */
+  silentSince(key: string): number {
+    const s = this.#silentSince;
+    if (s === undefined) return Number.NaN;
+    return s.length === 1 ? s[0]! : s[this.#partitionOf(this.#rule.name, key)]!;
+  }
+
+  /**
+   * Per partition (one entry: all keys), when its silent owner was last heard; NaN for one
+   * heard lately. Undefined when none is silent.
+   */
+  setSilent(
+    silentSince: Float64Array | undefined,
+    partitionOf: (rule: string, key: string) => number,
+  ): void {
+    this.#silentSince = silentSince;
+    this.#partitionOf = partitionOf;
   }
 
   setLost(lost: boolean): void {

@@ -43,8 +43,21 @@ export const GRANT_END = 13;
 export const GRANT_FREE_AT = 14;
 /** When the grant in force arrived (this node's clock): the base of the version-jump bound. */
 export const GRANT_HEARD_AT = 15;
+/**
+ * The node's own admissions of the key over its last window and a little more, for the fallback
+ * while the aggregator (or the key's partition owner) is silent (see `GrantCells.decideSilent`):
+ * OWN_CELLS bins of windowMs / OWN_BINS each, a ring; OWN_BIN_AT is the absolute number of the
+ * newest. OWN_SINCE names the silence the cap OWN_CAP was taken for (NaN: none).
+ */
+export const OWN_BINS = 16;
+export const OWN_BIN_AT = 16;
+export const OWN_SINCE = 17;
+export const OWN_CAP = 18;
+export const OWN_RING = 19;
 /** Cells a global rule's slot has after the algorithm's state. */
-export const GLOBAL_EXTRA_CELLS = 16;
+export const GLOBAL_EXTRA_CELLS = OWN_RING + OWN_BINS + 4;
+/** Bins in the ring: a window's, one more for the check, and room for the silence's start. */
+export const OWN_CELLS = OWN_BINS + 4;
 
 /** FLAGS bit: used since the eviction hand (or, for global rules, the sweep) last passed. */
 export const RECENT = 1;
