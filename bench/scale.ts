@@ -26,6 +26,7 @@ import { assignPartitions, movedFraction } from "../src/aggregator/assignment.js
 import { decisionPartition } from "../src/protocol/partition.js";
 import { table } from "./harness.js";
 import { type FailoverFigures, failover } from "./scale-failover.js";
+import { printThroughput, type ThroughputFigures, throughput } from "./scale-throughput.js";
 
 export interface BalanceOptions {
   /** Partition counts, each its own table. */
@@ -212,6 +213,13 @@ export const SECTIONS: readonly Section<unknown>[] = [
     run: () => failover(),
     print: printFailover,
   }),
+  section<ThroughputFigures>({
+    name: "throughput",
+    title:
+      "Throughput on NATS: one aggregator process against a group of two, the same replayed load",
+    run: () => throughput(),
+    print: printThroughput,
+  }),
 ];
 
 function printFailover(f: FailoverFigures): void {
@@ -257,5 +265,7 @@ export async function main(sections: readonly Section<unknown>[] = SECTIONS): Pr
 }
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  await main();
+  // BENCH_SCALE_SECTIONS=throughput,balance runs only the sections named.
+  const only = process.env["BENCH_SCALE_SECTIONS"]?.split(",");
+  await main(only === undefined ? SECTIONS : SECTIONS.filter((s) => only.includes(s.name)));
 }
