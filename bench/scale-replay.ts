@@ -56,6 +56,8 @@ export interface Workload {
   readonly frames: number;
   readonly nodeIds: readonly string[];
   readonly nodeEpochs: readonly number[];
+  /** Entries per partition, over every round. */
+  readonly entriesByPartition: readonly number[];
   /** Wall-clock ms spent encoding. */
   readonly encodeMs: number;
 }
@@ -95,6 +97,7 @@ export function encodeWorkload(rounds: number, partitions: number): Workload {
   let entries = 0;
   let bytes = 0;
   let frames = 0;
+  const entriesByPartition = new Array<number>(partitions).fill(0);
   for (let round = 0; round < rounds; round++) {
     const roundFrames: ReplayFrame[] = [];
     for (let j = 0; j < NODES; j++) {
@@ -125,6 +128,7 @@ export function encodeWorkload(rounds: number, partitions: number): Workload {
           frames++;
         });
         entries += list.length;
+        entriesByPartition[p]! += list.length;
       }
     }
     out.push(roundFrames);
@@ -137,6 +141,7 @@ export function encodeWorkload(rounds: number, partitions: number): Workload {
     frames,
     nodeIds,
     nodeEpochs,
+    entriesByPartition,
     encodeMs: performance.now() - startedMs,
   };
 }

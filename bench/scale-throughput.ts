@@ -24,6 +24,7 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { availableParallelism, loadavg } from "node:os";
 import { jetstreamManager } from "@nats-io/jetstream";
+import { assignPartitions } from "../src/aggregator/assignment.js";
 import { connectNats, natsConnectionOf } from "../src/transport/nats/nats-transport.js";
 import type { Transport } from "../src/transport/transport.js";
 import {
@@ -60,9 +61,9 @@ export interface ThroughputOptions {
 
 export const DEFAULT_THROUGHPUT: ThroughputOptions = {
   partitions: 16,
-  rounds: 3,
-  warmupMs: 1500,
-  measureMs: 5000,
+  rounds: 6,
+  warmupMs: 1200,
+  measureMs: 4000,
   windowEntries: 300_000,
   workloadRounds: Number(process.env["BENCH_REPLAY_ROUNDS"] ?? 1200),
   reportMs: 100,
@@ -81,10 +82,14 @@ export interface ThroughputRun {
     readonly owned: number | null;
   }[];
   readonly aggregatorCpu: number;
+  /** Entries ingested per second of aggregator CPU (all members). */
+  readonly entriesPerCpuSec: number;
   readonly natsCpu: number | null;
   readonly publisherCpu: number;
   readonly machineCpu: number;
   readonly otherCpu: number;
+  /** Time the hypervisor ran something else while this machine had work (/proc/stat steal). */
+  readonly stealCpu: number;
   readonly backlogEntries: number;
   readonly staleEntries: number;
   readonly unownedEntries: number;
@@ -104,6 +109,7 @@ export interface ThroughputFigures {
     readonly bytesPerEntry: number;
     readonly encodeMs: number;
   };
+  readonly split: GroupSplit;
   readonly runs: readonly ThroughputRun[];
   /** group / lone per round, and their spread. */
   readonly ratios: readonly number[];
@@ -113,6 +119,37 @@ export interface ThroughputFigures {
 }
 
 const TICKS_PER_SEC = 100;
+const LONE_ID = "tput-lone";
+const GROUP_IDS = ["tput-g1", "tput-g2"];
+
+export interface GroupSplit {
+  readonly members: readonly string[];
+  /** Partitions each member owns (rendezvous hashing, as the group assigns them). */
+  readonly partitions: readonly number[];
+  /** Each member's share of the workload's entries. */
+  readonly entryShares: readonly number[];
+  /**
+   * 1 / the largest share: the most the group can take over one member's rate when every
+   * member ingests as fast as the lone one (the busiest member's backlog gates the load).
+   */
+  readonly ceiling: number;
+}
+
+/** How the workload spreads over the group's members. */
+function groupSplit(w: Workload): GroupSplit {
+  const owners = assignPartitions(w.partitions, GROUP_IDS);
+  const total = w.entriesByPartition.reduce((a, b) => a + b, 0);
+  const partitions = GROUP_IDS.map((id) => owners.filter((o) => o === id).length);
+  const entryShares = GROUP_IDS.map(
+    (id) => w.entriesByPartition.reduce((n, e, p) => n + (owners[p] === id ? e : 0), 0) / total,
+  );
+  return {
+    members: GROUP_IDS,
+    partitions,
+    entryShares: entryShares.map(round3),
+    ceiling: round3(1 / Math.max(...entryShares)),
+  };
+}
 
 /** utime + stime of a process, in clock ticks; undefined once it is gone. */
 function processTicks(pid: number): number | undefined {
@@ -126,13 +163,19 @@ function processTicks(pid: number): number | undefined {
   }
 }
 
-/** Busy and total clock ticks of the whole machine (all cores). */
-function machineTicks(): { busy: number; total: number } {
+interface MachineTicks {
+  readonly busy: number;
+  readonly steal: number;
+  readonly total: number;
+}
+
+/** Clock ticks of the whole machine (all cores): busy (steal included), steal, and all. */
+function machineTicks(): MachineTicks {
   const line = readFileSync("/proc/stat", "utf8").split("\n")[0]!;
-  const v = line.trim().split(/\s+/).slice(1).map(Number);
+  // user nice system idle iowait irq softirq steal; guest time is already within user.
+  const v = line.trim().split(/\s+/).slice(1, 9).map(Number);
   const total = v.reduce((a, b) => a + b, 0);
-  const idle = (v[3] ?? 0) + (v[4] ?? 0);
-  return { busy: total - idle, total };
+  return { busy: total - v[3]! - v[4]!, steal: v[7] ?? 0, total };
 }
 
 /** The pid of the nats-server process listening on the shared server's port, if one is seen. */
@@ -175,7 +218,7 @@ interface Sample {
   readonly ticks: readonly (number | undefined)[];
   readonly natsTicks: number | undefined;
   readonly selfUs: number;
-  readonly machine: { busy: number; total: number };
+  readonly machine: MachineTicks;
 }
 
 function sample(members: readonly SluiceProcess[], natsPid: number | undefined): Sample {
@@ -221,7 +264,7 @@ async function runOnce(
     const rules = c.writeRules([
       { name: RULE, mode: "global", algorithm: "sliding-window", limit: 1000, windowMs: 1000 },
     ]);
-    const ids = kind === "lone" ? ["tput-lone"] : ["tput-g1", "tput-g2"];
+    const ids = kind === "lone" ? [LONE_ID] : GROUP_IDS;
     const group = ["--group", bucket, "--partitions", String(o.partitions)];
     const members = ids.map((id) =>
       c.sluice(
@@ -292,18 +335,22 @@ function figuresOf(
   const natsCpu = s0.natsTicks === undefined ? null : share(s0.natsTicks, s1.natsTicks);
   const publisherCpu = (s1.selfUs - s0.selfUs) / 1e6 / seconds;
   const cores = availableParallelism();
-  const machineCpu =
-    ((s1.machine.busy - s0.machine.busy) / (s1.machine.total - s0.machine.total)) * cores;
+  const machineShare = (f: (m: MachineTicks) => number) =>
+    ((f(s1.machine) - f(s0.machine)) / (s1.machine.total - s0.machine.total)) * cores;
+  const machineCpu = machineShare((m) => m.busy);
+  const steal = machineShare((m) => m.steal);
   return {
     kind,
     round,
     entriesPerSec: per.reduce((n, p) => n + p.entriesPerSec, 0),
     members: per.map((p) => ({ entriesPerSec: p.entriesPerSec, cpu: p.cpu, owned: p.owned })),
     aggregatorCpu: round3(aggregatorCpu),
+    entriesPerCpuSec: Math.round(per.reduce((n, p) => n + p.entriesPerSec, 0) / aggregatorCpu),
     natsCpu: natsCpu === null ? null : round3(natsCpu),
     publisherCpu: round3(publisherCpu),
     machineCpu: round3(machineCpu),
-    otherCpu: round3(machineCpu - aggregatorCpu - (natsCpu ?? 0) - publisherCpu),
+    otherCpu: round3(machineCpu - steal - aggregatorCpu - (natsCpu ?? 0) - publisherCpu),
+    stealCpu: round3(steal),
     backlogEntries: backlog,
     staleEntries: per.reduce((n, p) => n + p.stale, 0),
     unownedEntries: per.reduce((n, p) => n + p.unowned, 0),
@@ -362,6 +409,7 @@ export async function throughput(
       bytesPerEntry: round3(workload.bytes / workload.entries),
       encodeMs: Math.round(workload.encodeMs),
     },
+    split: groupSplit(workload),
     runs,
     ratios,
     ratio: spread(ratios),
@@ -379,7 +427,8 @@ export function printThroughput(f: ThroughputFigures): void {
     `${w.nodes} replayed nodes, ${w.entriesPerRound.toLocaleString("en-US")} entries per round ` +
       `(${w.rounds} rounds encoded first in ${w.encodeMs} ms, ${w.bytesPerEntry} B per entry), ` +
       `P = ${o.partitions}, at most ${o.windowEntries.toLocaleString("en-US")} entries in flight; ` +
-      `${o.warmupMs} ms warm-up, ${o.measureMs} ms measured; ${f.cores} cores. CPU in cores.`,
+      `${o.warmupMs} ms warm-up, ${o.measureMs} ms measured; ${f.cores} cores. CPU in cores; ` +
+      "other: the rest of the machine; backlog: published, not yet ingested, at the end.",
   );
   console.log(
     table(
@@ -389,9 +438,11 @@ export function printThroughput(f: ThroughputFigures): void {
         "per member",
         "agg CPU",
         "per member",
+        "per CPU s",
         "NATS",
         "publisher",
         "other",
+        "steal",
         "machine",
         "backlog",
         "ticks/s",
@@ -400,18 +451,26 @@ export function printThroughput(f: ThroughputFigures): void {
       f.runs.map((r) => [
         `${r.round} ${r.kind}`,
         k(r.entriesPerSec),
-        r.members.map((m) => k(m.entriesPerSec)).join(" + "),
+        r.members
+          .map((m) => `${k(m.entriesPerSec)}${m.owned === null ? "" : ` (${m.owned} p)`}`)
+          .join(" + "),
         cpu(r.aggregatorCpu),
         r.members.map((m) => cpu(m.cpu)).join(" + "),
+        k(r.entriesPerCpuSec).replace("/s", ""),
         cpu(r.natsCpu),
         cpu(r.publisherCpu),
         cpu(r.otherCpu),
+        cpu(r.stealCpu),
         cpu(r.machineCpu),
         `${Math.round(r.backlogEntries / 1000)}k${r.exhausted ? " (ran out)" : ""}`,
         String(r.ticksPerSec),
         r.loadAverage1m.toFixed(2),
       ]),
     ),
+  );
+  const sp = f.split;
+  console.log(
+    `\nThe group's split: ${sp.members.map((m, i) => `${m} ${sp.partitions[i]} partitions, ${(100 * sp.entryShares[i]!).toFixed(1)}% of the entries`).join("; ")}: at most ${sp.ceiling.toFixed(2)}x if each member ingests as fast as the lone one.`,
   );
   const s = f.ratio;
   console.log(
