@@ -114,11 +114,18 @@ export interface ThroughputFigures {
   /** group / lone per round, and their spread. */
   readonly ratios: readonly number[];
   readonly ratio: Spread;
+  /** The ratios of the rounds where neither run had more than QUIET_OTHER_CPU of other load. */
+  readonly quietRatios: readonly number[];
+  /** Per round, group / lone of the entries per aggregator CPU second, and their median. */
+  readonly efficiencyRatios: readonly number[];
+  readonly efficiencyRatio: number;
   readonly loneEntriesPerSec: number;
   readonly groupEntriesPerSec: number;
 }
 
 const TICKS_PER_SEC = 100;
+/** Other processes' CPU (cores) under which a run counts as quiet. */
+export const QUIET_OTHER_CPU = 0.25;
 const LONE_ID = "tput-lone";
 const GROUP_IDS = ["tput-g1", "tput-g2"];
 
@@ -398,6 +405,13 @@ export async function throughput(
   const lone = of("lone");
   const grouped = of("group");
   const ratios = grouped.map((g, i) => round3(g / lone[i]!));
+  const pairs = runs
+    .filter((r) => r.kind === "lone")
+    .map((l) => [l, runs.find((g) => g.kind === "group" && g.round === l.round)!] as const);
+  const quietRatios = pairs
+    .filter(([l, g]) => Math.max(l.otherCpu, g.otherCpu) <= QUIET_OTHER_CPU)
+    .map(([l, g]) => round3(g.entriesPerSec / l.entriesPerSec));
+  const efficiencyRatios = pairs.map(([l, g]) => round3(g.entriesPerCpuSec / l.entriesPerCpuSec));
   return {
     options: o,
     cores: availableParallelism(),
@@ -413,6 +427,9 @@ export async function throughput(
     runs,
     ratios,
     ratio: spread(ratios),
+    quietRatios,
+    efficiencyRatios,
+    efficiencyRatio: round3(median(efficiencyRatios)),
     loneEntriesPerSec: Math.round(median(lone)),
     groupEntriesPerSec: Math.round(median(grouped)),
   };
@@ -477,5 +494,12 @@ export function printThroughput(f: ThroughputFigures): void {
     `\ngroup of 2 / lone: median ${s.median.toFixed(2)}x (min ${s.min.toFixed(2)}, max ` +
       `${s.max.toFixed(2)}; per round ${f.ratios.map((r) => r.toFixed(2)).join(", ")}); ` +
       `lone ${k(f.loneEntriesPerSec)}, group ${k(f.groupEntriesPerSec)} (medians). Goal >= 1.7x.`,
+  );
+  const list = (xs: readonly number[]) => xs.map((r) => r.toFixed(2)).join(", ");
+  console.log(
+    `Rounds with at most ${QUIET_OTHER_CPU} cores of other load in both runs: ` +
+      `${f.quietRatios.length === 0 ? "none" : list(f.quietRatios)}. ` +
+      `Entries per aggregator CPU second, group / lone: median ${f.efficiencyRatio.toFixed(2)} ` +
+      `(per round ${list(f.efficiencyRatios)}).`,
   );
 }
