@@ -4,8 +4,8 @@
  * The file is a list of sections. Each section is a function that returns its figures (plain
  * data, JSON-safe) and a printer for them; `main` runs the sections in order, prints each one's
  * table under its title, and ends with one JSON line holding every section's figures under its
- * name: `{"bench":"scale","balance":{...}, ...}`. A new section (throughput, failover) is one more
- * entry in SECTIONS.
+ * name: `{"bench":"scale","balance":{...}, ...}`. A new section is one more entry in SECTIONS;
+ * BENCH_SCALE_SECTIONS=name,name runs only those named.
  *
  * Sections:
  * - balance: for P partitions and n = 1..maxMembers members named agg-1..agg-n, partitions
@@ -19,6 +19,10 @@
  *   members (ideal 1 / (n + 1)) and when a member from the middle of the list leaves
  *   (n -> n - 1, never the last one; ideal 1 / n). Pure computation: no randomness, the same
  *   figures on every run.
+ * - failover: a group of three member processes under load on NATS, one killed and one paused
+ *   (bench/scale-failover.ts).
+ * - throughput: one aggregator process against a group of two under the same replayed load
+ *   (bench/scale-throughput.ts, bench/scale-replay.ts).
  */
 
 import { pathToFileURL } from "node:url";
