@@ -4,8 +4,8 @@
  * The file is a list of sections. Each section is a function that returns its figures (plain
  * data, JSON-safe) and a printer for them; `main` runs the sections in order, prints each one's
  * table under its title, and ends with one JSON line holding every section's figures under its
- * name: `{"bench":"scale","balance":{...}, ...}`. A new section (throughput, failover) is one more
- * entry in SECTIONS.
+ * name: `{"bench":"scale","balance":{...}, ...}`. A new section is one more entry in SECTIONS;
+ * BENCH_SCALE_SECTIONS=name,name runs only those named.
  *
  * Sections:
  * - balance: for P partitions and n = 1..maxMembers members named agg-1..agg-n, partitions
@@ -19,6 +19,10 @@
  *   members (ideal 1 / (n + 1)) and when a member from the middle of the list leaves
  *   (n -> n - 1, never the last one; ideal 1 / n). Pure computation: no randomness, the same
  *   figures on every run.
+ * - failover: a group of three member processes under load on NATS, one killed and one paused
+ *   (bench/scale-failover.ts).
+ * - throughput: one aggregator process against a group of two under the same replayed load
+ *   (bench/scale-throughput.ts, bench/scale-replay.ts).
  */
 
 import { pathToFileURL } from "node:url";
@@ -26,6 +30,7 @@ import { assignPartitions, movedFraction } from "../src/aggregator/assignment.js
 import { decisionPartition } from "../src/protocol/partition.js";
 import { table } from "./harness.js";
 import { type FailoverFigures, failover } from "./scale-failover.js";
+import { printThroughput, type ThroughputFigures, throughput } from "./scale-throughput.js";
 
 export interface BalanceOptions {
   /** Partition counts, each its own table. */
@@ -212,6 +217,13 @@ export const SECTIONS: readonly Section<unknown>[] = [
     run: () => failover(),
     print: printFailover,
   }),
+  section<ThroughputFigures>({
+    name: "throughput",
+    title:
+      "Throughput on NATS: one aggregator process against a group of two, the same replayed load",
+    run: () => throughput(),
+    print: printThroughput,
+  }),
 ];
 
 function printFailover(f: FailoverFigures): void {
@@ -257,5 +269,7 @@ export async function main(sections: readonly Section<unknown>[] = SECTIONS): Pr
 }
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  await main();
+  // BENCH_SCALE_SECTIONS=throughput,balance runs only the sections named.
+  const only = process.env["BENCH_SCALE_SECTIONS"]?.split(",");
+  await main(only === undefined ? SECTIONS : SECTIONS.filter((s) => only.includes(s.name)));
 }
