@@ -277,20 +277,9 @@ class Agent implements NodeAgent {
     const globalRules = this.#globalRules;
     const doubts = this.#doubts;
     this.#limiter.drain((c) => {
-      const rule = c.rule;
-      if (!globalRules.has(rule)) return;
-      batch.add(rule, {
-        key: c.key,
-        generation: c.generation % 2 ** 32,
-        admitted: c.admitted,
-        rejected: c.rejected,
-        isNew: doubts.isFirst(rule, c.key, c.generation, c.isNew),
-        grantEpoch: c.grantEpoch,
-        grantVersion: c.grantVersion,
-        allowance: c.allowance,
-        admittedSinceLast: c.deltaAdmitted,
-        ageMs: c.ageMs,
-      });
+      if (globalRules.has(c.rule)) {
+        batch.addChange(c, doubts.isFirst(c.rule, c.key, c.generation, c.isNew));
+      }
     });
     return batch;
   }
@@ -368,10 +357,19 @@ class Agent implements NodeAgent {
       this.#limiter.global.dropGrants();
       this.#doubts.resyncWhenHeard();
     }
-    if (aggregatorEpoch !== this.#aggregatorEpoch) this.#epochHeardSinceMs = this.#clock.nowMs();
+    if (aggregatorEpoch !== this.#aggregatorEpoch) {
+      this.#epochHeardSinceMs = this.#clock.nowMs();
+      if (this.#everHeard) this.#resync();
+    }
     this.#aggregatorEpoch = aggregatorEpoch;
     this.#spoke(this.#clock.nowMs());
     return true;
+  }
+
+  /** A new aggregator run or owner: every key again, with when this node admitted its hits. */
+  #resync(): void {
+    this.#limiter.global.markAllDirty();
+    this.#limiter.global.reportRecentNext();
   }
 
   /** An aggregator (or a group member) that this node follows spoke at `nowMs`. */
@@ -394,7 +392,7 @@ class Agent implements NodeAgent {
     const seen = this.#owners.observe(owners, now, this.#staleAfterMs);
     if (seen.older > 0) this.#invalid("older-owner");
     if (seen.dropGrants) this.#limiter.global.dropGrants();
-    if (seen.changed) this.#limiter.global.markAllDirty();
+    if (seen.changed) this.#resync();
     if (seen.current.size > 0) this.#spoke(now);
     return seen.current;
   }

@@ -22,7 +22,6 @@ import type {
   DecisionBatchFields,
   DecisionEntry,
   Heartbeat,
-  PartitionOwner,
   RateUpdateFields,
   RuleDefaultsFields,
 } from "../protocol/messages.js";
@@ -145,7 +144,13 @@ export class AggregatorCore {
       return;
     }
     this.membership.observeBatch(node, nowMs);
-    if (partition !== undefined) this.ownership?.heard(partition, node, batch.ownerEpoch ?? 0);
+    // Learning after a takeover: a batch sent before its node heard of this owner waits for the
+    // node's report of every key once it has (with when it admitted its hits).
+    const own = partition === undefined ? undefined : this.ownership;
+    if (own?.heard(partition!, node, batch.ownerEpoch ?? 0) === "before") {
+      this.stats.staleEntries += batch.groups.reduce((n, g) => n + g.entries.length, 0);
+      return;
+    }
     for (const group of batch.groups) {
       const rs = this.#rules.get(group.rule);
       if (rs === undefined) {
@@ -262,12 +267,7 @@ export class AggregatorCore {
     canGrant: (partition: number) => boolean = () => true,
   ): { updates: RateUpdateFields[]; defaults: RuleDefaultsFields } {
     this.#joinedSinceTick = false;
-    // A tick far later than due: this process was paused or starved, and what the nodes sent
-    // meanwhile is still waiting to be read. Their silence is not theirs: it is not held
-    // against them (dropping them would forget what their grants still allow).
-    const lateMs = nowMs - this.#lastTickMs - 2 * this.#t.syncIntervalMs;
-    if (lateMs > 0 && this.#lastTickMs > Number.NEGATIVE_INFINITY) this.membership.excuse(lateMs);
-    this.#lastTickMs = nowMs;
+    this.#excuseLateTick(nowMs);
     for (const node of this.membership.expire(nowMs)) {
       this.stats.nodesDropped++;
       this.#forgetNode(node);
@@ -280,7 +280,7 @@ export class AggregatorCore {
     this.#dirtyKeys = [];
     const granting = nowMs >= this.#grantsFromMs;
     const own = this.ownership;
-    const owners = own === undefined ? [] : this.#owners(canGrant);
+    const owners = own === undefined ? [] : own.announced(canGrant);
     for (let i = 0; i < dirtyKeys.length; i++) {
       const rs = dirtyRules[i]!;
       const ks = dirtyKeys[i]!;
@@ -329,13 +329,15 @@ export class AggregatorCore {
     this.#dirtyKeys.push(ks);
   }
 
-  /** The partitions owned that may be announced now (the lease not in doubt), with epochs. */
-  #owners(canGrant: (p: number) => boolean): PartitionOwner[] {
-    const out: PartitionOwner[] = [];
-    for (const o of this.ownership!.list()) {
-      if (canGrant(o.partition)) out.push({ partition: o.partition, epoch: o.epoch });
-    }
-    return out;
+  /**
+   * A tick far later than due: this process was paused or starved, and what the nodes sent
+   * meanwhile is still waiting to be read. Their silence is not theirs: it is not held against
+   * them (dropping them would forget what their grants still allow).
+   */
+  #excuseLateTick(nowMs: number): void {
+    const lateMs = nowMs - this.#lastTickMs - 2 * this.#t.syncIntervalMs;
+    if (lateMs > 0 && this.#lastTickMs > Number.NEGATIVE_INFINITY) this.membership.excuse(lateMs);
+    this.#lastTickMs = nowMs;
   }
 
   /** One key's allocation: demand, budget, pacing, shares, then the grants that go out. */

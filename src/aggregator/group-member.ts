@@ -123,7 +123,10 @@ export class GroupMember implements GroupListener {
     const now = this.#o.clock.nowMs();
     const from = bytes === undefined ? undefined : { bytes, handoff: how === "handoff" };
     this.#restored += this.#o.core.acquirePartition(p, epoch, from, now, wallClockMs());
-    const held = feed.held ?? [];
+    // After a takeover the held batches are not fed in: sent before the nodes heard of this
+    // owner, their counts would all be binned now; each node reports every key again, with when
+    // it admitted them, once it hears this owner (and counts are cumulative: nothing is lost).
+    const held = how === "handoff" ? (feed.held ?? []) : [];
     feed.held = undefined;
     for (const b of held) this.#o.core.ingestBatch(b, now, p);
     if (held.length > 0) this.#o.ingested();

@@ -16,6 +16,7 @@
  * silent on the partition) is then counted as holding its default share, as after a restart.
  * A handoff brings the old owner's grant bookkeeping with it, so there is nothing to learn.
  */
+import type { PartitionOwner } from "../protocol/messages.js";
 import { decisionPartition } from "../protocol/partition.js";
 import type { NodeRecord } from "./membership.js";
 
@@ -73,12 +74,17 @@ export class Ownership {
     this.#owned.delete(p);
   }
 
-  /** A batch of `node` for `p`, sent when the node knew owner epoch `ownerEpoch`. */
-  heard(p: number, node: NodeRecord, ownerEpoch: number): void {
+  /**
+   * A batch of `node` for `p`, sent when the node knew owner epoch `ownerEpoch`: "before" when
+   * `p` is still learning and the node had not heard of this owner yet.
+   */
+  heard(p: number, node: NodeRecord, ownerEpoch: number): "before" | undefined {
     const o = this.#owned.get(p);
-    if (o?.learning === undefined || ownerEpoch < o.epoch) return;
+    if (o?.learning === undefined) return undefined;
+    if (ownerEpoch < o.epoch) return "before";
     o.learning.delete(node);
     if (o.learning.size === 0) o.learning = undefined;
+    return undefined;
   }
 
   /** Whether `p` is owned and done learning at `nowMs` (dead nodes are not waited for). */
@@ -94,6 +100,15 @@ export class Ownership {
     if (o.learning.size > 0) return false;
     o.learning = undefined;
     return true;
+  }
+
+  /** The partitions owned that `canGrant` lets this run announce now, with their epochs. */
+  announced(canGrant: (p: number) => boolean): PartitionOwner[] {
+    const out: PartitionOwner[] = [];
+    for (const [partition, o] of this.#owned) {
+      if (canGrant(partition)) out.push({ partition, epoch: o.epoch });
+    }
+    return out.sort((x, y) => x.partition - y.partition);
   }
 
   /** Owned partitions, ascending, with their epochs and whether each is still learning. */

@@ -61,6 +61,12 @@ export interface GlobalControl {
   dropGrants(): void;
   /** Marks every held key changed, so the next drain reports all (after a reconnect). */
   markAllDirty(): void;
+  /**
+   * The next drain hands out, with each key, this node's own admissions of it over its last
+   * window by bin (`ChangeCursor.recentCost`): for a new aggregator, or a partition's new owner,
+   * to place in its window what it did not hear as it happened.
+   */
+  reportRecentNext(): void;
   /** Keys changed since the last drain, over every rule (for an early flush). */
   pendingChanges(): number;
 }
@@ -107,6 +113,9 @@ export function createGlobalControl(
     },
     markAllDirty: () => {
       for (const t of all) t.markAllDirty();
+    },
+    reportRecentNext: () => {
+      for (const t of all) t.reportRecentNext();
     },
     pendingChanges: () => {
       let n = 0;

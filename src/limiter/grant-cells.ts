@@ -192,12 +192,28 @@ export class GrantCells {
     slots[extra + GRANT_END] = Number.NEGATIVE_INFINITY;
   }
 
-  /** Copies the grant cells a report carries (epoch, version, allowance) into `c`. */
-  report(c: ChangeCursorRecord, extra: number): void {
+  /** The next drain hands out each key's own bins (`ChangeCursor.recentCost`). */
+  recentNext = false;
+
+  /**
+   * Copies the grant cells a report carries (epoch, version, allowance) into `c`, and the
+   * key's own bins when asked for.
+   */
+  report(c: ChangeCursorRecord, extra: number, nowMs = Number.NaN): void {
     const slots = this.#slots;
     c.grantEpoch = slots[extra + GRANT_EPOCH]!;
     c.grantVersion = slots[extra + GRANT_VERSION]!;
     c.allowance = slots[extra + GRANT_ALLOWANCE]!;
+    c.recentCount = 0;
+    if (!this.recentNext || Number.isNaN(nowMs)) return;
+    const bin = this.#ownAdvance(extra, nowMs);
+    const binMs = this.#ownBinMs;
+    for (let k = 0; k < OWN_CELLS && bin - k >= 0; k++) {
+      c.recentCost[k] = slots[extra + OWN_RING + ((bin - k) % OWN_CELLS)]!;
+      const endMs = (bin - k + 1) * binMs;
+      c.recentAgeMs[k] = endMs < nowMs ? nowMs - endMs : 0;
+      c.recentCount = k + 1;
+    }
   }
 
   /** Whether a grant is in force (every aggregator epoch is above 0). */

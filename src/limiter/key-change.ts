@@ -4,6 +4,8 @@
  * `AccountingEntry`.
  */
 
+import { OWN_CELLS } from "./slot-layout.js";
+
 /**
  * One changed key during a drain (`Limiter.drain`); counts are in cost units. Valid only during
  * the visitor's call: the same object is filled again for the next key, so copy what you keep.
@@ -30,10 +32,21 @@ export interface ChangeCursor {
   readonly allowance: number;
   /** Global rules: how long ago, on average, the hits of `deltaAdmitted` were admitted, ms; else 0. */
   readonly ageMs: number;
+  /**
+   * Global rules, in a drain after `GlobalControl.reportRecentNext()`: this node's own
+   * admissions of the key in its last window or so, by bin, newest first (`recentCost[k]`),
+   * with how long ago each bin ended (`recentAgeMs[k]`); `recentCount` bins (0 otherwise).
+   */
+  readonly recentCount: number;
+  readonly recentCost: Float64Array;
+  readonly recentAgeMs: Float64Array;
 }
 
-/** What one key did between two snapshots: a copy of a cursor, less `ageMs`. */
-export type AccountingEntry = Omit<ChangeCursor, "ageMs">;
+/** What one key did between two snapshots: a copy of a cursor, less `ageMs` and the bins. */
+export type AccountingEntry = Omit<
+  ChangeCursor,
+  "ageMs" | "recentCount" | "recentCost" | "recentAgeMs"
+>;
 
 /** Receives each changed key of a drain; see {@link ChangeCursor} for how long it is valid. */
 export type ChangeVisitor = (change: ChangeCursor) => void;
@@ -52,6 +65,9 @@ export class ChangeCursorRecord implements ChangeCursor {
   grantVersion = 0;
   allowance = 0;
   ageMs = 0;
+  recentCount = 0;
+  readonly recentCost = new Float64Array(OWN_CELLS);
+  readonly recentAgeMs = new Float64Array(OWN_CELLS);
 
   constructor(rule: string) {
     this.rule = rule;

@@ -38,9 +38,8 @@ import type { CompiledRule } from "./rule.js";
 import { SlotGenerations } from "./slot-generations.js";
 import * as layout from "./slot-layout.js";
 
-// Copied into constants of this module: an imported binding is live, so V8 loads it from its
-// module cell, with a check that it is initialised, at every use instead of folding it, and
-// these offsets are read by every decision.
+// Copied into constants: an imported binding is live, so V8 loads it from its module cell, with
+// an initialisation check, at every use instead of folding it; every decision reads these.
 const {
   ADMITTED,
   DIRTY,
@@ -316,7 +315,7 @@ export class KeyTable {
     if (this.#global) {
       const timeSum = slots[extra + PENDING_TIME]!;
       slots[extra + PENDING_TIME] = 0;
-      this.#grants.report(c, extra);
+      this.#grants.report(c, extra, nowMs);
       c.ageMs = da > 0 ? Math.max(0, nowMs - this.#startMs - timeSum / da) : 0;
     }
     visit(c);
@@ -365,11 +364,17 @@ export class KeyTable {
       this.#report(slot, extra, visit, nowMs);
     }
     this.#dirtyCount = 0;
+    this.#grants.recentNext = false;
     if (this.#retired.length > 0) {
       const retired = this.#retired;
       this.#retired = [];
       for (const e of retired) visit(e);
     }
+  }
+
+  /** Global rules: the next drain hands out each key's own bins (ChangeCursor.recentCost). */
+  reportRecentNext(): void {
+    this.#grants.recentNext = true;
   }
 
   /** Frees every key at rest whose counts were all reported. Returns how many were freed. */

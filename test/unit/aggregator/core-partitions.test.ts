@@ -60,6 +60,7 @@ function report(
   held: Held,
   ownerEpoch: number,
   isNew = false,
+  admittedSinceLast = 0,
 ): DecisionBatch {
   return {
     type: "decision-batch",
@@ -81,7 +82,7 @@ function report(
             grantEpoch: held.grant === undefined ? 0 : held.epoch,
             grantVersion: held.grant?.version ?? 0,
             allowance: held.grant?.allowance ?? 0,
-            admittedSinceLast: 0,
+            admittedSinceLast,
             ageMs: 0,
           },
         ],
@@ -184,13 +185,16 @@ test("core partitions - a takeover grants only once every live node has reported
   for (const node of ["n", "m"]) heartbeat(b, node, clock);
   b.acquirePartition(PART, 30, undefined, clock.nowMs(), 0);
   const old: Held = { grant: { version: 3, allowance: 60 } as GrantEntry, epoch: 12 };
-  // n reports, but from before it heard of epoch 30: it may still apply a grant of the old one.
+  // n reports, but from before it heard of epoch 30: it may still apply a grant of the old one,
+  // and its counts are left for its report after it has heard.
   b.ingestBatch(report("n", 40, 100, old, 12, true), clock.nowMs(), PART);
   clock.advance(25);
   let out = b.tick(clock.nowMs(), 0, () => true);
   assert.equal(out.updates.length, 0, "nothing granted while learning");
   assert.deepEqual(out.defaults.owners, [{ partition: PART, epoch: 30 }], "announced meanwhile");
-  b.ingestBatch(report("n", 40, 120, old, 30), clock.nowMs(), PART);
+  // Its report once it heard of epoch 30 says again when it admitted what it did (the resync's
+  // bins, here all recent): the batch before that was left out.
+  b.ingestBatch(report("n", 40, 120, old, 30, false, 40), clock.nowMs(), PART);
   clock.advance(25);
   out = b.tick(clock.nowMs(), 0, () => true);
   assert.equal(out.updates.length, 0, "m has not reported yet");

@@ -416,8 +416,11 @@ describe("limiter - accounting", () => {
       }),
     );
     clock.advance(60);
-    const seen: ChangeCursor[] = [];
-    limiter.drain((c) => seen.push({ ...c }));
+    const seen: Omit<ChangeCursor, "recentCount" | "recentCost" | "recentAgeMs">[] = [];
+    limiter.drain(({ recentCount, recentCost: _c, recentAgeMs: _a, ...c }) => {
+      assert.equal(recentCount, 0, "no bins unless asked for");
+      seen.push(c);
+    });
     const a = seen.find((c) => c.key === "a")!;
     const k = seen.find((c) => c.key === "k")!;
     assert.deepEqual(
