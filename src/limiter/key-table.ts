@@ -158,20 +158,18 @@ export class KeyTable {
 
   #decideGlobal(slots: Float64Array, base: number, nowMs: number, cost: number): Decision {
     if (Number.isNaN(this.#startMs)) this.#startMs = nowMs; // first global decision
-    const rule = this.rule;
-    if (
-      this.loss.lost ||
-      (this.loss.partial && this.loss.lostFor(this.#keys[base / this.#stride]!))
-    ) {
-      return (
-        this.loss.decide(nowMs) ?? rule.algorithm.decide(slots, base, this.#params, nowMs, cost)
-      );
-    }
+    const loss = this.loss;
+    const key = loss.lost || loss.partial || loss.silent ? this.#keys[base / this.#stride]! : "";
+    const lost = loss.lostFor(key);
+    const policy = lost ? loss.decide(nowMs) : undefined; // open, closed, or the start-up hold
+    if (policy !== undefined) return policy;
     const extra = base + this.#algoStride;
-    if (!this.#grants.held(extra))
-      return rule.algorithm.decide(slots, base, this.#params, nowMs, cost);
-    const since = this.loss.silent ? this.loss.silentSince(this.#keys[base / this.#stride]!) : NaN;
+    const held = this.#grants.held(extra);
+    // A key holding a grant keeps to its own recent admissions through a silence, and through
+    // the `static` policy after it: a share taken afresh would not count what it just admitted.
+    const since = held ? loss.silentSince(key) : Number.NaN;
     if (!Number.isNaN(since)) return this.#grants.decideSilent(extra, nowMs, cost, since);
+    if (lost || !held) return this.rule.algorithm.decide(slots, base, this.#params, nowMs, cost);
     return this.#grants.decide(extra, nowMs, cost);
   }
 
