@@ -93,7 +93,7 @@ export class AggregatorCore {
     }
     this.#grantsFromMs = options.startMs + (this.#t.warmupMs ?? 0);
     this.#lastReclaimMs = options.startMs;
-    const learnMs = Math.min(2000, Math.max(250, 10 * this.#t.syncIntervalMs));
+    const learnMs = Math.min(5000, Math.max(1000, 40 * this.#t.syncIntervalMs));
     this.ownership =
       options.partitions === undefined ? undefined : new Ownership(options.partitions, learnMs);
   }
