@@ -18,11 +18,11 @@
  * share divides by; a node that joins gets every hot key granted ahead (placeholders).
  */
 import type { CompiledRule } from "../limiter/rule.js";
+import { FrameEntry } from "../protocol/decision-batch.js";
 import type {
   DecisionBatchFields,
   DecisionEntry,
   Heartbeat,
-  PartitionOwner,
   RateUpdateFields,
   RuleDefaultsFields,
 } from "../protocol/messages.js";
@@ -39,7 +39,14 @@ import {
 } from "./core-stats.js";
 import { foldDemand, hitWaitMs } from "./demand.js";
 import * as gw from "./global-window.js";
-import { type GrantsByNode, rateUpdates, scheduleGrants, usableNow } from "./grant-schedule.js";
+import {
+  type GrantsByNode,
+  rateUpdates,
+  ruleDefaults,
+  scheduleGrants,
+  usableNow,
+} from "./grant-schedule.js";
+import { hashBytes } from "./key-index.js";
 import { KeyState, RuleState } from "./key-state.js";
 import { Membership, type NodeRecord } from "./membership.js";
 import { committedAllowance, reconcile } from "./node-stream.js";
@@ -171,13 +178,36 @@ export class AggregatorCore {
   }
 
   #keyState(rs: RuleState, key: string, nowMs: number): KeyState {
-    let ks = rs.keys.get(key);
-    if (ks === undefined) {
-      ks = new KeyState(key, rs.shape, nowMs, this.ownership?.partitionOf(rs.rule.name, key));
-      rs.keys.set(key, ks);
-      this.stats.keys++;
-    }
+    return rs.keys.get(key) ?? this.#newKey(rs, key, nowMs);
+  }
+
+  #newKey(rs: RuleState, key: string, nowMs: number, partition?: number): KeyState {
+    const p = partition ?? this.ownership?.partitionOf(rs.rule.name, key);
+    const ks = new KeyState(key, rs.shape, nowMs, p);
+    rs.addKey(ks);
+    this.stats.keys++;
     return ks;
+  }
+
+  /**
+   * The key state of an entry, made if new; undefined when its partition is not owned. A
+   * reader's entry is looked up by its key's bytes: its string is made only for a new key.
+   */
+  #entryKey(rs: RuleState, e: DecisionEntry, nowMs: number): KeyState | undefined {
+    const own = this.ownership;
+    const ks =
+      e instanceof FrameEntry
+        ? rs.index.findBytes(
+            e.frame,
+            e.keyAt,
+            e.keyLength,
+            hashBytes(e.frame, e.keyAt, e.keyLength),
+          )
+        : rs.keys.get(e.key);
+    if (ks !== undefined) return own === undefined || own.owns(ks.partition) ? ks : undefined;
+    const p = own?.partitionOf(rs.rule.name, e.key);
+    if (own !== undefined && !own.owns(p!)) return undefined;
+    return this.#newKey(rs, e.key, nowMs, p);
   }
 
   #ingestEntry(rs: RuleState, node: NodeRecord, e: DecisionEntry, nowMs: number): void {
@@ -188,11 +218,11 @@ export class AggregatorCore {
       return;
     }
     const own = this.ownership;
-    if (own !== undefined && !own.owns(own.partitionOf(rs.rule.name, e.key))) {
+    const ks = this.#entryKey(rs, e, nowMs);
+    if (ks === undefined) {
       this.stats.unownedEntries++;
       return;
     }
-    const ks = this.#keyState(rs, e.key, nowMs);
     const epoch = own === undefined ? this.epoch : own.epochOf(ks.partition);
     const r = reconcile(ks.streams, node, e, nowMs, epoch);
     if (r === undefined || r.stale) this.stats.staleEntries++;
@@ -273,7 +303,7 @@ export class AggregatorCore {
     this.#dirtyKeys = [];
     const granting = nowMs >= this.#grantsFromMs;
     const own = this.ownership;
-    const owners = own === undefined ? [] : this.#owners(canGrant);
+    const owners = own === undefined ? [] : own.announced(canGrant);
     for (let i = 0; i < dirtyKeys.length; i++) {
       const rs = dirtyRules[i]!;
       const ks = dirtyKeys[i]!;
@@ -292,27 +322,16 @@ export class AggregatorCore {
     }
     if (nowMs - this.#lastReclaimMs >= 1000) this.#reclaim(nowMs);
     const seq = ++this.#seq >>> 0;
-    const updates = rateUpdates(out, {
+    const header = {
       aggregatorId: this.aggregatorId,
       aggregatorEpoch: this.epoch,
       seq,
       sentAtWallMs: wallMs,
       owners,
-    });
-    this.stats.updatesSent += updates.length;
-    const defaults: RuleDefaultsFields = {
-      aggregatorId: this.aggregatorId,
-      aggregatorEpoch: this.epoch,
-      seq,
-      sentAtWallMs: wallMs,
-      liveNodes: Math.min(live, 65535),
-      partitions: own?.partitions ?? 0,
-      owners,
-      rules: [...this.#rules.values()].map((rs) => ({
-        rule: rs.rule.name,
-        defaultShare: rs.rule.limit / live,
-      })),
     };
+    const updates = rateUpdates(out, header);
+    this.stats.updatesSent += updates.length;
+    const defaults = ruleDefaults(header, this.#rules.values(), live, own?.partitions ?? 0);
     return { updates, defaults };
   }
 
@@ -320,15 +339,6 @@ export class AggregatorCore {
   #requeue(rs: RuleState, ks: KeyState): void {
     this.#dirtyRules.push(rs);
     this.#dirtyKeys.push(ks);
-  }
-
-  /** The partitions owned that may be announced now (the lease not in doubt), with epochs. */
-  #owners(canGrant: (p: number) => boolean): PartitionOwner[] {
-    const out: PartitionOwner[] = [];
-    for (const o of this.ownership!.list()) {
-      if (canGrant(o.partition)) out.push({ partition: o.partition, epoch: o.epoch });
-    }
-    return out;
   }
 
   /** One key's allocation: demand, budget, pacing, shares, then the grants that go out. */
@@ -455,9 +465,9 @@ export class AggregatorCore {
 
   #dropPartition(p: number): void {
     for (const rs of this.#rules.values()) {
-      for (const [key, ks] of rs.keys) {
+      for (const ks of rs.keys.values()) {
         if (ks.partition !== p) continue;
-        rs.keys.delete(key);
+        rs.deleteKey(ks);
         ks.dirty = false;
         this.stats.keys--;
       }
@@ -474,10 +484,10 @@ export class AggregatorCore {
   #reclaim(nowMs: number): void {
     this.#lastReclaimMs = nowMs;
     for (const rs of this.#rules.values()) {
-      for (const [key, ks] of rs.keys) {
+      for (const ks of rs.keys.values()) {
         if (ks.dirty || nowMs - ks.lastReportMs < this.#t.keyIdleMs) continue;
         if (gw.windowUsed(ks.window, rs.shape, nowMs) > 0) continue;
-        rs.keys.delete(key);
+        rs.deleteKey(ks);
         this.stats.keys--;
         this.stats.keysReclaimed++;
       }

@@ -15,9 +15,11 @@ import type {
   GrantEntry,
   PartitionOwner,
   RateUpdateFields,
+  RuleDefaultsFields,
   RuleGroup,
 } from "../protocol/messages.js";
 import { type AllocationInput, maxMinFair } from "./allocator.js";
+import type { RuleState } from "./key-state.js";
 import type { NodeRecord } from "./membership.js";
 import type { NodeStream } from "./node-stream.js";
 
@@ -129,6 +131,27 @@ export function rateUpdates(out: GrantsByNode, header: UpdateHeader): RateUpdate
     updates.push({ ...header, targetNodeId: node.id, targetNodeEpoch: node.epoch, groups });
   }
   return updates;
+}
+
+/** The rule defaults of a tick: each rule's limit shared among the `live` nodes. */
+export function ruleDefaults(
+  h: UpdateHeader,
+  rules: Iterable<RuleState>,
+  live: number,
+  partitions: number,
+): RuleDefaultsFields {
+  const shares: RuleDefaultsFields["rules"][number][] = [];
+  for (const rs of rules) shares.push({ rule: rs.rule.name, defaultShare: rs.rule.limit / live });
+  return {
+    aggregatorId: h.aggregatorId,
+    aggregatorEpoch: h.aggregatorEpoch,
+    seq: h.seq,
+    sentAtWallMs: h.sentAtWallMs,
+    liveNodes: Math.min(live, 65535),
+    partitions,
+    owners: h.owners,
+    rules: shares,
+  };
 }
 
 function addGrant(out: GrantsByNode, node: NodeRecord, rule: string, entry: GrantEntry): void {

@@ -16,6 +16,7 @@
  * silent on the partition) is then counted as holding its default share, as after a restart.
  * A handoff brings the old owner's grant bookkeeping with it, so there is nothing to learn.
  */
+import type { PartitionOwner } from "../protocol/messages.js";
 import { decisionPartition } from "../protocol/partition.js";
 import type { NodeRecord } from "./membership.js";
 
@@ -101,5 +102,14 @@ export class Ownership {
     return [...this.#owned]
       .sort((a, b) => a[0] - b[0])
       .map(([partition, o]) => ({ partition, epoch: o.epoch, learning: o.learning !== undefined }));
+  }
+
+  /** The partitions owned that may be announced now (`canGrant`: the lease not in doubt). */
+  announced(canGrant: (p: number) => boolean): PartitionOwner[] {
+    const out: PartitionOwner[] = [];
+    for (const o of this.list()) {
+      if (canGrant(o.partition)) out.push({ partition: o.partition, epoch: o.epoch });
+    }
+    return out;
   }
 }
