@@ -27,8 +27,14 @@ import type {
   RuleDefaultsFields,
 } from "../protocol/messages.js";
 import { Role } from "../protocol/messages.js";
-import { grantAheadIfHot, grantWaitMs, HOT_FRACTION, keyPaceCredit } from "./allocation-inputs.js";
-import { allocate, handedOut, type RoundingInput, roundToUnits } from "./allocator.js";
+import {
+  grantAheadIfHot,
+  grantWaitMs,
+  HOT_FRACTION,
+  keyPaceCredit,
+  roundingInputs,
+} from "./allocation-inputs.js";
+import { allocate, handedOut, roundToUnits } from "./allocator.js";
 import { paceCarry, readBudget } from "./budget.js";
 import { encodeCheckpoint, restoreCheckpoint } from "./checkpoint.js";
 import {
@@ -49,7 +55,7 @@ import {
 import { hashBytes } from "./key-index.js";
 import { KeyState, RuleState } from "./key-state.js";
 import { Membership, type NodeRecord } from "./membership.js";
-import { committedAllowance, reconcile } from "./node-stream.js";
+import { newReconciled, reconcileInto } from "./node-stream.js";
 import { Ownership } from "./ownership.js";
 
 export type { AggregatorStats, RuleUsage } from "./core-stats.js";
@@ -89,6 +95,8 @@ export class AggregatorCore {
   #joinedSinceTick = false;
   #seq = 0;
   #lastReclaimMs: number;
+  /** What the entry being ingested adds (reused from one entry to the next). */
+  readonly #reconciled = newReconciled();
 
   constructor(options: AggregatorCoreOptions) {
     this.aggregatorId = options.aggregatorId;
@@ -177,10 +185,6 @@ export class AggregatorCore {
     return r.node;
   }
 
-  #keyState(rs: RuleState, key: string, nowMs: number): KeyState {
-    return rs.keys.get(key) ?? this.#newKey(rs, key, nowMs);
-  }
-
   #newKey(rs: RuleState, key: string, nowMs: number, partition?: number): KeyState {
     const p = partition ?? this.ownership?.partitionOf(rs.rule.name, key);
     const ks = new KeyState(key, rs.shape, nowMs, p);
@@ -224,9 +228,10 @@ export class AggregatorCore {
       return;
     }
     const epoch = own === undefined ? this.epoch : own.epochOf(ks.partition);
-    const r = reconcile(ks.streams, node, e, nowMs, epoch);
-    if (r === undefined || r.stale) this.stats.staleEntries++;
-    if (r === undefined) return;
+    const r = this.#reconciled;
+    const counted = reconcileInto(r, ks.streams, node, e, nowMs, epoch);
+    if (!counted || r.stale) this.stats.staleEntries++;
+    if (!counted) return;
     if (r.admitted > 0) {
       // Binned when admitted (receipt minus their age on the node), not when they arrived:
       // otherwise they would stay in the window up to a sync interval too long.
@@ -355,11 +360,7 @@ export class AggregatorCore {
     });
     grantAheadIfHot(rs, ks, budget, live, this.membership, nowMs);
     const defaultShare = limit / live;
-    const inputs: RoundingInput[] = ks.streams.map((s) => ({
-      demand: s.demandRatePerMs * rs.horizonMs,
-      committed: committedAllowance(s, defaultShare),
-      base: s.admitted,
-    }));
+    const inputs = roundingInputs(rs, ks, defaultShare);
     let held = 0;
     for (const x of inputs) held += x.committed;
     const credit = keyPaceCredit(rs, ks, t, nowMs);
@@ -414,7 +415,7 @@ export class AggregatorCore {
       bytes,
       {
         rule: (name) => this.#rules.get(name),
-        key: (rs, key) => this.#keyState(rs, key, nowMs),
+        key: (rs, key) => rs.keys.get(key) ?? this.#newKey(rs, key, nowMs),
         node: (id, epoch) => this.#touch(id, epoch, nowMs),
       },
       nowMs,

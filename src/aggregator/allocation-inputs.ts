@@ -2,6 +2,7 @@
  * What one key's allocation takes besides its budget: placeholders for the nodes a hot key must
  * be granted ahead to, the pacing credit, and the wait its grants carry.
  */
+import type { RoundingInput } from "./allocator.js";
 import { type Budget, budgetWaitMs, paceCredit } from "./budget.js";
 import type { KeyState, RuleState } from "./key-state.js";
 import type { Membership } from "./membership.js";
@@ -85,4 +86,36 @@ export function grantWaitMs(
     budget: b,
     handedOut: onceHeld,
   });
+}
+
+type MutableInput = { -readonly [K in keyof RoundingInput]: RoundingInput[K] };
+
+/** Per stream count, the inputs array {@link roundingInputs} fills (its objects reused). */
+const inputsByCount: MutableInput[][] = [];
+
+/**
+ * The allocation inputs of `ks`'s streams (same order): demand over the horizon, committed
+ * allowance, reported admitted. The array and its objects are reused by the next call with as
+ * many streams, so they must not be kept past the key's allocation.
+ */
+export function roundingInputs(
+  rs: RuleState,
+  ks: KeyState,
+  defaultShare: number,
+): readonly RoundingInput[] {
+  const streams = ks.streams;
+  const n = streams.length;
+  let inputs = inputsByCount[n];
+  if (inputs === undefined) {
+    inputs = Array.from({ length: n }, () => ({ demand: 0, committed: 0, base: 0 }));
+    inputsByCount[n] = inputs;
+  }
+  for (let j = 0; j < n; j++) {
+    const s = streams[j]!;
+    const x = inputs[j]!;
+    x.demand = s.demandRatePerMs * rs.horizonMs;
+    x.committed = committedAllowance(s, defaultShare);
+    x.base = s.admitted;
+  }
+  return inputs;
 }

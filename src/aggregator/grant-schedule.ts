@@ -64,14 +64,11 @@ export function scheduleGrants(
   out: GrantsByNode,
 ): number {
   const threshold = Math.max(x.limit * x.materialChange, 1e-9);
-  // A real freeing time is absolute and stable; "the next tick" (0) moves with every tick, so
-  // it compares as -Infinity.
+  // The wait, asked for the first time a stream is out of room or a grant goes out (undefined
+  // until then), and the freeing time it means: a real freeing time is absolute and stable; "the
+  // next tick" (0) moves with every tick, so it compares as -Infinity.
   let waitMs: number | undefined;
-  const wait = () => {
-    waitMs ??= x.waitMs();
-    return waitMs;
-  };
-  const freeAt = () => (wait() > 0 ? x.nowMs + wait() : Number.NEGATIVE_INFINITY);
+  let freeAt = 0;
   let sent = 0;
   for (let j = 0; j < streams.length; j++) {
     const s = streams[j]!;
@@ -79,10 +76,14 @@ export function scheduleGrants(
     const allowance = s.admitted + shares[j]!;
     const outOfRoom = s.sentAllowance - s.admitted < 1;
     const starved = outOfRoom && allowance > s.sentAllowance;
+    if (outOfRoom && waitMs === undefined) {
+      waitMs = x.waitMs();
+      freeAt = waitMs > 0 ? x.nowMs + waitMs : Number.NEGATIVE_INFINITY;
+    }
     const waitMoved =
       outOfRoom &&
-      freeAt() !== s.sentFreeAtMs &&
-      !(Math.abs(freeAt() - s.sentFreeAtMs) <= x.syncIntervalMs);
+      freeAt !== s.sentFreeAtMs &&
+      !(Math.abs(freeAt - s.sentFreeAtMs) <= x.syncIntervalMs);
     if (
       s.sentVersion > 0 &&
       !starved &&
@@ -91,7 +92,11 @@ export function scheduleGrants(
     ) {
       continue;
     }
-    s.sentFreeAtMs = freeAt();
+    if (waitMs === undefined) {
+      waitMs = x.waitMs();
+      freeAt = waitMs > 0 ? x.nowMs + waitMs : Number.NEGATIVE_INFINITY;
+    }
+    s.sentFreeAtMs = freeAt;
     key.version = (key.version + 1) >>> 0 || 1;
     s.sentVersion = key.version;
     s.sentAllowance = allowance;
@@ -105,7 +110,7 @@ export function scheduleGrants(
       allowance,
       rampFrom: rampFrom < allowance ? rampFrom : allowance,
       rampMs: rampFrom < allowance ? x.rampMs : 0,
-      retryAfterMs: wait(),
+      retryAfterMs: waitMs,
     });
     sent++;
   }
