@@ -3,7 +3,7 @@
  * frame, without making the key's string (it is made only for a key seen for the first time).
  *
  * An open-addressing table (linear probing, backward-shift deletion, at most half full) of key
- * states with each one's hash beside it. The hash is over the key's UTF-8 bytes, so a key read
+ * states; a probe compares each one's `keyHash` before its key. The hash is over the key's UTF-8 bytes, so a key read
  * from a frame and the same key given as a string (a checkpoint, `decode`) meet in one slot.
  * The index holds exactly the key states of its rule's `keys` map; the map keeps their order.
  */
@@ -70,7 +70,6 @@ function sameKey(key: string, b: Uint8Array, at: number, length: number): boolea
 
 export class KeyIndex<K extends IndexedKey> {
   #slots: (K | undefined)[] = new Array(16).fill(undefined);
-  #hashes = new Int32Array(16);
   #mask = 15;
   #size = 0;
 
@@ -81,12 +80,11 @@ export class KeyIndex<K extends IndexedKey> {
   /** The key state whose key has the UTF-8 bytes `b[at, at + length)`, hashing to `h`. */
   findBytes(b: Uint8Array, at: number, length: number, h: number): K | undefined {
     const slots = this.#slots;
-    const hashes = this.#hashes;
     const mask = this.#mask;
     for (let i = h & mask; ; i = (i + 1) & mask) {
       const k = slots[i];
       if (k === undefined) return undefined;
-      if (hashes[i] === h && sameKey(k.key, b, at, length)) return k;
+      if (k.keyHash === h && sameKey(k.key, b, at, length)) return k;
     }
   }
 
@@ -97,7 +95,7 @@ export class KeyIndex<K extends IndexedKey> {
     for (let i = h & mask; ; i = (i + 1) & mask) {
       const k = this.#slots[i];
       if (k === undefined) return undefined;
-      if (this.#hashes[i] === h && k.key === key) return k;
+      if (k.keyHash === h && k.key === key) return k;
     }
   }
 
@@ -111,7 +109,6 @@ export class KeyIndex<K extends IndexedKey> {
   /** Removes `k` (the very object added); does nothing when it is not in the index. */
   remove(k: K): void {
     const slots = this.#slots;
-    const hashes = this.#hashes;
     const mask = this.#mask;
     let i = k.keyHash & mask;
     while (slots[i] !== k) {
@@ -122,17 +119,15 @@ export class KeyIndex<K extends IndexedKey> {
     // slot does not lie (cyclically) after the hole, so every probe still finds it.
     let hole = i;
     for (let j = (i + 1) & mask; slots[j] !== undefined; j = (j + 1) & mask) {
-      const home = hashes[j]! & mask;
+      const home = slots[j]!.keyHash & mask;
       const fromHome = (j - home) & mask;
       const fromHole = (j - hole) & mask;
       if (fromHome >= fromHole) {
         slots[hole] = slots[j];
-        hashes[hole] = hashes[j]!;
         hole = j;
       }
     }
     slots[hole] = undefined;
-    hashes[hole] = 0;
     this.#size--;
   }
 
@@ -141,14 +136,12 @@ export class KeyIndex<K extends IndexedKey> {
     let i = k.keyHash & mask;
     while (this.#slots[i] !== undefined) i = (i + 1) & mask;
     this.#slots[i] = k;
-    this.#hashes[i] = k.keyHash;
   }
 
   #grow(): void {
     const old = this.#slots;
     const n = old.length * 2;
     this.#slots = new Array(n).fill(undefined);
-    this.#hashes = new Int32Array(n);
     this.#mask = n - 1;
     for (const k of old) if (k !== undefined) this.#place(k);
   }
