@@ -5,7 +5,7 @@
  *
  *   ingestBatch  --> node-stream (reconcile the cumulative counts)
  *                --> global-window (bin the new admitted cost at its admission time)
- *   tick         --> for each key with news:
+ *   tick         --> for each key with news, allocate-key:
  *                      demand (fold each node's reports into a rate; the wait for a hit)
  *                      budget (what the window allows, early release, pacing)
  *                      allocator (max-min fair shares within it, then whole units)
@@ -18,7 +18,6 @@
  * share divides by; a node that joins gets every hot key granted ahead (placeholders).
  */
 import type { CompiledRule } from "../limiter/rule.js";
-import { FrameEntry } from "../protocol/decision-batch.js";
 import type {
   DecisionBatchFields,
   DecisionEntry,
@@ -27,15 +26,8 @@ import type {
   RuleDefaultsFields,
 } from "../protocol/messages.js";
 import { Role } from "../protocol/messages.js";
-import {
-  grantAheadIfHot,
-  grantWaitMs,
-  HOT_FRACTION,
-  keyPaceCredit,
-  roundingInputs,
-} from "./allocation-inputs.js";
-import { allocate, handedOut, roundToUnits } from "./allocator.js";
-import { paceCarry, readBudget } from "./budget.js";
+import { allocateKey } from "./allocate-key.js";
+import { HOT_FRACTION } from "./allocation-inputs.js";
 import { encodeCheckpoint, restoreCheckpoint } from "./checkpoint.js";
 import {
   type AggregatorStats,
@@ -43,16 +35,8 @@ import {
   type RuleUsage,
   ruleUsage,
 } from "./core-stats.js";
-import { foldDemand, hitWaitMs } from "./demand.js";
 import * as gw from "./global-window.js";
-import {
-  type GrantsByNode,
-  rateUpdates,
-  ruleDefaults,
-  scheduleGrants,
-  usableNow,
-} from "./grant-schedule.js";
-import { hashBytes } from "./key-index.js";
+import { type GrantsByNode, rateUpdates, ruleDefaults } from "./grant-schedule.js";
 import { KeyState, RuleState } from "./key-state.js";
 import { Membership, type NodeRecord } from "./membership.js";
 import { newReconciled, reconcileInto } from "./node-stream.js";
@@ -97,6 +81,8 @@ export class AggregatorCore {
   #lastReclaimMs: number;
   /** What the entry being ingested adds (reused from one entry to the next). */
   readonly #reconciled = newReconciled();
+  /** Per entry of the group being ingested, its key state when found by `lookUp`. */
+  readonly #found: (KeyState | undefined)[] = [];
 
   constructor(options: AggregatorCoreOptions) {
     this.aggregatorId = options.aggregatorId;
@@ -166,7 +152,12 @@ export class AggregatorCore {
         this.stats.unknownRuleEntries += group.entries.length;
         continue;
       }
-      for (const entry of group.entries) this.#ingestEntry(rs, node, entry, nowMs);
+      const entries = group.entries;
+      const found = this.#found;
+      rs.lookUp(entries, found);
+      for (let i = 0; i < entries.length; i++) {
+        this.#ingestEntry(rs, node, entries[i]!, found[i], nowMs);
+      }
     }
   }
 
@@ -194,27 +185,32 @@ export class AggregatorCore {
   }
 
   /**
-   * The key state of an entry, made if new; undefined when its partition is not owned. A
-   * reader's entry is looked up by its key's bytes: its string is made only for a new key.
+   * The key state of an entry, made if new; undefined when its partition is not owned. `found`
+   * is what `lookUp` found by the key's bytes (a reader's entry); without it the key's string
+   * is looked up, which for a reader's entry is made only then (a new key, or a key repeated in
+   * the batch after its first entry made it).
    */
-  #entryKey(rs: RuleState, e: DecisionEntry, nowMs: number): KeyState | undefined {
+  #entryKey(
+    rs: RuleState,
+    e: DecisionEntry,
+    found: KeyState | undefined,
+    nowMs: number,
+  ): KeyState | undefined {
     const own = this.ownership;
-    const ks =
-      e instanceof FrameEntry
-        ? rs.index.findBytes(
-            e.frame,
-            e.keyAt,
-            e.keyLength,
-            hashBytes(e.frame, e.keyAt, e.keyLength),
-          )
-        : rs.keys.get(e.key);
+    const ks = found ?? rs.keys.get(e.key);
     if (ks !== undefined) return own === undefined || own.owns(ks.partition) ? ks : undefined;
     const p = own?.partitionOf(rs.rule.name, e.key);
     if (own !== undefined && !own.owns(p!)) return undefined;
     return this.#newKey(rs, e.key, nowMs, p);
   }
 
-  #ingestEntry(rs: RuleState, node: NodeRecord, e: DecisionEntry, nowMs: number): void {
+  #ingestEntry(
+    rs: RuleState,
+    node: NodeRecord,
+    e: DecisionEntry,
+    found: KeyState | undefined,
+    nowMs: number,
+  ): void {
     this.stats.entries++;
     if (e.generation === 0) {
       // 0 marks our own grants ahead (placeholders); nodes never use it for a key generation.
@@ -222,7 +218,7 @@ export class AggregatorCore {
       return;
     }
     const own = this.ownership;
-    const ks = this.#entryKey(rs, e, nowMs);
+    const ks = this.#entryKey(rs, e, found, nowMs);
     if (ks === undefined) {
       this.stats.unownedEntries++;
       return;
@@ -323,7 +319,9 @@ export class AggregatorCore {
         continue;
       }
       ks.dirty = false;
-      if (granting) this.#allocateKey(rs, ks, nowMs, live, out);
+      if (granting) {
+        this.stats.grantsSent += allocateKey(rs, ks, this.#t, this.membership, nowMs, live, out);
+      }
     }
     if (nowMs - this.#lastReclaimMs >= 1000) this.#reclaim(nowMs);
     const seq = ++this.#seq >>> 0;
@@ -344,53 +342,6 @@ export class AggregatorCore {
   #requeue(rs: RuleState, ks: KeyState): void {
     this.#dirtyRules.push(rs);
     this.#dirtyKeys.push(ks);
-  }
-
-  /** One key's allocation: demand, budget, pacing, shares, then the grants that go out. */
-  #allocateKey(rs: RuleState, ks: KeyState, nowMs: number, live: number, out: GrantsByNode) {
-    const t = this.#t;
-    const limit = rs.rule.limit;
-    foldDemand(ks.streams, nowMs, t.syncIntervalMs);
-    const lagMs = rs.lagMs + hitWaitMs(ks.streams, rs.rule.defaultCost, rs.hitWaitCapMs);
-    const budget = readBudget(ks.window, rs.shape, nowMs, {
-      limit,
-      windowMs: rs.rule.windowMs,
-      lagMs,
-      rampMs: rs.rampMs,
-    });
-    grantAheadIfHot(rs, ks, budget, live, this.membership, nowMs);
-    const defaultShare = limit / live;
-    const inputs = roundingInputs(rs, ks, defaultShare);
-    let held = 0;
-    for (const x of inputs) held += x.committed;
-    const credit = keyPaceCredit(rs, ks, t, nowMs);
-    const grantable = budget.budget < held + credit ? budget.budget : held + credit;
-    const shares = allocate(grantable, inputs);
-    roundToUnits(shares, inputs, rs.rule.defaultCost, ks.streams);
-    if (t.pacing > 0) {
-      const added = handedOut(inputs, shares) - held;
-      ks.paceCarry = paceCarry(credit, added, rs.rule.defaultCost);
-    }
-    const nowParts =
-      rs.rampMs > 0 ? usableNow(inputs, shares, budget.budgetNow, grantable, held) : undefined;
-    this.stats.grantsSent += scheduleGrants(
-      ks,
-      ks.streams,
-      shares,
-      inputs,
-      {
-        rule: rs.rule.name,
-        key: ks.key,
-        limit,
-        materialChange: t.materialChange,
-        syncIntervalMs: t.syncIntervalMs,
-        rampMs: rs.rampMs,
-        usableNow: nowParts,
-        nowMs,
-        waitMs: () => grantWaitMs(rs, ks, nowMs, lagMs, budget, shares),
-      },
-      out,
-    );
   }
 
   /** The windows and node streams as bytes, for a checkpoint (see checkpoint.ts). */

@@ -4,9 +4,11 @@
  * and the timings derived from the tuning.
  */
 import type { CompiledRule } from "../limiter/rule.js";
+import { FrameEntry } from "../protocol/decision-batch.js";
+import type { DecisionEntry } from "../protocol/messages.js";
 import { demandHorizonMs } from "./demand.js";
 import * as gw from "./global-window.js";
-import { KeyIndex, keyHash } from "./key-index.js";
+import { hashBytes, KeyIndex, keyHash } from "./key-index.js";
 import type { NodeStream } from "./node-stream.js";
 import { type AggregatorTuning, lagCompensationOf } from "./tuning.js";
 
@@ -81,6 +83,28 @@ export class RuleState {
   addKey(ks: KeyState): void {
     this.keys.set(ks.key, ks);
     this.index.add(ks);
+  }
+
+  /**
+   * Into `out[i]`, the key state of `entries[i]` when it is a reader's entry whose key the rule
+   * holds; undefined otherwise. All the lookups of a batch in one loop, apart from the work on
+   * each entry, so that their memory reads overlap.
+   */
+  lookUp(entries: readonly DecisionEntry[], out: (KeyState | undefined)[]): void {
+    const n = entries.length;
+    for (let i = 0; i < n; i++) {
+      const e = entries[i]!;
+      out[i] =
+        e instanceof FrameEntry
+          ? this.index.findBytes(
+              e.frame,
+              e.keyAt,
+              e.keyLength,
+              hashBytes(e.frame, e.keyAt, e.keyLength),
+            )
+          : undefined;
+    }
+    out.length = n;
   }
 
   /** Deletes `ks`, the key state the rule holds for its key. */
