@@ -15,12 +15,20 @@ import {
   roundingInputs,
 } from "./allocation-inputs.js";
 import { allocate, handedOut, roundToUnits } from "./allocator.js";
-import { paceCarry, readBudget } from "./budget.js";
+import { type BudgetInput, paceCarry, readBudget } from "./budget.js";
 import { foldDemand, hitWaitMs } from "./demand.js";
 import { type GrantsByNode, scheduleGrants, usableNow } from "./grant-schedule.js";
 import type { KeyState, RuleState } from "./key-state.js";
 import type { Membership } from "./membership.js";
 import type { AggregatorTuning } from "./tuning.js";
+
+/** `readBudget`'s input, overwritten by every call (read only during it). */
+const budgetInput: { -readonly [K in keyof BudgetInput]: BudgetInput[K] } = {
+  limit: 0,
+  windowMs: 0,
+  lagMs: 0,
+  rampMs: 0,
+};
 
 /**
  * One key's allocation: demand, budget, pacing, shares, then the grants that go out (added to
@@ -38,12 +46,12 @@ export function allocateKey(
   const limit = rs.rule.limit;
   foldDemand(ks.streams, nowMs, t.syncIntervalMs);
   const lagMs = rs.lagMs + hitWaitMs(ks.streams, rs.rule.defaultCost, rs.hitWaitCapMs);
-  const budget = readBudget(ks.window, rs.shape, nowMs, {
-    limit,
-    windowMs: rs.rule.windowMs,
-    lagMs,
-    rampMs: rs.rampMs,
-  });
+  const bi = budgetInput;
+  bi.limit = limit;
+  bi.windowMs = rs.rule.windowMs;
+  bi.lagMs = lagMs;
+  bi.rampMs = rs.rampMs;
+  const budget = readBudget(ks.window, rs.shape, nowMs, bi);
   grantAheadIfHot(rs, ks, budget, live, membership, nowMs);
   const defaultShare = limit / live;
   const inputs = roundingInputs(rs, ks, defaultShare);
