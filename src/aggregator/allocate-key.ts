@@ -15,19 +15,36 @@ import {
   roundingInputs,
 } from "./allocation-inputs.js";
 import { allocate, handedOut, roundToUnits } from "./allocator.js";
-import { type BudgetInput, paceCarry, readBudget } from "./budget.js";
+import { type BudgetInput, newBudget, paceCarry, readBudgetInto } from "./budget.js";
 import { foldDemand, hitWaitMs } from "./demand.js";
-import { type GrantsByNode, scheduleGrants, usableNow } from "./grant-schedule.js";
+import {
+  type GrantsByNode,
+  type ScheduleInput,
+  scheduleGrants,
+  usableNow,
+} from "./grant-schedule.js";
 import type { KeyState, RuleState } from "./key-state.js";
 import type { Membership } from "./membership.js";
 import type { AggregatorTuning } from "./tuning.js";
 
-/** `readBudget`'s input, overwritten by every call (read only during it). */
-const budgetInput: { -readonly [K in keyof BudgetInput]: BudgetInput[K] } = {
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
+
+/**
+ * The budget's input and result, and the scheduling input, of the key being allocated: one
+ * object each, overwritten by every call (nothing reads them once the call returns).
+ */
+const budgetInput: Mutable<BudgetInput> = { limit: 0, windowMs: 0, lagMs: 0, rampMs: 0 };
+const keyBudget = newBudget();
+const scheduleInput: Mutable<ScheduleInput> = {
+  rule: "",
+  key: "",
   limit: 0,
-  windowMs: 0,
-  lagMs: 0,
+  materialChange: 0,
+  syncIntervalMs: 0,
   rampMs: 0,
+  usableNow: undefined,
+  nowMs: 0,
+  waitMs: () => 0,
 };
 
 /**
@@ -51,7 +68,7 @@ export function allocateKey(
   bi.windowMs = rs.rule.windowMs;
   bi.lagMs = lagMs;
   bi.rampMs = rs.rampMs;
-  const budget = readBudget(ks.window, rs.shape, nowMs, bi);
+  const budget = readBudgetInto(keyBudget, ks.window, rs.shape, nowMs, bi);
   grantAheadIfHot(rs, ks, budget, live, membership, nowMs);
   const defaultShare = limit / live;
   const inputs = roundingInputs(rs, ks, defaultShare);
@@ -67,22 +84,15 @@ export function allocateKey(
   }
   const nowParts =
     rs.rampMs > 0 ? usableNow(inputs, shares, budget.budgetNow, grantable, held) : undefined;
-  return scheduleGrants(
-    ks,
-    ks.streams,
-    shares,
-    inputs,
-    {
-      rule: rs.rule.name,
-      key: ks.key,
-      limit,
-      materialChange: t.materialChange,
-      syncIntervalMs: t.syncIntervalMs,
-      rampMs: rs.rampMs,
-      usableNow: nowParts,
-      nowMs,
-      waitMs: () => grantWaitMs(rs, ks, nowMs, lagMs, budget, shares),
-    },
-    out,
-  );
+  const x = scheduleInput;
+  x.rule = rs.rule.name;
+  x.key = ks.key;
+  x.limit = limit;
+  x.materialChange = t.materialChange;
+  x.syncIntervalMs = t.syncIntervalMs;
+  x.rampMs = rs.rampMs;
+  x.usableNow = nowParts;
+  x.nowMs = nowMs;
+  x.waitMs = () => grantWaitMs(rs, ks, nowMs, lagMs, budget, shares);
+  return scheduleGrants(ks, ks.streams, shares, inputs, x, out);
 }
