@@ -103,18 +103,39 @@ export function scheduleGrants(
     if (allowance > s.maxUnconfirmed) s.maxUnconfirmed = allowance;
     const rampFrom =
       x.usableNow === undefined ? allowance : s.admitted + nodes[j]!.committed + x.usableNow[j]!;
-    addGrant(out, s.node, x.rule, {
-      key: x.key,
-      generation: s.generation,
-      version: s.sentVersion,
-      allowance,
-      rampFrom: rampFrom < allowance ? rampFrom : allowance,
-      rampMs: rampFrom < allowance ? x.rampMs : 0,
-      retryAfterMs: waitMs,
-    });
+    addGrant(
+      out,
+      s.node,
+      x.rule,
+      new Grant(
+        x.key,
+        s.generation,
+        s.sentVersion,
+        allowance,
+        rampFrom < allowance ? rampFrom : allowance,
+        rampFrom < allowance ? x.rampMs : 0,
+        waitMs,
+      ),
+    );
     sent++;
   }
   return sent;
+}
+
+/**
+ * One grant of a rate update: a `GrantEntry` with its fields in the wire's order, made by a
+ * constructor, so every grant has the same shape.
+ */
+class Grant implements GrantEntry {
+  constructor(
+    readonly key: string,
+    readonly generation: number,
+    readonly version: number,
+    readonly allowance: number,
+    readonly rampFrom: number,
+    readonly rampMs: number,
+    readonly retryAfterMs: number,
+  ) {}
 }
 
 /** The header every rate update of one tick shares. */
