@@ -5,7 +5,7 @@
  *
  *   ingestBatch  --> node-stream (reconcile the cumulative counts)
  *                --> global-window (bin the new admitted cost at its admission time)
- *   tick         --> for each key with news:
+ *   tick         --> for each key with news, allocate-key:
  *                      demand (fold each node's reports into a rate; the wait for a hit)
  *                      budget (what the window allows, early release, pacing)
  *                      allocator (max-min fair shares within it, then whole units)
@@ -26,9 +26,8 @@ import type {
   RuleDefaultsFields,
 } from "../protocol/messages.js";
 import { Role } from "../protocol/messages.js";
-import { grantAheadIfHot, grantWaitMs, HOT_FRACTION, keyPaceCredit } from "./allocation-inputs.js";
-import { allocate, handedOut, type RoundingInput, roundToUnits } from "./allocator.js";
-import { paceCarry, readBudget } from "./budget.js";
+import { allocateKey } from "./allocate-key.js";
+import { HOT_FRACTION } from "./allocation-inputs.js";
 import { encodeCheckpoint, restoreCheckpoint } from "./checkpoint.js";
 import {
   type AggregatorStats,
@@ -36,12 +35,11 @@ import {
   type RuleUsage,
   ruleUsage,
 } from "./core-stats.js";
-import { foldDemand, hitWaitMs } from "./demand.js";
 import * as gw from "./global-window.js";
-import { type GrantsByNode, rateUpdates, scheduleGrants, usableNow } from "./grant-schedule.js";
+import { type GrantsByNode, rateUpdates, ruleDefaults } from "./grant-schedule.js";
 import { KeyState, RuleState } from "./key-state.js";
 import { Membership, type NodeRecord } from "./membership.js";
-import { committedAllowance, reconcile } from "./node-stream.js";
+import { newReconciled, reconcileInto } from "./node-stream.js";
 import { Ownership } from "./ownership.js";
 
 export type { AggregatorStats, RuleUsage } from "./core-stats.js";
@@ -82,6 +80,10 @@ export class AggregatorCore {
   #seq = 0;
   #lastReclaimMs: number;
   #lastTickMs = Number.NEGATIVE_INFINITY;
+  /** What the entry being ingested adds (reused from one entry to the next). */
+  readonly #reconciled = newReconciled();
+  /** Per entry of the group being ingested, its key state when found by `lookUp`. */
+  readonly #found: (KeyState | undefined)[] = [];
 
   constructor(options: AggregatorCoreOptions) {
     this.aggregatorId = options.aggregatorId;
@@ -157,7 +159,12 @@ export class AggregatorCore {
         this.stats.unknownRuleEntries += group.entries.length;
         continue;
       }
-      for (const entry of group.entries) this.#ingestEntry(rs, node, entry, nowMs);
+      const entries = group.entries;
+      const found = this.#found;
+      rs.lookUp(entries, found);
+      for (let i = 0; i < entries.length; i++) {
+        this.#ingestEntry(rs, node, entries[i]!, found[i], nowMs);
+      }
     }
   }
 
@@ -176,17 +183,41 @@ export class AggregatorCore {
     return r.node;
   }
 
-  #keyState(rs: RuleState, key: string, nowMs: number): KeyState {
-    let ks = rs.keys.get(key);
-    if (ks === undefined) {
-      ks = new KeyState(key, rs.shape, nowMs, this.ownership?.partitionOf(rs.rule.name, key));
-      rs.keys.set(key, ks);
-      this.stats.keys++;
-    }
+  #newKey(rs: RuleState, key: string, nowMs: number, partition?: number): KeyState {
+    const p = partition ?? this.ownership?.partitionOf(rs.rule.name, key);
+    const ks = new KeyState(key, rs.shape, nowMs, p);
+    rs.addKey(ks);
+    this.stats.keys++;
     return ks;
   }
 
-  #ingestEntry(rs: RuleState, node: NodeRecord, e: DecisionEntry, nowMs: number): void {
+  /**
+   * The key state of an entry, made if new; undefined when its partition is not owned. `found`
+   * is what `lookUp` found by the key's bytes (a reader's entry); without it the key's string
+   * is looked up, which for a reader's entry is made only then (a new key, or a key repeated in
+   * the batch after its first entry made it).
+   */
+  #entryKey(
+    rs: RuleState,
+    e: DecisionEntry,
+    found: KeyState | undefined,
+    nowMs: number,
+  ): KeyState | undefined {
+    const own = this.ownership;
+    const ks = found ?? rs.keys.get(e.key);
+    if (ks !== undefined) return own === undefined || own.owns(ks.partition) ? ks : undefined;
+    const p = own?.partitionOf(rs.rule.name, e.key);
+    if (own !== undefined && !own.owns(p!)) return undefined;
+    return this.#newKey(rs, e.key, nowMs, p);
+  }
+
+  #ingestEntry(
+    rs: RuleState,
+    node: NodeRecord,
+    e: DecisionEntry,
+    found: KeyState | undefined,
+    nowMs: number,
+  ): void {
     this.stats.entries++;
     if (e.generation === 0) {
       // 0 marks our own grants ahead (placeholders); nodes never use it for a key generation.
@@ -194,15 +225,16 @@ export class AggregatorCore {
       return;
     }
     const own = this.ownership;
-    if (own !== undefined && !own.owns(own.partitionOf(rs.rule.name, e.key))) {
+    const ks = this.#entryKey(rs, e, found, nowMs);
+    if (ks === undefined) {
       this.stats.unownedEntries++;
       return;
     }
-    const ks = this.#keyState(rs, e.key, nowMs);
     const epoch = own === undefined ? this.epoch : own.epochOf(ks.partition);
-    const r = reconcile(ks.streams, node, e, nowMs, epoch);
-    if (r === undefined || r.stale) this.stats.staleEntries++;
-    if (r === undefined) return;
+    const r = this.#reconciled;
+    const counted = reconcileInto(r, ks.streams, node, e, nowMs, epoch);
+    if (!counted || r.stale) this.stats.staleEntries++;
+    if (!counted) return;
     if (r.admitted > 0) {
       // Binned when admitted (receipt minus their age on the node), not when they arrived:
       // otherwise they would stay in the window up to a sync interval too long.
@@ -295,31 +327,22 @@ export class AggregatorCore {
         continue;
       }
       ks.dirty = false;
-      if (granting) this.#allocateKey(rs, ks, nowMs, live, out);
+      if (granting) {
+        this.stats.grantsSent += allocateKey(rs, ks, this.#t, this.membership, nowMs, live, out);
+      }
     }
     if (nowMs - this.#lastReclaimMs >= 1000) this.#reclaim(nowMs);
     const seq = ++this.#seq >>> 0;
-    const updates = rateUpdates(out, {
+    const header = {
       aggregatorId: this.aggregatorId,
       aggregatorEpoch: this.epoch,
       seq,
       sentAtWallMs: wallMs,
       owners,
-    });
-    this.stats.updatesSent += updates.length;
-    const defaults: RuleDefaultsFields = {
-      aggregatorId: this.aggregatorId,
-      aggregatorEpoch: this.epoch,
-      seq,
-      sentAtWallMs: wallMs,
-      liveNodes: Math.min(live, 65535),
-      partitions: own?.partitions ?? 0,
-      owners,
-      rules: [...this.#rules.values()].map((rs) => ({
-        rule: rs.rule.name,
-        defaultShare: rs.rule.limit / live,
-      })),
     };
+    const updates = rateUpdates(out, header);
+    this.stats.updatesSent += updates.length;
+    const defaults = ruleDefaults(header, this.#rules.values(), live, own?.partitions ?? 0);
     return { updates, defaults };
   }
 
@@ -338,57 +361,6 @@ export class AggregatorCore {
     const lateMs = nowMs - this.#lastTickMs - 2 * this.#t.syncIntervalMs;
     if (lateMs > 0 && this.#lastTickMs > Number.NEGATIVE_INFINITY) this.membership.excuse(lateMs);
     this.#lastTickMs = nowMs;
-  }
-
-  /** One key's allocation: demand, budget, pacing, shares, then the grants that go out. */
-  #allocateKey(rs: RuleState, ks: KeyState, nowMs: number, live: number, out: GrantsByNode) {
-    const t = this.#t;
-    const limit = rs.rule.limit;
-    foldDemand(ks.streams, nowMs, t.syncIntervalMs);
-    const lagMs = rs.lagMs + hitWaitMs(ks.streams, rs.rule.defaultCost, rs.hitWaitCapMs);
-    const budget = readBudget(ks.window, rs.shape, nowMs, {
-      limit,
-      windowMs: rs.rule.windowMs,
-      lagMs,
-      rampMs: rs.rampMs,
-    });
-    grantAheadIfHot(rs, ks, budget, live, this.membership, nowMs);
-    const defaultShare = limit / live;
-    const inputs: RoundingInput[] = ks.streams.map((s) => ({
-      demand: s.demandRatePerMs * rs.horizonMs,
-      committed: committedAllowance(s, defaultShare),
-      base: s.admitted,
-    }));
-    let held = 0;
-    for (const x of inputs) held += x.committed;
-    const credit = keyPaceCredit(rs, ks, t, nowMs);
-    const grantable = budget.budget < held + credit ? budget.budget : held + credit;
-    const shares = allocate(grantable, inputs);
-    roundToUnits(shares, inputs, rs.rule.defaultCost, ks.streams);
-    if (t.pacing > 0) {
-      const added = handedOut(inputs, shares) - held;
-      ks.paceCarry = paceCarry(credit, added, rs.rule.defaultCost);
-    }
-    const nowParts =
-      rs.rampMs > 0 ? usableNow(inputs, shares, budget.budgetNow, grantable, held) : undefined;
-    this.stats.grantsSent += scheduleGrants(
-      ks,
-      ks.streams,
-      shares,
-      inputs,
-      {
-        rule: rs.rule.name,
-        key: ks.key,
-        limit,
-        materialChange: t.materialChange,
-        syncIntervalMs: t.syncIntervalMs,
-        rampMs: rs.rampMs,
-        usableNow: nowParts,
-        nowMs,
-        waitMs: () => grantWaitMs(rs, ks, nowMs, lagMs, budget, shares),
-      },
-      out,
-    );
   }
 
   /** The windows and node streams as bytes, for a checkpoint (see checkpoint.ts). */
@@ -413,7 +385,7 @@ export class AggregatorCore {
       bytes,
       {
         rule: (name) => this.#rules.get(name),
-        key: (rs, key) => this.#keyState(rs, key, nowMs),
+        key: (rs, key) => rs.keys.get(key) ?? this.#newKey(rs, key, nowMs),
         node: (id, epoch) => this.#touch(id, epoch, nowMs),
       },
       nowMs,
@@ -464,9 +436,9 @@ export class AggregatorCore {
 
   #dropPartition(p: number): void {
     for (const rs of this.#rules.values()) {
-      for (const [key, ks] of rs.keys) {
+      for (const ks of rs.keys.values()) {
         if (ks.partition !== p) continue;
-        rs.keys.delete(key);
+        rs.deleteKey(ks);
         ks.dirty = false;
         this.stats.keys--;
       }
@@ -483,10 +455,10 @@ export class AggregatorCore {
   #reclaim(nowMs: number): void {
     this.#lastReclaimMs = nowMs;
     for (const rs of this.#rules.values()) {
-      for (const [key, ks] of rs.keys) {
+      for (const ks of rs.keys.values()) {
         if (ks.dirty || nowMs - ks.lastReportMs < this.#t.keyIdleMs) continue;
         if (gw.windowUsed(ks.window, rs.shape, nowMs) > 0) continue;
-        rs.keys.delete(key);
+        rs.deleteKey(ks);
         this.stats.keys--;
         this.stats.keysReclaimed++;
       }

@@ -12,7 +12,7 @@ import { hostname } from "node:os";
 import { type Clock, monotonicClock, type TimerHandle, wallClockMs } from "../clock/clock.js";
 import { InvalidArgumentError } from "../errors.js";
 import type { CompiledRule } from "../limiter/rule.js";
-import { decode } from "../protocol/decode.js";
+import { DecisionBatchReader } from "../protocol/decode.js";
 import { encode } from "../protocol/encode.js";
 import { type DecisionBatch, type Heartbeat, MAX_OWNERS } from "../protocol/messages.js";
 import type { Signer } from "../protocol/signing.js";
@@ -182,6 +182,8 @@ class Service implements AggregatorService {
   readonly #subjects;
   readonly #invalidMessages: Record<string, number> = {};
   readonly #invalidEntries: Record<string, number> = {};
+  /** Every message is read with it: a batch it returns is consumed (or copied) before the next. */
+  readonly #reader = new DecisionBatchReader();
   #ticks = 0;
   #lastTickDurationMs = 0;
   #lastTickStartMs = Number.NEGATIVE_INFINITY;
@@ -316,7 +318,7 @@ class Service implements AggregatorService {
 
   /** A batch or heartbeat that decodes and names its sender's subject; counted otherwise. */
   #accept(bytes: Uint8Array, subject: string): DecisionBatch | Heartbeat | undefined {
-    const r = decode(bytes);
+    const r = this.#reader.read(bytes);
     if (!r.ok) {
       this.#count(this.#invalidMessages, r.reason);
       return undefined;

@@ -60,6 +60,24 @@ export function readBudget(
   nowMs: number,
   b: BudgetInput,
 ): Budget {
+  return readBudgetInto(newBudget(), w, shape, nowMs, b);
+}
+
+/** A {@link Budget} to pass to {@link readBudgetInto}, which overwrites it. */
+export type BudgetInto = { -readonly [K in keyof Budget]: Budget[K] };
+
+export function newBudget(): BudgetInto {
+  return { used: 0, released: 0, earlyCap: 0, budgetNow: 0, budget: 0 };
+}
+
+/** As {@link readBudget}, into `out` (returned). */
+export function readBudgetInto(
+  out: BudgetInto,
+  w: Float64Array,
+  shape: gw.WindowShape,
+  nowMs: number,
+  b: BudgetInput,
+): Budget {
   const used = gw.windowUsed(w, shape, nowMs);
   const early = b.lagMs > 0 ? gw.oldestBand(w, shape, nowMs, b.lagMs) : 0;
   const earlyCap = (EARLY_RELEASE_CAP * b.limit * b.lagMs) / b.windowMs;
@@ -67,7 +85,12 @@ export function readBudget(
   const budgetNow = b.limit - used + released;
   const budget =
     b.rampMs > 0 ? budgetNow + gw.freeingLine(w, shape, nowMs, b.lagMs, b.rampMs) : budgetNow;
-  return { used, released, earlyCap, budgetNow, budget };
+  out.used = used;
+  out.released = released;
+  out.earlyCap = earlyCap;
+  out.budgetNow = budgetNow;
+  out.budget = budget;
+  return out;
 }
 
 /** What pacing needs to know about the key and its nodes. */

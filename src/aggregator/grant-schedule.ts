@@ -15,9 +15,11 @@ import type {
   GrantEntry,
   PartitionOwner,
   RateUpdateFields,
+  RuleDefaultsFields,
   RuleGroup,
 } from "../protocol/messages.js";
 import { type AllocationInput, maxMinFair } from "./allocator.js";
+import type { RuleState } from "./key-state.js";
 import type { NodeRecord } from "./membership.js";
 import type { NodeStream } from "./node-stream.js";
 
@@ -62,14 +64,11 @@ export function scheduleGrants(
   out: GrantsByNode,
 ): number {
   const threshold = Math.max(x.limit * x.materialChange, 1e-9);
-  // A real freeing time is absolute and stable; "the next tick" (0) moves with every tick, so
-  // it compares as -Infinity.
+  // The wait, asked for the first time a stream is out of room or a grant goes out (undefined
+  // until then), and the freeing time it means: a real freeing time is absolute and stable; "the
+  // next tick" (0) moves with every tick, so it compares as -Infinity.
   let waitMs: number | undefined;
-  const wait = () => {
-    waitMs ??= x.waitMs();
-    return waitMs;
-  };
-  const freeAt = () => (wait() > 0 ? x.nowMs + wait() : Number.NEGATIVE_INFINITY);
+  let freeAt = 0;
   let sent = 0;
   for (let j = 0; j < streams.length; j++) {
     const s = streams[j]!;
@@ -77,10 +76,14 @@ export function scheduleGrants(
     const allowance = s.admitted + shares[j]!;
     const outOfRoom = s.sentAllowance - s.admitted < 1;
     const starved = outOfRoom && allowance > s.sentAllowance;
+    if (outOfRoom && waitMs === undefined) {
+      waitMs = x.waitMs();
+      freeAt = waitMs > 0 ? x.nowMs + waitMs : Number.NEGATIVE_INFINITY;
+    }
     const waitMoved =
       outOfRoom &&
-      freeAt() !== s.sentFreeAtMs &&
-      !(Math.abs(freeAt() - s.sentFreeAtMs) <= x.syncIntervalMs);
+      freeAt !== s.sentFreeAtMs &&
+      !(Math.abs(freeAt - s.sentFreeAtMs) <= x.syncIntervalMs);
     if (
       s.sentVersion > 0 &&
       !starved &&
@@ -89,25 +92,50 @@ export function scheduleGrants(
     ) {
       continue;
     }
-    s.sentFreeAtMs = freeAt();
+    if (waitMs === undefined) {
+      waitMs = x.waitMs();
+      freeAt = waitMs > 0 ? x.nowMs + waitMs : Number.NEGATIVE_INFINITY;
+    }
+    s.sentFreeAtMs = freeAt;
     key.version = (key.version + 1) >>> 0 || 1;
     s.sentVersion = key.version;
     s.sentAllowance = allowance;
     if (allowance > s.maxUnconfirmed) s.maxUnconfirmed = allowance;
     const rampFrom =
       x.usableNow === undefined ? allowance : s.admitted + nodes[j]!.committed + x.usableNow[j]!;
-    addGrant(out, s.node, x.rule, {
-      key: x.key,
-      generation: s.generation,
-      version: s.sentVersion,
-      allowance,
-      rampFrom: rampFrom < allowance ? rampFrom : allowance,
-      rampMs: rampFrom < allowance ? x.rampMs : 0,
-      retryAfterMs: wait(),
-    });
+    addGrant(
+      out,
+      s.node,
+      x.rule,
+      new Grant(
+        x.key,
+        s.generation,
+        s.sentVersion,
+        allowance,
+        rampFrom < allowance ? rampFrom : allowance,
+        rampFrom < allowance ? x.rampMs : 0,
+        waitMs,
+      ),
+    );
     sent++;
   }
   return sent;
+}
+
+/**
+ * One grant of a rate update: a `GrantEntry` with its fields in the wire's order, made by a
+ * constructor, so every grant has the same shape.
+ */
+class Grant implements GrantEntry {
+  constructor(
+    readonly key: string,
+    readonly generation: number,
+    readonly version: number,
+    readonly allowance: number,
+    readonly rampFrom: number,
+    readonly rampMs: number,
+    readonly retryAfterMs: number,
+  ) {}
 }
 
 /** The header every rate update of one tick shares. */
@@ -129,6 +157,27 @@ export function rateUpdates(out: GrantsByNode, header: UpdateHeader): RateUpdate
     updates.push({ ...header, targetNodeId: node.id, targetNodeEpoch: node.epoch, groups });
   }
   return updates;
+}
+
+/** The rule defaults of a tick: each rule's limit shared among the `live` nodes. */
+export function ruleDefaults(
+  h: UpdateHeader,
+  rules: Iterable<RuleState>,
+  live: number,
+  partitions: number,
+): RuleDefaultsFields {
+  const shares: RuleDefaultsFields["rules"][number][] = [];
+  for (const rs of rules) shares.push({ rule: rs.rule.name, defaultShare: rs.rule.limit / live });
+  return {
+    aggregatorId: h.aggregatorId,
+    aggregatorEpoch: h.aggregatorEpoch,
+    seq: h.seq,
+    sentAtWallMs: h.sentAtWallMs,
+    liveNodes: Math.min(live, 65535),
+    partitions,
+    owners: h.owners,
+    rules: shares,
+  };
 }
 
 function addGrant(out: GrantsByNode, node: NodeRecord, rule: string, entry: GrantEntry): void {

@@ -4,7 +4,8 @@
  *
  *   wanted(p)    subscribe to `decisions.<p>.*`; hold its batches until p is acquired
  *   acquired(p)  restore p from its checkpoint (the handoff's, or for a takeover the last
- *                periodic one), then feed the held batches and every later one to the core
+ *                periodic one), then feed the core the held batches (after a handoff only)
+ *                and every later one
  *   handOff(p)   (the group already stopped granting p) save p with its grants; the name goes
  *                into the transfer record
  *   released(p)  drop p from the core, unsubscribe
@@ -14,6 +15,7 @@
  * beyond `MAX_HELD` the oldest go (counts are cumulative, so a later batch still carries them).
  */
 import { type Clock, type TimerHandle, wallClockMs } from "../clock/clock.js";
+import { copyDecisionBatch } from "../protocol/decision-batch.js";
 import type { DecisionBatch } from "../protocol/messages.js";
 import type { Subjects } from "../protocol/subjects.js";
 import type { Subscription, Transport } from "../transport/transport.js";
@@ -41,7 +43,10 @@ export interface GroupMemberOptions {
   readonly intervalMs: number;
   /** TTL given to saves. */
   readonly ttlMs: number;
-  /** A decoded batch's validation, as the service does it (sender, type); counts failures. */
+  /**
+   * A decoded batch's validation, as the service does it (sender, type); counts failures. The
+   * batch may be reused at the next call, so one held for later is copied.
+   */
   readonly accept: (bytes: Uint8Array, subject: string) => DecisionBatch | undefined;
   /** After a batch is ingested (the service may tick early). */
   readonly ingested: () => void;
@@ -201,7 +206,7 @@ export class GroupMember implements GroupListener {
     const batch = this.#o.accept(bytes, subject);
     if (batch === undefined) return;
     if (feed.held !== undefined) {
-      feed.held.push(batch);
+      feed.held.push(copyDecisionBatch(batch)); // the accepted batch is reused at the next read
       if (feed.held.length > MAX_HELD) {
         feed.held.shift();
         this.#dropped++;

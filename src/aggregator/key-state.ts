@@ -4,13 +4,18 @@
  * and the timings derived from the tuning.
  */
 import type { CompiledRule } from "../limiter/rule.js";
+import { FrameEntry } from "../protocol/decision-batch.js";
+import type { DecisionEntry } from "../protocol/messages.js";
 import { demandHorizonMs } from "./demand.js";
 import * as gw from "./global-window.js";
+import { hashBytes, KeyIndex, keyHash } from "./key-index.js";
 import type { NodeStream } from "./node-stream.js";
 import { type AggregatorTuning, lagCompensationOf } from "./tuning.js";
 
 export class KeyState {
   readonly key: string;
+  /** `keyHash(key)`, the key's place in its rule's index. */
+  readonly keyHash: number;
   readonly window: Float64Array;
   streams: NodeStream[] = [];
   /** The last grant version sent for the key, to any node. */
@@ -29,6 +34,7 @@ export class KeyState {
 
   constructor(key: string, shape: gw.WindowShape, nowMs: number, partition = 0) {
     this.key = key;
+    this.keyHash = keyHash(key);
     this.partition = partition;
     this.window = gw.createGlobalWindow(shape, nowMs);
     this.lastReportMs = nowMs;
@@ -44,7 +50,13 @@ function windowBins(rule: CompiledRule): number {
 export class RuleState {
   readonly rule: CompiledRule;
   readonly shape: gw.WindowShape;
+  /**
+   * The rule's keys, in the order they were first seen (which sets the order of grants); add
+   * and delete only through `addKey` and `deleteKey`, which keep `index` in step.
+   */
   readonly keys = new Map<string, KeyState>();
+  /** The same key states as `keys`, found by their keys' UTF-8 bytes. */
+  readonly index = new KeyIndex<KeyState>();
   /** Cost counted as admitted and as rejected for the rule since start (all keys, all nodes). */
   admittedCounted = 0;
   rejectedCounted = 0;
@@ -65,5 +77,39 @@ export class RuleState {
     this.horizonMs = demandHorizonMs(t.syncIntervalMs, rule.windowMs);
     const hitWait = t.hitWaitCompensation ? t.syncIntervalMs / 2 : 0;
     this.hitWaitCapMs = Math.min(hitWait, rule.windowMs / 2 - this.lagMs);
+  }
+
+  /** Adds `ks`, whose key the rule must not hold yet. */
+  addKey(ks: KeyState): void {
+    this.keys.set(ks.key, ks);
+    this.index.add(ks);
+  }
+
+  /**
+   * Into `out[i]`, the key state of `entries[i]` when it is a reader's entry whose key the rule
+   * holds; undefined otherwise. All the lookups of a batch in one loop, apart from the work on
+   * each entry, so that their memory reads overlap.
+   */
+  lookUp(entries: readonly DecisionEntry[], out: (KeyState | undefined)[]): void {
+    const n = entries.length;
+    for (let i = 0; i < n; i++) {
+      const e = entries[i]!;
+      out[i] =
+        e instanceof FrameEntry
+          ? this.index.findBytes(
+              e.frame,
+              e.keyAt,
+              e.keyLength,
+              hashBytes(e.frame, e.keyAt, e.keyLength),
+            )
+          : undefined;
+    }
+    out.length = n;
+  }
+
+  /** Deletes `ks`, the key state the rule holds for its key. */
+  deleteKey(ks: KeyState): void {
+    this.keys.delete(ks.key);
+    this.index.remove(ks);
   }
 }

@@ -85,6 +85,29 @@ export function reconcile(
   nowMs: number,
   epoch: number,
 ): Reconciled | undefined {
+  const r = newReconciled();
+  return reconcileInto(r, streams, node, e, nowMs, epoch) ? r : undefined;
+}
+
+/** A {@link Reconciled} to pass to {@link reconcileInto}, which overwrites it. */
+export type ReconciledInto = { -readonly [K in keyof Reconciled]: Reconciled[K] };
+
+export function newReconciled(): ReconciledInto {
+  return { stream: undefined as unknown as NodeStream, admitted: 0, rejected: 0, stale: false };
+}
+
+/**
+ * As {@link reconcile}, writing what the report adds into `r` (reused from one entry to the
+ * next); returns false when it is older than what was counted (then `r` is unchanged).
+ */
+export function reconcileInto(
+  r: ReconciledInto,
+  streams: NodeStream[],
+  node: NodeRecord,
+  e: DecisionEntry,
+  nowMs: number,
+  epoch: number,
+): boolean {
   let s: NodeStream | undefined;
   for (const x of streams) {
     if (x.node === node) {
@@ -116,7 +139,7 @@ export function reconcile(
   } else {
     dA = e.admitted - s.admitted;
     dR = e.rejected - s.rejected;
-    if (dA < 0 || dR < 0) return undefined;
+    if (dA < 0 || dR < 0) return false;
     stale = dA === 0 && dR === 0 && e.grantVersion <= s.confirmedVersion;
     s.admitted = e.admitted;
     s.rejected = e.rejected;
@@ -130,7 +153,11 @@ export function reconcile(
     s.confirmedVersion = e.grantVersion;
     if (s.confirmedVersion >= s.sentVersion) s.maxUnconfirmed = 0;
   }
-  return { stream: s, admitted: dA, rejected: dR, stale };
+  r.stream = s;
+  r.admitted = dA;
+  r.rejected = dR;
+  r.stale = stale;
+  return true;
 }
 
 /**

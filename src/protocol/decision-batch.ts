@@ -110,19 +110,93 @@ function throwBadEntry(e: DecisionEntry, at: string): never {
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 type MutableEntry = Mutable<DecisionEntry>;
-type MutableGroup = { rule: string; entries: MutableEntry[] };
+type MutableGroup = { rule: string; entries: DecisionEntry[] };
+
+const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
+/** The string of the ASCII bytes `b[at, at + length)`. */
+function asciiString(b: Uint8Array, at: number, length: number): string {
+  return String.fromCharCode.apply(null, b.subarray(at, at + length) as unknown as number[]);
+}
+
+/**
+ * An entry read by a `DecisionBatchReader`: its key's UTF-8 bytes stay in the frame
+ * (`frame[keyAt, keyAt + keyLength)`), and the key's string is made on the first read of `key`.
+ * Valid as long as the batch it came with (until the reader's next read), and only while the
+ * frame's bytes are not changed.
+ */
+export class FrameEntry implements DecisionEntry {
+  frame: Uint8Array = new Uint8Array(0);
+  keyAt = 0;
+  keyLength = 0;
+  /** The key's string once made (at read time for a key that is not all ASCII). */
+  #key: string | undefined = undefined;
+  generation = 0;
+  admitted = 0;
+  rejected = 0;
+  isNew = false;
+  grantEpoch = 0;
+  grantVersion = 0;
+  allowance = 0;
+  admittedSinceLast = 0;
+  ageMs = 0;
+
+  get key(): string {
+    this.#key ??= asciiString(this.frame, this.keyAt, this.keyLength);
+    return this.#key;
+  }
+
+  setKey(frame: Uint8Array, at: number, length: number, key: string | undefined): void {
+    this.frame = frame;
+    this.keyAt = at;
+    this.keyLength = length;
+    this.#key = key;
+  }
+
+  /** A plain entry with the same fields, independent of the frame. */
+  toJSON(): DecisionEntry {
+    return {
+      key: this.key,
+      generation: this.generation,
+      admitted: this.admitted,
+      rejected: this.rejected,
+      isNew: this.isNew,
+      grantEpoch: this.grantEpoch,
+      grantVersion: this.grantVersion,
+      allowance: this.allowance,
+      admittedSinceLast: this.admittedSinceLast,
+      ageMs: this.ageMs,
+    };
+  }
+}
+
+/**
+ * A copy of `batch` made of plain objects, for keeping a batch read by a reader past its next
+ * read.
+ */
+export function copyDecisionBatch(batch: DecisionBatch): DecisionBatch {
+  return {
+    ...batch,
+    groups: batch.groups.map((g) => ({
+      rule: g.rule,
+      entries: g.entries.map((e) => (e instanceof FrameEntry ? e.toJSON() : { ...e })),
+    })),
+  };
+}
 
 /**
  * Where {@link readDecisionBatchInto} writes: a batch whose groups and entries are reused from
- * one read to the next (their arrays keep their length high-water mark in `pool`).
+ * one read to the next (their arrays keep their length high-water mark in `pool`). With
+ * `frameKeys`, the entries are {@link FrameEntry} objects; otherwise plain ones.
  */
 export interface DecisionBatchTarget {
   readonly batch: Mutable<DecisionBatch> & { groups: MutableGroup[] };
   /** Per group slot, every entry object made for it so far. */
-  readonly pool: MutableEntry[][];
+  readonly pool: (MutableEntry | FrameEntry)[][];
+  readonly frameKeys: boolean;
 }
 
-export function newDecisionBatchTarget(): DecisionBatchTarget {
+export function newDecisionBatchTarget(frameKeys = false): DecisionBatchTarget {
   return {
     batch: {
       type: "decision-batch",
@@ -134,6 +208,7 @@ export function newDecisionBatchTarget(): DecisionBatchTarget {
       groups: [],
     },
     pool: [],
+    frameKeys,
   };
 }
 
@@ -203,7 +278,7 @@ export function readDecisionBatchInto(
       pool = [];
       t.pool[kept] = pool;
     }
-    const n = readEntries(r, dropped, rule, entryCount, pool);
+    const n = readEntries(r, dropped, rule, entryCount, pool, t.frameKeys);
     if (n < 0) return "truncated";
     if (rule === undefined) continue;
     let group = b.groups[kept];
@@ -221,6 +296,37 @@ export function readDecisionBatchInto(
   return b;
 }
 
+/** Where the last {@link readKey} found the key: its bytes, and its string when not ASCII. */
+let keyAt = 0;
+let keyLength = 0;
+let keyString: string | undefined;
+
+/**
+ * Reads a key (u16 byte length + UTF-8) without making its string when it is all ASCII; sets
+ * `keyAt`, `keyLength` and `keyString`. Returns false when it is truncated, empty, too long or
+ * not valid UTF-8 (as `ByteReader.str` would return undefined).
+ */
+function readKey(r: ByteReader): boolean {
+  const len = r.u16();
+  const at = r.skip(len);
+  if (at < 0 || len === 0 || len > MAX_KEY_BYTES) return false;
+  keyAt = at;
+  keyLength = len;
+  keyString = undefined;
+  const b = r.bytes;
+  for (let i = at; i < at + len; i++) {
+    if (b[i]! >= 0x80) {
+      try {
+        keyString = utf8.decode(b.subarray(at, at + len));
+      } catch {
+        return false;
+      }
+      break;
+    }
+  }
+  return true;
+}
+
 /**
  * Reads `count` entries into `pool`'s first objects (making more as needed), the valid ones
  * first; returns how many are valid, or -1 when the message is truncated.
@@ -230,12 +336,14 @@ function readEntries(
   dropped: DroppedEntries,
   rule: string | undefined,
   count: number,
-  pool: MutableEntry[],
+  pool: (MutableEntry | FrameEntry)[],
+  frameKeys: boolean,
 ): number {
   const v = r.view;
+  const bytes = r.bytes;
   let n = 0;
   for (let i = 0; i < count; i++) {
-    const key = r.str(MAX_KEY_BYTES);
+    const keyOk = readKey(r);
     const p = r.skip(ENTRY_FIXED_BYTES);
     if (p < 0) return -1;
     const admitted = v.getFloat64(p + 4, true);
@@ -246,7 +354,7 @@ function readEntries(
     const admittedSinceLast = v.getFloat64(p + 41, true);
     const ageMs = v.getFloat64(p + 49, true);
     if (rule === undefined) dropped["bad-rule"]++;
-    else if (key === undefined) dropped["bad-key"]++;
+    else if (!keyOk) dropped["bad-key"]++;
     else if (
       !isNonNegative(admitted) ||
       !isNonNegative(rejected) ||
@@ -260,10 +368,11 @@ function readEntries(
     } else {
       let e = pool[n];
       if (e === undefined) {
-        e = newEntry();
+        e = frameKeys ? new FrameEntry() : newEntry();
         pool[n] = e;
       }
-      e.key = key;
+      if (e instanceof FrameEntry) e.setKey(bytes, keyAt, keyLength, keyString);
+      else e.key = keyString ?? asciiString(bytes, keyAt, keyLength);
       e.generation = v.getUint32(p, true);
       e.admitted = admitted;
       e.rejected = rejected;

@@ -53,10 +53,12 @@ export function decode(bytes: Uint8Array, options?: DecodeOptions): DecodeResult
 /**
  * {@link decode} for a receiver of many decision batches: a decision batch it returns is the
  * reader's own, reused (its groups, entries and entry objects overwritten) at the next `read`,
- * so it must be consumed before then. Accepts and rejects exactly what `decode` does.
+ * so it must be consumed before then (or copied: `copyDecisionBatch`). Its entries are
+ * `FrameEntry` objects, whose keys stay bytes of the frame until read as strings, so the frame
+ * must not change either until then. Accepts and rejects exactly what `decode` does.
  */
 export class DecisionBatchReader {
-  readonly #target = newDecisionBatchTarget();
+  readonly #target = newDecisionBatchTarget(true);
 
   read(bytes: Uint8Array, options?: DecodeOptions): DecodeResult {
     return decodeWith(bytes, options, this.#target);
