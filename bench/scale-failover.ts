@@ -16,8 +16,8 @@
 import { wallClockMs } from "../src/clock/clock.js";
 import {
   type AggregatorReport,
-  aggregatorArgs,
   Cluster,
+  groupMemberArgs,
   loadgenArgs,
   SHARED_NATS,
   type SluiceProcess,
@@ -104,18 +104,16 @@ export async function failover(): Promise<FailoverFigures> {
     const member = (id: string) =>
       c.sluice(
         id,
-        aggregatorArgs({
+        groupMemberArgs({
           nats: SHARED_NATS,
           prefix,
           rules,
+          id,
+          bucket,
+          partitions: PARTITIONS,
+          leaseMs: LEASE_MS,
           durationMs: 60_000,
           reportMs: 50,
-          extra: ["--id", id, "--group", bucket, "--partitions", String(PARTITIONS)].concat([
-            "--lease-ms",
-            String(LEASE_MS),
-            "--warmup-ms",
-            "1000",
-          ]),
         }),
       );
     const members = ["m1", "m2", "m3"].map(member);

@@ -14,9 +14,9 @@ import { wallClockMs } from "../../src/clock/clock.js";
 import { connectNats, natsConnectionOf } from "../../src/transport/nats/nats-transport.js";
 import {
   type AggregatorReport,
-  aggregatorArgs,
   assertCleanExit,
   Cluster,
+  groupMemberArgs,
   loadgenArgs,
   type SluiceProcess,
   sleep,
@@ -60,20 +60,16 @@ test("group on a 3-server NATS cluster under load - the bucket's leader is kille
     const member = (id: string) =>
       c.sluice(
         id,
-        aggregatorArgs({
+        groupMemberArgs({
           nats: servers,
           prefix,
           rules,
+          id,
+          bucket,
+          partitions: PARTITIONS,
+          leaseMs: 800,
           durationMs: 90_000,
-          reportMs: 100,
-          extra: ["--id", id, "--group", bucket, "--group-replicas", "3"].concat([
-            "--partitions",
-            String(PARTITIONS),
-            "--lease-ms",
-            "800",
-            "--warmup-ms",
-            "1000",
-          ]),
+          replicas: 3,
         }),
       );
     const members = [member("a1"), member("a2")];

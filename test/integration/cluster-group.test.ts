@@ -15,9 +15,9 @@ import { test } from "node:test";
 import { wallClockMs } from "../../src/clock/clock.js";
 import {
   type AggregatorReport,
-  aggregatorArgs,
   assertCleanExit,
   Cluster,
+  groupMemberArgs,
   loadgenArgs,
   SHARED_NATS,
   type SluiceProcess,
@@ -55,24 +55,15 @@ function setUp(name: string) {
   const member = (id: string) =>
     c.sluice(
       id,
-      aggregatorArgs({
+      groupMemberArgs({
         nats: SHARED_NATS,
         prefix,
         rules,
+        id,
+        bucket,
+        partitions: PARTITIONS,
+        leaseMs: LEASE_MS,
         durationMs: 60_000,
-        reportMs: 100,
-        extra: [
-          "--id",
-          id,
-          "--group",
-          bucket,
-          "--partitions",
-          String(PARTITIONS),
-          "--lease-ms",
-          String(LEASE_MS),
-          "--warmup-ms",
-          "1000",
-        ],
       }),
     );
   const nodes = () =>

@@ -445,6 +445,29 @@ export function aggregatorArgs(o: {
   ];
 }
 
+/** Arguments of `sluice aggregator` as member `id` of an aggregator group on KV `bucket`. */
+export function groupMemberArgs(o: {
+  nats: string;
+  prefix: string;
+  rules: string;
+  id: string;
+  bucket: string;
+  partitions: number;
+  leaseMs: number;
+  durationMs: number;
+  reportMs?: number;
+  replicas?: number;
+}): string[] {
+  return aggregatorArgs({
+    ...o,
+    extra: [
+      ["--id", o.id, "--group", o.bucket, "--partitions", String(o.partitions)],
+      ["--lease-ms", String(o.leaseMs), "--warmup-ms", "1000"],
+      o.replicas === undefined ? [] : ["--group-replicas", String(o.replicas)],
+    ].flat(),
+  });
+}
+
 /** Resolves once `p` printed its first loadgen report (it is connected and deciding). */
 export function started(p: SluiceProcess, timeoutMs = 10_000): Promise<SluiceLine> {
   return p.waitForLine(

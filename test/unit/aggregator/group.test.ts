@@ -120,6 +120,19 @@ async function run(
   }
 }
 
+/** Members a and b on one store, started and settled for 600 ms (a's watch as `member` says). */
+async function twoMembers(aWatchesWhileCut = false) {
+  const clock = new ManualClock(0);
+  const store = createMemoryGroupStore();
+  const events: Event[] = [];
+  const a = member("a", store, clock, events, 1, aWatchesWhileCut);
+  const b = member("b", store, clock, events);
+  await a.group.start();
+  await b.group.start();
+  await run(clock, store, 600);
+  return { clock, store, events, a, b };
+}
+
 /** No partition may be grantable by two members at the same instant. */
 function exclusive(clock: ManualClock, groups: Group[]): () => void {
   return () => {
@@ -176,14 +189,7 @@ test("group - a join moves the newcomer's share by handoff, never granting a par
 });
 
 test("group - a member cut off stops granting before anyone takes over, then lets go", async () => {
-  const clock = new ManualClock(0);
-  const store = createMemoryGroupStore();
-  const events: Event[] = [];
-  const a = member("a", store, clock, events);
-  const b = member("b", store, clock, events);
-  await a.group.start();
-  await b.group.start();
-  await run(clock, store, 600);
+  const { clock, store, events, a, b } = await twoMembers();
   const ofA = grantable(a.group, clock);
   assert.ok(ofA.length > 0);
   const cutAt = clock.nowMs();
@@ -217,14 +223,7 @@ test("group - a member cut off stops granting before anyone takes over, then let
 });
 
 test("group - a member whose writes fail (its watch still delivering) retries once a beat", async () => {
-  const clock = new ManualClock(0);
-  const store = createMemoryGroupStore();
-  const events: Event[] = [];
-  const a = member("a", store, clock, events, 1, true);
-  const b = member("b", store, clock, events);
-  await a.group.start();
-  await b.group.start();
-  await run(clock, store, 600);
+  const { clock, store, a, b } = await twoMembers(true);
   const ofA = grantable(a.group, clock);
   assert.ok(ofA.length > 0);
   // a still sees b alive and, once its own lease has lapsed, wants to hand everything to b;
@@ -241,14 +240,7 @@ test("group - a member whose writes fail (its watch still delivering) retries on
 });
 
 test("group - a member whose watch falls behind takes nothing from members that are alive", async () => {
-  const clock = new ManualClock(0);
-  const store = createMemoryGroupStore();
-  const events: Event[] = [];
-  const a = member("a", store, clock, events);
-  const b = member("b", store, clock, events);
-  await a.group.start();
-  await b.group.start();
-  await run(clock, store, 600);
+  const { clock, store, events, a, b } = await twoMembers();
   assert.ok(grantable(a.group, clock).length > 0 && grantable(b.group, clock).length > 0);
   // b's watch stops delivering (its server died) while every write still works: it sees no
   // writes from a, but cannot know a is gone, since it does not see its own writes either.
@@ -262,14 +254,7 @@ test("group - a member whose watch falls behind takes nothing from members that 
 });
 
 test("group - a member whose writes are stored late, its watch behind, lets go of everything taken meanwhile", async () => {
-  const clock = new ManualClock(0);
-  const store = createMemoryGroupStore();
-  const events: Event[] = [];
-  const a = member("a", store, clock, events);
-  const b = member("b", store, clock, events);
-  await a.group.start();
-  await b.group.start();
-  await run(clock, store, 600);
+  const { clock, store, events, a, b } = await twoMembers();
   const ofA = grantable(a.group, clock);
   assert.ok(ofA.length > 0);
   // a's next writes are stored (and acknowledged) 0.75 lease late: a renewal sent in time comes
@@ -289,14 +274,7 @@ test("group - a member whose writes are stored late, its watch behind, lets go o
 });
 
 test("group - a draining member hands everything over and leaves", async () => {
-  const clock = new ManualClock(0);
-  const store = createMemoryGroupStore();
-  const events: Event[] = [];
-  const a = member("a", store, clock, events);
-  const b = member("b", store, clock, events);
-  await a.group.start();
-  await b.group.start();
-  await run(clock, store, 600);
+  const { clock, store, events, a, b } = await twoMembers();
   const ofA = grantable(a.group, clock);
   const drained = a.group.drain(5000);
   // A beat for the takers to learn of the drain, then the handoffs.
@@ -316,14 +294,7 @@ test("group - a draining member hands everything over and leaves", async () => {
 });
 
 test("group - a crashed member's partitions are taken once its lease has passed", async () => {
-  const clock = new ManualClock(0);
-  const store = createMemoryGroupStore();
-  const events: Event[] = [];
-  const a = member("a", store, clock, events);
-  const b = member("b", store, clock, events);
-  await a.group.start();
-  await b.group.start();
-  await run(clock, store, 600);
+  const { clock, store, events, a, b } = await twoMembers();
   const ofA = grantable(a.group, clock);
   const crashAt = clock.nowMs();
   await a.group.close(false); // stops without leaving: its member key stays, unrenewed
