@@ -36,6 +36,7 @@ const {
   OWN_BINS,
   OWN_CAP,
   OWN_CELLS,
+  OWN_NEWEST,
   OWN_RING,
   OWN_SINCE,
   PENDING_ADMITTED,
@@ -80,12 +81,14 @@ export class GrantCells {
   #syncIntervalMs = 25;
   #liveNodes = 1;
 
-  /** Length of a bin of the own window, ms. */
+  /** Length of a bin of the own window, ms, and its inverse. */
   readonly #ownBinMs: number;
+  readonly #ownPerMs: number;
 
   constructor(rule: CompiledRule) {
     this.#rule = rule;
     this.#ownBinMs = rule.windowMs / OWN_BINS;
+    this.#ownPerMs = OWN_BINS / rule.windowMs;
   }
 
   /** The key table's slots: called again whenever the table replaces its array. */
@@ -112,15 +115,23 @@ export class GrantCells {
     slots[extra + GRANT_END] = Number.NEGATIVE_INFINITY; // no ramp: GRANT_BASE/AT not read
     slots[extra + GRANT_FREE_AT] = Number.NEGATIVE_INFINITY;
     slots[extra + GRANT_HEARD_AT] = nowMs;
-    slots[extra + OWN_BIN_AT] = Math.floor(nowMs / this.#ownBinMs);
+    slots[extra + OWN_BIN_AT] = Math.floor(nowMs * this.#ownPerMs);
+    slots[extra + OWN_NEWEST] = slots[extra + OWN_BIN_AT]! % OWN_CELLS;
     slots[extra + OWN_SINCE] = Number.NaN;
     slots.fill(0, extra + OWN_RING, extra + OWN_RING + OWN_CELLS);
   }
 
   /** Counts an admission of this node into the key's own window (every admission, any mode). */
   recordOwn(extra: number, nowMs: number, cost: number): void {
-    const bin = this.#ownAdvance(extra, nowMs);
-    this.#slots[extra + OWN_RING + (bin % OWN_CELLS)]! += cost;
+    const slots = this.#slots;
+    const bin = Math.floor(nowMs * this.#ownPerMs);
+    // Most admissions fall in the newest bin: no rotation, and its ring cell is kept.
+    if (bin === slots[extra + OWN_BIN_AT]) {
+      slots[extra + OWN_RING + slots[extra + OWN_NEWEST]!]! += cost;
+      return;
+    }
+    const b = this.#ownAdvance(extra, nowMs);
+    slots[extra + OWN_RING + (b % OWN_CELLS)]! += cost;
   }
 
   /**
@@ -164,12 +175,13 @@ export class GrantCells {
   /** Moves the ring to `nowMs`'s bin (clearing the bins passed); returns its number. */
   #ownAdvance(extra: number, nowMs: number): number {
     const slots = this.#slots;
-    const bin = Math.floor(nowMs / this.#ownBinMs);
+    const bin = Math.floor(nowMs * this.#ownPerMs);
     const last = slots[extra + OWN_BIN_AT]!;
     if (bin > last) {
       const from = bin - last >= OWN_CELLS ? bin - OWN_CELLS + 1 : last + 1;
       for (let b = from; b <= bin; b++) slots[extra + OWN_RING + (b % OWN_CELLS)] = 0;
       slots[extra + OWN_BIN_AT] = bin;
+      slots[extra + OWN_NEWEST] = bin % OWN_CELLS;
     }
     return bin > last ? bin : last;
   }

@@ -159,12 +159,13 @@ export class KeyTable {
   #decideGlobal(slots: Float64Array, base: number, nowMs: number, cost: number): Decision {
     if (Number.isNaN(this.#startMs)) this.#startMs = nowMs; // first global decision
     const loss = this.loss;
-    const key = loss.lost || loss.partial || loss.silent ? this.#keys[base / this.#stride]! : "";
+    const extra = base + this.#algoStride;
+    const held = this.#grants.held(extra);
+    if (held && !loss.any) return this.#grants.decide(extra, nowMs, cost);
+    const key = loss.any ? this.#keys[base / this.#stride]! : "";
     const lost = loss.lostFor(key);
     const policy = lost ? loss.decide(nowMs) : undefined; // open, closed, or the start-up hold
     if (policy !== undefined) return policy;
-    const extra = base + this.#algoStride;
-    const held = this.#grants.held(extra);
     // A key holding a grant keeps to its own recent admissions through a silence, and through
     // the `static` policy after it: a share taken afresh would not count what it just admitted.
     const since = held ? loss.silentSince(key) : Number.NaN;

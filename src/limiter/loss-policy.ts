@@ -33,6 +33,11 @@ export class LossPolicy {
     return this.#lost;
   }
 
+  /** Whether anything is lost or silent (else a key decides by its grant or default share). */
+  get any(): boolean {
+    return this.#lost || this.#lostParts !== undefined || this.#silentSince !== undefined;
+  }
+
   /** Whether the owners of some partitions (not all) are lost: ask {@link lostFor}. */
   get partial(): boolean {
     return this.#lostParts !== undefined;

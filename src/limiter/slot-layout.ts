@@ -53,7 +53,9 @@ export const OWN_BINS = 16;
 export const OWN_BIN_AT = 16;
 export const OWN_SINCE = 17;
 export const OWN_CAP = 18;
-export const OWN_RING = 19;
+/** The ring index of the newest bin (OWN_BIN_AT modulo OWN_CELLS). */
+export const OWN_NEWEST = 19;
+export const OWN_RING = 20;
 /** Cells a global rule's slot has after the algorithm's state. */
 export const GLOBAL_EXTRA_CELLS = OWN_RING + OWN_BINS + 4;
 /** Bins in the ring: a window's, one more for the check, and room for the silence's start. */
