@@ -161,14 +161,13 @@ export class KeyTable {
     const loss = this.loss;
     const extra = base + this.#algoStride;
     const held = this.#grants.held(extra);
-    if (held && !loss.any) return this.#grants.decide(extra, nowMs, cost);
-    const key = loss.any ? this.#keys[base / this.#stride]! : "";
-    const lost = loss.lostFor(key);
+    const p = loss.any ? loss.partitionFor(this.#keys[base / this.#stride]!) : 0;
+    const lost = loss.lostAt(p);
     const policy = lost ? loss.decide(nowMs) : undefined; // open, closed, or the start-up hold
     if (policy !== undefined) return policy;
     // A key holding a grant keeps to its own recent admissions through a silence, and through
     // the `static` policy after it: a share taken afresh would not count what it just admitted.
-    const since = held ? loss.silentSince(key) : Number.NaN;
+    const since = held ? loss.silentSinceAt(p) : Number.NaN;
     if (!Number.isNaN(since)) return this.#grants.decideSilent(extra, nowMs, cost, since);
     if (lost || !held) return this.rule.algorithm.decide(slots, base, this.#params, nowMs, cost);
     return this.#grants.decide(extra, nowMs, cost);
@@ -181,7 +180,7 @@ export class KeyTable {
     if (slot !== undefined) {
       const base = slot * this.#stride;
       const granted = this.#global && this.#grants.held(base + this.#algoStride);
-      if (granted || (this.#global && this.loss.lostFor(key))) {
+      if (granted || (this.#global && this.loss.lostAt(this.loss.partitionFor(key)))) {
         // Without the algorithm, a global decision changes nothing but counts, which this skips.
         return this.#decideGlobal(this.#slots, base, nowMs, cost);
       }

@@ -38,32 +38,28 @@ export class LossPolicy {
     return this.#lost || this.#lostParts !== undefined || this.#silentSince !== undefined;
   }
 
-  /** Whether the owners of some partitions (not all) are lost: ask {@link lostFor}. */
-  get partial(): boolean {
-    return this.#lostParts !== undefined;
+  /**
+   * `key`'s partition, for {@link lostAt} and {@link silentSinceAt}: hashed only when some
+   * partition (of more than one) is lost or silent.
+   */
+  partitionFor(key: string): number {
+    const many = this.#lostParts !== undefined || (this.#silentSince?.length ?? 1) > 1;
+    return many ? this.#partitionOf(this.#rule.name, key) : 0;
   }
 
-  /** Whether this policy decides `key` (the whole aggregator, or its partition's owner, lost). */
-  lostFor(key: string): boolean {
-    const parts = this.#lostParts;
-    return (
-      this.#lost || (parts !== undefined && parts[this.#partitionOf(this.#rule.name, key)] === 1)
-    );
+  /** Whether this policy decides partition `p`'s keys (the aggregator, or `p`'s owner, lost). */
+  lostAt(p: number): boolean {
+    return this.#lost || this.#lostParts?.[p] === 1;
   }
 
   /**
-   * Whether the aggregator, or the owner of some partitions, has been silent for a moment (not
-   * yet lost): keys holding a grant then decide by `GrantCells.decideSilent`.
+   * When the aggregator (`p`'s owner) was last heard, if it has been silent for a moment (keys
+   * holding a grant then decide by `GrantCells.decideSilent`); else NaN.
    */
-  get silent(): boolean {
-    return this.#silentSince !== undefined;
-  }
-
-  /** When `key`'s aggregator (its partition's owner) was last heard, if it is silent; else NaN. */
-  silentSince(key: string): number {
+  silentSinceAt(p: number): number {
     const s = this.#silentSince;
     if (s === undefined) return Number.NaN;
-    return s.length === 1 ? s[0]! : s[this.#partitionOf(this.#rule.name, key)]!;
+    return s.length === 1 ? s[0]! : s[p]!;
   }
 
   /**
