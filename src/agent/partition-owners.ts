@@ -125,14 +125,7 @@ export class PartitionOwners {
         silent[p] = heard[p]!;
       }
     }
-    const before = this.#silent;
-    const same =
-      before === silent ||
-      (before !== undefined &&
-        silent !== undefined &&
-        before.length === silent.length &&
-        before.every((v, i) => Object.is(v, silent[i])));
-    if (same) return null;
+    if (sameMarks(this.#silent, silent)) return null;
     this.#silent = silent;
     return silent;
   }
@@ -155,12 +148,16 @@ export class PartitionOwners {
       }
     }
     const all = count === this.#partitions;
-    const before = this.#lost;
-    const same =
-      (before === undefined && lost === undefined) ||
-      (before !== undefined && lost !== undefined && before.every((v, i) => v === lost[i]));
-    if (same) return { changed: null, all };
+    if (sameMarks(this.#lost, lost)) return { changed: null, all };
     this.#lost = lost;
     return { changed: lost, all };
   }
+}
+
+/** Whether two snapshots of per-partition marks say the same (NaN equal to NaN). */
+function sameMarks(a: ArrayLike<number> | undefined, b: ArrayLike<number> | undefined): boolean {
+  if (a === undefined || b === undefined) return a === b;
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (!Object.is(a[i], b[i])) return false;
+  return true;
 }
