@@ -28,7 +28,7 @@ import type {
 import { Role } from "../protocol/messages.js";
 import { allocateKey } from "./allocate-key.js";
 import { HOT_FRACTION } from "./allocation-inputs.js";
-import { encodeCheckpoint, restoreCheckpoint } from "./checkpoint.js";
+import { encodeCheckpoint, encodePartitionCheckpoints, restoreCheckpoint } from "./checkpoint.js";
 import {
   type AggregatorStats,
   newAggregatorStats,
@@ -422,10 +422,12 @@ export class AggregatorCore {
 
   /** Group member: the windows, streams and grants of `p`'s keys (for a handoff or a save). */
   exportPartition(p: number, nowMs: number, wallMs: number, grants: boolean): Uint8Array {
-    return encodeCheckpoint(this.#rules.values(), nowMs, wallMs, {
-      keys: (ks) => ks.partition === p,
-      grants,
-    });
+    return this.exportPartitions([p], nowMs, wallMs, grants).get(p)!;
+  }
+
+  /** Group member: as {@link exportPartition} for each of `ps`, from one pass over the keys. */
+  exportPartitions(ps: readonly number[], nowMs: number, wallMs: number, grants: boolean) {
+    return encodePartitionCheckpoints(this.#rules.values(), ps, nowMs, wallMs, grants);
   }
 
   /** Group member: `p` is not this run's any more; what was kept for it goes. */

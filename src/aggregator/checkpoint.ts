@@ -54,9 +54,9 @@ type SavedGrant = [
   roundingCarry: number,
 ];
 
-/** What a checkpoint holds: every key, or those `keys` selects; with `grants`, their grants. */
+/** What a checkpoint holds: every key, or those `keysOf` gives per rule; with `grants`, theirs. */
 export interface CheckpointScope {
-  readonly keys?: (ks: KeyState) => boolean;
+  readonly keysOf?: (rs: RuleState) => Iterable<[string, KeyState]>;
   readonly grants?: boolean;
 }
 
@@ -93,8 +93,7 @@ export function encodeCheckpoint(
   for (const rs of rules) {
     const keys: SavedKey[] = [];
     let nowOffsetMs = 0;
-    for (const [key, ks] of rs.keys) {
-      if (scope.keys !== undefined && !scope.keys(ks)) continue;
+    for (const [key, ks] of scope.keysOf?.(rs) ?? rs.keys) {
       const saved = gw.binsByAge(ks.window, rs.shape, nowMs);
       nowOffsetMs = saved.nowOffsetMs;
       if (saved.bins.length === 0 && ks.streams.length === 0) continue;
@@ -113,6 +112,37 @@ export function encodeCheckpoint(
     out[rs.rule.name] = { binMs: rs.shape.binMs, nowOffsetMs, keys };
   }
   return new TextEncoder().encode(JSON.stringify({ v: CHECKPOINT_VERSION, wallMs, rules: out }));
+}
+
+/**
+ * One checkpoint per partition of `partitions` (its keys only), from one pass over the keys of
+ * `rules`: a member saving all it owns does not walk every key once per partition.
+ */
+export function encodePartitionCheckpoints(
+  rules: Iterable<RuleState>,
+  partitions: readonly number[],
+  nowMs: number,
+  wallMs: number,
+  grants: boolean,
+): Map<number, Uint8Array> {
+  const all = [...rules];
+  const byPartition = new Map<number, Map<RuleState, [string, KeyState][]>>();
+  for (const p of partitions) byPartition.set(p, new Map());
+  for (const rs of all) {
+    for (const entry of rs.keys) {
+      const byRule = byPartition.get(entry[1].partition);
+      if (byRule === undefined) continue;
+      const list = byRule.get(rs);
+      if (list === undefined) byRule.set(rs, [entry]);
+      else list.push(entry);
+    }
+  }
+  const out = new Map<number, Uint8Array>();
+  for (const [p, byRule] of byPartition) {
+    const keysOf = (rs: RuleState) => byRule.get(rs) ?? [];
+    out.set(p, encodeCheckpoint(all, nowMs, wallMs, { keysOf, grants }));
+  }
+  return out;
 }
 
 /** Where a restore puts what it reads. */

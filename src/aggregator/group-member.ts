@@ -224,10 +224,11 @@ export class GroupMember implements GroupListener {
 
   async #saveAll(): Promise<void> {
     const now = this.#o.clock.nowMs();
-    for (const { partition } of this.#o.core.ownership?.list() ?? []) {
-      if (!this.group.canGrant(partition, now)) continue;
+    const owned = this.#o.core.ownership?.list() ?? [];
+    const ps = owned.map((o) => o.partition).filter((p) => this.group.canGrant(p, now));
+    const saves = this.#o.core.exportPartitions(ps, now, wallClockMs(), false);
+    for (const [partition, bytes] of saves) {
       try {
-        const bytes = this.#o.core.exportPartition(partition, now, wallClockMs(), false);
         await this.#o.checkpoints.save(`partition.${partition}`, bytes, this.#o.ttlMs);
         this.#saved++;
       } catch {
