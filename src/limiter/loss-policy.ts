@@ -33,9 +33,18 @@ export class LossPolicy {
     return this.#lost;
   }
 
-  /** Whether anything is lost or silent (else a key decides by its grant or default share). */
+  /**
+   * Whether anything is lost or silent (else a key decides by its grant or default share): kept
+   * by the setters, since every global decision reads it.
+   */
   get any(): boolean {
-    return this.#lost || this.#lostParts !== undefined || this.#silentSince !== undefined;
+    return this.#any;
+  }
+
+  #any = false;
+
+  #updateAny(): void {
+    this.#any = this.#lost || this.#lostParts !== undefined || this.#silentSince !== undefined;
   }
 
   /**
@@ -72,10 +81,12 @@ export class LossPolicy {
   ): void {
     this.#silentSince = silentSince;
     this.#partitionOf = partitionOf;
+    this.#updateAny();
   }
 
   setLost(lost: boolean): void {
     this.#lost = lost;
+    this.#updateAny();
   }
 
   /** Marks the partitions (1 in `lost`) whose owner is lost; undefined when none is. */
@@ -85,6 +96,7 @@ export class LossPolicy {
   ): void {
     this.#lostParts = lost;
     this.#partitionOf = partitionOf;
+    this.#updateAny();
   }
 
   setStaticHold(untilMs: number): void {
