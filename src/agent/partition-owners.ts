@@ -27,6 +27,8 @@ export class PartitionOwners {
   readonly #markers = new Set<number>();
   #lost: Uint8Array | undefined;
   #silent: Float64Array | undefined;
+  /** Not following a group: when the lone aggregator was last heard (reused every tick). */
+  readonly #loneHeard = new Float64Array(1);
   /** Whether any group owner was ever heard (the node follows a group). */
   #following = false;
 
@@ -117,7 +119,8 @@ export class PartitionOwners {
     fallbackAfterMs: number,
     aggregatorHeardMs: number,
   ): Float64Array | undefined | null {
-    const heard = this.#following ? this.#heardAt : Float64Array.of(aggregatorHeardMs);
+    this.#loneHeard[0] = aggregatorHeardMs;
+    const heard = this.#following ? this.#heardAt : this.#loneHeard;
     let silent: Float64Array | undefined;
     for (let p = 0; fallbackAfterMs > 0 && p < heard.length; p++) {
       if (nowMs - heard[p]! > fallbackAfterMs && heard[p]! > Number.NEGATIVE_INFINITY) {
