@@ -38,11 +38,22 @@ const RULES = [
     /^(\.\.\/)+(agent|store|telemetry|cli)\b|^(\.\.\/)+transport\/(?!transport\.js$)|^(\.\.\/)+limiter\/(?!(rule|latency-histogram)\.js$)|^(?!node:)[a-z@]/,
     "the aggregator talks to nodes over the transport port and to checkpoints through its port; of the limiter it reads only rules (and histograms)",
   ],
+  [
+    "http/",
+    /^(\.\.\/)+(transport|store|telemetry|aggregator|agent|cli)\b|^(?!node:|structured-headers$)[a-z@]/,
+    "the HTTP edge drives the limiter's public API; frameworks are the user's (structural types only)",
+  ],
+  [
+    "nats-service/",
+    /^(\.\.\/)+(store|telemetry|aggregator|agent|cli)\b|^(?!node:|@nats-io\/transport-node$)[a-z@]/,
+    "the NATS service edge drives the limiter's public API over a user's NATS connection",
+  ],
 ];
-/** Packages only one folder may import. */
+/** Packages only the named folders may import. */
 const OWNERS = [
-  [/^@nats-io\//, "transport/nats/"],
+  [/^@nats-io\//, "transport/nats/", "nats-service/"],
   [/^ioredis$/, "store/redis/"],
+  [/^structured-headers$/, "http/"],
   [/^@opentelemetry\/(sdk-|exporter-)/, "telemetry/"],
 ];
 
@@ -65,9 +76,11 @@ function check(path) {
       if (rel.startsWith(prefix) && pattern.test(spec))
         violations.push(`${rel}: imports ${spec} (${why})`);
     }
-    for (const [pattern, owner] of OWNERS) {
-      if (pattern.test(spec) && !rel.startsWith(owner))
-        violations.push(`${rel}: imports ${spec}, which only src/${owner} may import`);
+    for (const [pattern, ...owners] of OWNERS) {
+      if (pattern.test(spec) && !owners.some((o) => rel.startsWith(o)))
+        violations.push(
+          `${rel}: imports ${spec}, which only src/${owners.join(" or src/")} may import`,
+        );
     }
   }
 }
