@@ -35,9 +35,10 @@ function evaluate(
   if (!allowed) {
     retryAfterMs = cost > p.capacity + EPSILON ? Infinity : newTat - toleranceMs - nowMs;
   }
+  const remaining = Math.floor((toleranceMs - aheadMs) * p.ratePerMs + EPSILON);
   return new DecisionResult(
     allowed,
-    Math.floor((toleranceMs - aheadMs) * p.ratePerMs + EPSILON),
+    remaining > 0 ? remaining : 0,
     p.capacity,
     aheadMs > 0 ? aheadMs : 0,
     retryAfterMs > 0 ? retryAfterMs : 0,
@@ -52,5 +53,11 @@ export const gcra: Algorithm = {
   },
   decide: (state, offset, p, nowMs, cost) => evaluate(state, offset, p, nowMs, cost, true),
   peek: (state, offset, p, nowMs, cost) => evaluate(state, offset, p, nowMs, cost, false),
+  adjust(state, offset, p, nowMs, cost) {
+    // A charge may push the schedule past the tolerance; a refund never pulls it before now.
+    const tat = state[offset + TAT_MS]!;
+    const moved = (tat > nowMs ? tat : nowMs) + cost / p.ratePerMs;
+    state[offset + TAT_MS] = moved > nowMs ? moved : nowMs;
+  },
   isAtRest: (state, offset, _p, nowMs) => state[offset + TAT_MS]! <= nowMs,
 };

@@ -168,6 +168,23 @@ export const slidingWindow: Algorithm = {
     // observe, so peeking through it is still side-effect free as far as decisions go.
     return evaluate(state, offset, p, nowMs, cost, false);
   },
+  adjust(state, offset, p, nowMs, cost) {
+    const k = advance(state, offset, p, nowMs);
+    const ring = p.segments + 1;
+    if (cost > 0) {
+      state[offset + segmentCell(ring, k)]! += cost;
+      return;
+    }
+    // A refund takes from the newest segments first: what it gives back was most likely just
+    // admitted, and the newest segments are the ones that count longest.
+    let left = -cost;
+    for (let j = k; j >= k - p.segments && left > 0; j--) {
+      const cell = offset + segmentCell(ring, j);
+      const taken = Math.min(state[cell]!, left);
+      state[cell] = state[cell]! - taken;
+      left -= taken;
+    }
+  },
   isAtRest(state, offset, p, nowMs) {
     const k = advance(state, offset, p, nowMs);
     return resetMs(state, offset, p, k, nowMs) === 0;

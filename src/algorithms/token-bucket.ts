@@ -32,9 +32,10 @@ function result(p: AlgorithmParams, tokens: number, allowed: boolean, cost: numb
   if (!allowed) {
     retryAfterMs = cost > p.capacity + EPSILON ? Infinity : (cost - tokens) / p.ratePerMs;
   }
+  const remaining = Math.floor(tokens + EPSILON);
   return new DecisionResult(
     allowed,
-    Math.floor(tokens + EPSILON),
+    remaining > 0 ? remaining : 0,
     p.capacity,
     resetAfterMs > 0 ? resetAfterMs : 0,
     retryAfterMs > 0 ? retryAfterMs : 0,
@@ -62,7 +63,14 @@ export const tokenBucket: Algorithm = {
     const elapsedMs = nowMs - state[offset + LAST_MS]!;
     let tokens = state[offset + TOKENS]!;
     if (elapsedMs > 0) tokens = Math.min(p.capacity, tokens + elapsedMs * p.ratePerMs);
-    return result(p, tokens, cost <= tokens + EPSILON, cost);
+    // As `decide` would report it: an admitted hit's remaining is after its cost.
+    if (cost <= tokens + EPSILON) return result(p, Math.max(0, tokens - cost), true, cost);
+    return result(p, tokens, false, cost);
+  },
+  adjust(state, offset, p, nowMs, cost) {
+    // Tokens may go below zero after a charge: refills then take that much longer to admit.
+    const tokens = refill(state, offset, p, nowMs) - cost;
+    state[offset + TOKENS] = tokens > p.capacity ? p.capacity : tokens;
   },
   isAtRest(state, offset, p, nowMs) {
     const elapsedMs = Math.max(0, nowMs - state[offset + LAST_MS]!);

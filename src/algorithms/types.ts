@@ -12,7 +12,7 @@
 export interface Decision {
   /** Whether the hit was admitted (and its cost consumed). */
   readonly allowed: boolean;
-  /** Whole units of cost that could still be admitted right now, after this decision. */
+  /** Whole units of cost that could still be admitted right now, after this decision (>= 0). */
   readonly remaining: number;
   /** The rule's limit: the capacity (burst) for buckets, the per-window limit for windows. */
   readonly limit: number;
@@ -23,6 +23,12 @@ export interface Decision {
    * `Infinity` when the cost can never be admitted (it exceeds the capacity).
    */
   readonly retryAfterMs: number;
+  /**
+   * True on a hit a rule in shadow mode would have refused: it is let through (`allowed` is
+   * true) and counted as a would-be rejection, and the other fields say what enforcing would
+   * have said (`remaining` 0, `retryAfterMs` the wait). Absent on every other decision.
+   */
+  readonly shadowed?: boolean;
 }
 
 /** Parameters derived once from a rule; shared by all keys of that rule. */
@@ -60,6 +66,18 @@ export interface Algorithm {
     nowMs: number,
     cost: number,
   ): Decision;
+  /**
+   * Charges `cost` (> 0) or refunds `-cost` (< 0) outside a decision, unconditionally: a charge
+   * may take the state past its capacity (later hits then wait longer), a refund never takes it
+   * past rest (a full bucket, an empty window).
+   */
+  adjust(
+    state: Float64Array,
+    offset: number,
+    params: AlgorithmParams,
+    nowMs: number,
+    cost: number,
+  ): void;
   /** True when the state is back at rest at `nowMs`, so forgetting the key changes no decision. */
   isAtRest(state: Float64Array, offset: number, params: AlgorithmParams, nowMs: number): boolean;
 }

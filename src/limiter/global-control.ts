@@ -4,6 +4,7 @@
  */
 import type { Clock } from "../clock/clock.js";
 import type { Grant, GrantOutcome } from "./grant-cells.js";
+import { applyKeyCommand, type KeyCommand } from "./key-command.js";
 import type { KeyTable } from "./key-table.js";
 
 /**
@@ -69,6 +70,19 @@ export interface GlobalControl {
   reportRecentNext(): void;
   /** Keys changed since the last drain, over every rule (for an early flush). */
   pendingChanges(): number;
+  /**
+   * Key administration on a global rule, already applied to this limiter's own state: resolves
+   * when the listener set by `onAdministered` (the node agent, carrying it to the aggregator
+   * and the other nodes) has taken it; at once when none is set.
+   */
+  administered(command: KeyCommand): Promise<void>;
+  /** Sets (or, with undefined, clears) the listener of {@link administered}. */
+  onAdministered(listener: ((command: KeyCommand) => Promise<void>) | undefined): void;
+  /**
+   * Applies key administration that came from elsewhere (another node, through the agent) to
+   * this limiter's own state, without passing it on. False for an unknown or non-global rule.
+   */
+  applyKeyCommand(command: KeyCommand): boolean;
 }
 
 /**
@@ -81,7 +95,21 @@ export function createGlobalControl(
   onApplied: (rule: string, key: string) => void,
 ): GlobalControl {
   const all = [...tables.values()];
+  let listener: ((command: KeyCommand) => Promise<void>) | undefined;
   return {
+    administered: async (command) => {
+      if (listener !== undefined) await listener(command);
+    },
+    onAdministered: (l) => {
+      listener = l;
+    },
+    applyKeyCommand: (command) => {
+      const table = tables.get(command.rule);
+      if (table === undefined || table.rule.mode !== "global") return false;
+      applyKeyCommand(table, command, clock.nowMs());
+      onApplied(command.rule, command.key);
+      return true;
+    },
     hasGlobalRules: all.some((t) => t.rule.mode === "global"),
     applyGrant: (rule, key, epoch, grant) => {
       const table = tables.get(rule);

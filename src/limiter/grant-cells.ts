@@ -115,6 +115,16 @@ export class GrantCells {
     slots[extra + GRANT_END] = Number.NEGATIVE_INFINITY; // no ramp: GRANT_BASE/AT not read
     slots[extra + GRANT_FREE_AT] = Number.NEGATIVE_INFINITY;
     slots[extra + GRANT_HEARD_AT] = nowMs;
+    this.forgetOwn(extra, nowMs);
+  }
+
+  /**
+   * Forgets the key's own recent admissions and its window's freeing time (a reset): neither
+   * the silent fallback nor a resync counts them again.
+   */
+  forgetOwn(extra: number, nowMs: number): void {
+    const slots = this.#slots;
+    slots[extra + GRANT_FREE_AT] = Number.NEGATIVE_INFINITY;
     slots[extra + OWN_BIN_AT] = Math.floor(nowMs * this.#ownPerMs);
     slots[extra + OWN_NEWEST] = slots[extra + OWN_BIN_AT]! % OWN_CELLS;
     slots[extra + OWN_SINCE] = Number.NaN;

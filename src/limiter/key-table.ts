@@ -25,18 +25,20 @@
  * algorithm decides at this node's default share (limit / live nodes). When the aggregator is
  * lost, the rule's `onAggregatorLoss` policy decides instead.
  *
- * Accounting: cumulative admitted and rejected cost per key since this table's start. Each key
- * also carries a `generation`, unique per table, that changes whenever the key is created again
- * after reclamation or eviction, so a consumer of cumulative counts (the aggregator) knows to start
- * a new baseline instead of reading the restart as a lost update.
+ * Accounting: cumulative admitted and rejected cost per key since this table's start, with a
+ * key `generation` (see key-counts.ts).
  */
-import { type AlgorithmParams, type Decision, EPSILON } from "../algorithms/types.js";
+import type { AlgorithmParams, Decision } from "../algorithms/types.js";
 import { type Grant, GrantCells, type GrantOutcome } from "./grant-cells.js";
+import { KeyBlocks } from "./key-blocks.js";
 import { ChangeCursorRecord, type ChangeVisitor } from "./key-change.js";
+import { foldCounts, retiredCounts } from "./key-counts.js";
 import { LossPolicy } from "./loss-policy.js";
 import type { CompiledRule } from "./rule.js";
+import { shadowOf } from "./shadow.js";
 import { SlotGenerations } from "./slot-generations.js";
 import * as layout from "./slot-layout.js";
+import { WaitingDemand } from "./waiting-demand.js";
 
 // Copied into constants: an imported binding is live, so V8 loads it from its module cell, with
 // an initialisation check, at every use instead of folding it; every decision reads these.
@@ -73,16 +75,17 @@ export class KeyTable {
   grantsIgnored = 0;
   /** Global rules: grants dropped as implausible (see {@link GrantOutcome}). */
   grantsImplausible = 0;
+  /** Hits a shadow-mode rule would have refused, let through. */
+  shadowedHits = 0;
+  /** Keys refused outright for a while (`Limiter.block`). */
+  readonly blocks = new KeyBlocks();
 
   readonly #global: boolean;
   /** Admission times are summed relative to this, to keep the sums exact in a double. */
   #startMs = Number.NaN;
   /** The parameters the algorithm runs with: the rule's, or its default share when global. */
   #params: AlgorithmParams;
-  /**
-   * Global rules: how keys are decided while the aggregator (or a key's partition owner) is
-   * lost; the node agent sets it through GlobalControl.
-   */
+  /** Global rules: how keys decide while their aggregator is lost (set via GlobalControl). */
   readonly loss: LossPolicy;
   /** Global rules: the grant cells of every slot, over `#slots`. */
   readonly #grants: GrantCells;
@@ -103,7 +106,7 @@ export class KeyTable {
   /** Evicted keys' unreported counts, for the next drain. */
   #retired: ChangeCursorRecord[] = [];
   /** Global rules: cost waiting in `acquire()`, by key (see `addWaiting`). */
-  readonly #waiting = new Map<string, number>();
+  readonly #waiting = new WaitingDemand();
   #scratch: Float64Array;
   /** Filled in place for each key a drain hands out (see ChangeCursor). */
   readonly #cursor: ChangeCursorRecord;
@@ -119,6 +122,10 @@ export class KeyTable {
     this.#grants = new GrantCells(rule);
     this.loss = new LossPolicy(rule);
     this.#grow(Math.min(INITIAL_SLOTS, rule.maxKeys));
+  }
+
+  #blocked(key: string, nowMs: number): Decision | undefined {
+    return this.blocks.size === 0 ? undefined : this.blocks.refusal(key, nowMs, this.rule.limit);
   }
 
   /** Keys changed since the last drain. */
@@ -137,9 +144,11 @@ export class KeyTable {
     if (slot === undefined) slot = this.#insert(key, nowMs);
     const base = slot * this.#stride;
     const slots = this.#slots;
-    const d = this.#global
-      ? this.#decideGlobal(slots, base, nowMs, cost)
-      : this.rule.algorithm.decide(slots, base, this.#params, nowMs, cost);
+    const d =
+      this.#blocked(key, nowMs) ??
+      (this.#global
+        ? this.#decideGlobal(slots, base, nowMs, cost)
+        : this.rule.algorithm.decide(slots, base, this.#params, nowMs, cost));
     const extra = base + this.#algoStride;
     if (d.allowed) {
       slots[extra + PENDING_ADMITTED]! += cost;
@@ -150,6 +159,11 @@ export class KeyTable {
       this.admittedHits++;
     } else {
       slots[extra + PENDING_REJECTED]! += cost;
+      if (this.rule.shadow) {
+        this.shadowedHits++;
+        this.#mark(slot, extra);
+        return shadowOf(d);
+      }
       this.rejectedHits++;
     }
     if (slots[extra + FLAGS] !== RECENT_DIRTY) this.#mark(slot, extra);
@@ -173,8 +187,10 @@ export class KeyTable {
     return this.#grants.decide(extra, nowMs, cost);
   }
 
-  /** What `decide` would say, changing nothing and creating no key. */
+  /** What `decide` would say (a shadow rule's refusal stays one), changing nothing. */
   peek(key: string, nowMs: number, cost: number): Decision {
+    const blocked = this.#blocked(key, nowMs);
+    if (blocked !== undefined) return blocked;
     const slot = this.#map.get(key);
     const algorithm = this.rule.algorithm;
     if (slot !== undefined) {
@@ -228,10 +244,7 @@ export class KeyTable {
     this.#params = { ...p, capacity: p.capacity / n, ratePerMs: p.ratePerMs / n };
   }
 
-  /**
-   * Global rules: the node's sync interval, the pace of grants: the wait of a refusal once its
-   * grant's freeing time has passed, and the unit of the version-jump bound.
-   */
+  /** Global rules: the node's sync interval, the pace of grants (see GrantCells). */
   setSyncIntervalMs(ms: number): void {
     this.loss.setSyncIntervalMs(ms);
     this.#grants.setSyncIntervalMs(ms);
@@ -243,23 +256,25 @@ export class KeyTable {
    * epoch. Counts and key generations stay.
    */
   dropGrants(): void {
-    if (!this.#global) return;
-    for (let slot = 0; slot < this.#used; slot++) {
-      if (this.#keys[slot] === undefined) continue;
-      this.#grants.clear(slot * this.#stride + this.#algoStride);
-    }
+    if (this.#global) this.#eachHeld((_, extra) => this.#grants.clear(extra));
   }
 
   /** Marks every held key changed, so the next drain reports all of them (a resync). */
   markAllDirty(): void {
+    this.#eachHeld((slot, extra) => this.#mark(slot, extra));
+  }
+
+  #eachHeld(visit: (slot: number, extra: number) => void): void {
     for (let slot = 0; slot < this.#used; slot++) {
-      if (this.#keys[slot] === undefined) continue;
-      this.#mark(slot, slot * this.#stride + this.#algoStride);
+      if (this.#keys[slot] !== undefined) visit(slot, slot * this.#stride + this.#algoStride);
     }
   }
 
-  /** Accounts for a hit decided elsewhere (strict store) or given up (`acquire()`). */
-  record(key: string, nowMs: number, cost: number, allowed: boolean): void {
+  /**
+   * Accounts for a hit decided elsewhere (strict store) or given up (`acquire()`); a refusal
+   * `shadowed` is counted as a would-be rejection.
+   */
+  record(key: string, nowMs: number, cost: number, allowed: boolean, shadowed = false): void {
     let slot = this.#map.get(key);
     if (slot === undefined) slot = this.#insert(key, nowMs);
     const extra = slot * this.#stride + this.#algoStride;
@@ -269,46 +284,41 @@ export class KeyTable {
       this.admittedHits++;
     } else {
       this.#slots[extra + PENDING_REJECTED]! += cost;
-      this.rejectedHits++;
+      if (shadowed) this.shadowedHits++;
+      else this.rejectedHits++;
     }
     this.#mark(slot, extra);
   }
 
   /**
-   * Global rules: `cost` of demand for `key` starts (or, negative, stops) waiting in
-   * `acquire()`. While it waits, every drain reports it as rejected cost in the key's counts, so
-   * the aggregator sees the key is wanted at every tick and grants it as soon as its window
-   * frees: a node whose only demand is a waiting call would otherwise report nothing, and be
-   * granted nothing. Not a decision: the rule's rejected-hit counter is left alone (a call that
-   * gives up counts once, when it does).
+   * Key administration: `cost` > 0 charges the key, < 0 refunds it (`Algorithm.adjust`); `reset`
+   * puts it at rest and lifts its block. Counts stay. Global rules: the node's own part only.
    */
+  adjust(key: string, nowMs: number, cost: number): void {
+    const slot = this.#map.get(key) ?? this.#insert(key, nowMs);
+    this.rule.algorithm.adjust(this.#slots, slot * this.#stride, this.#params, nowMs, cost);
+    this.#mark(slot, slot * this.#stride + this.#algoStride);
+  }
+
+  reset(key: string, nowMs: number): void {
+    this.blocks.unblock(key);
+    const slot = this.#map.get(key);
+    if (slot === undefined) return;
+    const base = slot * this.#stride;
+    this.rule.algorithm.init(this.#slots, base, this.#params, nowMs);
+    if (this.#global) this.#grants.forgetOwn(base + this.#algoStride, nowMs);
+  }
+
+  /** Global rules: `cost` of demand for `key` starts (< 0: stops) waiting in `acquire()`. */
   addWaiting(key: string, cost: number): void {
-    if (!this.#global) return;
-    const left = (this.#waiting.get(key) ?? 0) + cost;
-    if (left > EPSILON) this.#waiting.set(key, left);
-    else this.#waiting.delete(key);
+    if (this.#global) this.#waiting.add(key, cost);
   }
 
   /** Folds one key's pending counts into its cumulative ones and hands them to `visit`. */
   #report(slot: number, extra: number, visit: ChangeVisitor, nowMs: number): void {
     const slots = this.#slots;
     const c = this.#cursor;
-    const da = slots[extra + PENDING_ADMITTED]!;
-    const dr = slots[extra + PENDING_REJECTED]!;
-    const admitted = slots[extra + ADMITTED]! + da;
-    const rejected = slots[extra + REJECTED]! + dr;
-    slots[extra + ADMITTED] = admitted;
-    slots[extra + REJECTED] = rejected;
-    slots[extra + PENDING_ADMITTED] = 0;
-    slots[extra + PENDING_REJECTED] = 0;
-    c.key = this.#keys[slot]!;
-    c.generation = slots[extra + GENERATION]!;
-    c.admitted = admitted;
-    c.rejected = rejected;
-    c.deltaAdmitted = da;
-    c.deltaRejected = dr;
-    c.isNew = slots[extra + REPORTED] === 0;
-    slots[extra + REPORTED] = 1;
+    const da = foldCounts(c, this.#keys[slot]!, slots, extra);
     // Only a global table sets the grant fields and age: a local table's cursor keeps its zeros.
     if (this.#global) {
       const timeSum = slots[extra + PENDING_TIME]!;
@@ -330,7 +340,7 @@ export class KeyTable {
    */
   drain(visit: ChangeVisitor, nowMs: number): void {
     if (this.#waiting.size > 0) {
-      for (const [key, cost] of this.#waiting) {
+      for (const [key, cost] of this.#waiting.byKey) {
         const slot = this.#map.get(key) ?? this.#insert(key, nowMs);
         const extra = slot * this.#stride + this.#algoStride;
         this.#slots[extra + PENDING_REJECTED]! += cost;
@@ -377,6 +387,7 @@ export class KeyTable {
 
   /** Frees every key at rest whose counts were all reported. Returns how many were freed. */
   sweep(nowMs: number): number {
+    if (this.blocks.size !== 0) this.blocks.sweep(nowMs);
     const algorithm = this.rule.algorithm;
     let freed = 0;
     for (let slot = 0; slot < this.#used; slot++) {
@@ -463,18 +474,9 @@ export class KeyTable {
         slots[extra + FLAGS] = (flags & ~RECENT) >>> 0;
         continue;
       }
-      const da = slots[extra + PENDING_ADMITTED]!;
-      const dr = slots[extra + PENDING_REJECTED]!;
-      if (da > 0 || dr > 0) {
-        // Unreported counts leave with the key in the next drain, never dropped.
-        const e = new ChangeCursorRecord(this.rule.name); // its age stays 0
-        e.key = key;
-        e.generation = slots[extra + GENERATION]!;
-        e.admitted = slots[extra + ADMITTED]! + da;
-        e.rejected = slots[extra + REJECTED]! + dr;
-        e.deltaAdmitted = da;
-        e.deltaRejected = dr;
-        e.isNew = slots[extra + REPORTED] === 0;
+      // Unreported counts leave with the key in the next drain, never dropped.
+      const e = retiredCounts(this.rule.name, key, slots, extra);
+      if (e !== undefined) {
         if (this.#global) this.#grants.report(e, extra);
         this.#retired.push(e);
       }

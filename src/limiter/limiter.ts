@@ -15,9 +15,11 @@ import {
   InvalidArgumentError,
   UnknownRuleError,
 } from "../errors.js";
+import { expectNumber } from "../validate.js";
 import { AcquireWaits } from "./acquire-waits.js";
 import { createGlobalControl, type GlobalControl } from "./global-control.js";
 import type { AccountingEntry, ChangeVisitor } from "./key-change.js";
+import { applyKeyCommand, type KeyCommand } from "./key-command.js";
 import { KeyTable } from "./key-table.js";
 import {
   DECISION_LATENCY_BOUNDS_S,
@@ -31,7 +33,10 @@ import {
   settleAcquireOptions,
   settleLimiterOptions,
 } from "./limiter-options.js";
+import { adminCost, administerStore, settleMultiCall, YEAR_MS } from "./multi-call.js";
+import { type DecideAllOptions, decideAll, type MultiDecision } from "./multi-decision.js";
 import type { CompiledRule } from "./rule.js";
+import { shadowOf } from "./shadow.js";
 import { StrictDecisions } from "./strict-decisions.js";
 
 /** What changed since the previous snapshot, in cost units. */
@@ -58,6 +63,8 @@ export interface RuleStats {
   readonly grantsIgnored: number;
   /** Global rules: grants dropped as implausible (more than the rule allows, a version jump). */
   readonly grantsImplausible: number;
+  /** Hits let through that a rule in shadow mode (or `decideAll`'s shadow option) would refuse. */
+  readonly shadowedHits: number;
 }
 
 export interface Limiter {
@@ -87,6 +94,29 @@ export interface Limiter {
    * the rule's failure policy; the wait between attempts is the store's `retryAfterMs`.
    */
   acquire(rule: string, key: string, options?: AcquireOptions): Promise<Decision>;
+  /**
+   * Decides one request against every rule of `rules` for `key`: it must fit each of them, and
+   * a refused request consumes from none (see multi-decision.ts for the order and for shadow
+   * mode). Any mix of local, global and strict rules; each rule appears once.
+   */
+  decideAll(
+    rules: string | readonly string[],
+    key: string,
+    options?: DecideAllOptions,
+  ): Promise<MultiDecision>;
+  /**
+   * Puts `key` back at rest under `rule` (e.g. unlock a user after a support call) and lifts
+   * its block. Local rules: at once. Strict: in the store. Global: on this node at once, and on
+   * the aggregator and every other node when the node agent has carried it (docs/architecture.md,
+   * "Key administration").
+   */
+  reset(rule: string, key: string): Promise<void>;
+  /** Charges `cost` to `key` outside a decision (it may go past the limit: later hits wait). */
+  penalty(rule: string, key: string, cost: number): Promise<void>;
+  /** Refunds `cost` to `key` outside a decision (e.g. a request that failed), never past rest. */
+  reward(rule: string, key: string, cost: number): Promise<void>;
+  /** Refuses every hit of `key` under `rule` for `durationMs` (> 0, at most a year). */
+  block(rule: string, key: string, durationMs: number): Promise<void>;
   /** Takes the per-key counts that changed since the previous snapshot (or drain). */
   snapshot(): AccountingSnapshot;
   /**
@@ -191,22 +221,69 @@ class KeyedLimiter implements Limiter {
     cost = costOf(table, key, cost);
     if (table.rule.mode !== "strict") return table.decide(key, this.#clock.nowMs(), cost);
     const { decision, accounted } = await this.#strict!.decide(table, key, cost);
-    if (!accounted) table.record(key, this.#clock.nowMs(), cost, decision.allowed);
-    return decision;
+    const shadowed = !decision.allowed && table.rule.shadow;
+    if (!accounted) table.record(key, this.#clock.nowMs(), cost, decision.allowed, shadowed);
+    return shadowed ? shadowOf(decision) : decision;
   }
 
   peek(rule: string, key: string, cost?: number): Decision {
     const table = this.#table(rule);
     cost = costOf(table, key, cost);
     if (table.rule.mode === "strict") throw strictInPeek(rule);
-    return table.peek(key, this.#clock.nowMs(), cost);
+    return shownPeek(table, table.peek(key, this.#clock.nowMs(), cost));
   }
 
   async peekAsync(rule: string, key: string, cost?: number): Promise<Decision> {
     const table = this.#table(rule);
     cost = costOf(table, key, cost);
-    if (table.rule.mode !== "strict") return table.peek(key, this.#clock.nowMs(), cost);
-    return this.#strict!.peek(table, key, cost);
+    const d =
+      table.rule.mode !== "strict"
+        ? table.peek(key, this.#clock.nowMs(), cost)
+        : await this.#strict!.peek(table, key, cost);
+    return shownPeek(table, d);
+  }
+
+  async decideAll(
+    rules: string | readonly string[],
+    key: string,
+    options: DecideAllOptions = {},
+  ): Promise<MultiDecision> {
+    return decideAll(
+      settleMultiCall(rules, key, options, (r) => this.#table(r)),
+      this.#clock,
+      this.#strict,
+    );
+  }
+
+  async reset(rule: string, key: string): Promise<void> {
+    await this.#administer({ rule, key, op: "reset", cost: 0, durationMs: 0 });
+  }
+
+  async penalty(rule: string, key: string, cost: number): Promise<void> {
+    await this.#administer({ rule, key, op: "penalty", cost: adminCost(cost), durationMs: 0 });
+  }
+
+  async reward(rule: string, key: string, cost: number): Promise<void> {
+    await this.#administer({ rule, key, op: "reward", cost: adminCost(cost), durationMs: 0 });
+  }
+
+  async block(rule: string, key: string, durationMs: number): Promise<void> {
+    const ms = expectNumber("durationMs", durationMs, { above: 0, max: YEAR_MS });
+    await this.#administer({ rule, key, op: "block", cost: 0, durationMs: ms });
+  }
+
+  async #administer(command: KeyCommand): Promise<void> {
+    const table = this.#table(command.rule);
+    if (typeof command.key !== "string")
+      throw new InvalidArgumentError("key", "a string", command.key);
+    if (table.rule.mode === "strict") {
+      await administerStore(this.#strict!.store, table.rule, command);
+      // Waits on the key end their sleep early only for global rules; a strict or local key's
+      // waiters retry when their wait is up, and then see the new state.
+      return;
+    }
+    applyKeyCommand(table, command, this.#clock.nowMs());
+    if (table.rule.mode === "global") await this.global.administered(command);
   }
 
   async acquire(rule: string, key: string, options: AcquireOptions = {}): Promise<Decision> {
@@ -236,11 +313,16 @@ class KeyedLimiter implements Limiter {
       } else {
         const nowMs = this.#clock.nowMs();
         const preview = table.peek(key, nowMs, cost);
-        if (preview.allowed) {
+        if (preview.allowed || table.rule.shadow) {
           const decision = table.decide(key, nowMs, cost);
           if (decision.allowed) return decision;
         }
         refusal = preview;
+      }
+      if (table.rule.shadow) {
+        // A shadow rule never makes a caller wait: the refusal is let through, counted once.
+        table.record(key, this.#clock.nowMs(), cost, false, true);
+        return shadowOf(refusal);
       }
       await this.#waitAfter(refusal, { table, key, cost, signal, deadlineMs });
     }
@@ -313,6 +395,7 @@ class KeyedLimiter implements Limiter {
       grantsApplied: t.grantsApplied,
       grantsIgnored: t.grantsIgnored,
       grantsImplausible: t.grantsImplausible,
+      shadowedHits: t.shadowedHits,
     }));
   }
 
@@ -371,6 +454,11 @@ function strictInPeek(rule: string): InvalidArgumentError {
     "a local or global rule for peek() (a strict rule's state is in the shared store: use peekAsync())",
     rule,
   );
+}
+
+/** A peek as the caller sees it: a shadow rule's refusal shows as the hit let through. */
+function shownPeek(table: KeyTable, d: Decision): Decision {
+  return !d.allowed && table.rule.shadow ? shadowOf(d) : d;
 }
 
 /** Checks `key` and `cost` (the rule's default when undefined); returns the cost to decide. */

@@ -9,6 +9,7 @@ import {
   expectNumber,
   expectObject,
   expectOneOf,
+  optionalBoolean,
   optionalNumber,
 } from "../validate.js";
 
@@ -66,6 +67,13 @@ export interface RuleConfig {
   readonly onStoreFailure?: StoreFailurePolicy;
   /** Strict rules: how long to wait for the store before `onStoreFailure` applies, in ms. @default 50 */
   readonly storeTimeoutMs?: number;
+  /**
+   * Shadow mode: the rule decides and counts as usual but never refuses. A hit it would refuse
+   * is let through, consumes nothing, and is counted as a would-be rejection (`shadowedHits`,
+   * outcome `shadowed` in the metrics), so a new limit can be tried on real traffic first.
+   * @default false
+   */
+  readonly shadow?: boolean;
 }
 
 export type RuleMode = "local" | "global" | "strict";
@@ -85,6 +93,7 @@ export interface CompiledRule {
   readonly onAggregatorLoss: AggregatorLossPolicy;
   readonly onStoreFailure: StoreFailurePolicy;
   readonly storeTimeoutMs: number;
+  readonly shadow: boolean;
 }
 
 const NAME_PATTERN = /^[A-Za-z0-9_.:-]{1,64}$/;
@@ -102,6 +111,7 @@ const RULE_KEYS = [
   "onAggregatorLoss",
   "onStoreFailure",
   "storeTimeoutMs",
+  "shadow",
 ];
 
 /** Validates one rule; `at` is where it sits in the caller's config, e.g. `rules[2]`. */
@@ -189,5 +199,6 @@ export function compileRule(input: unknown, at: string, defaultMaxKeys: number):
     onAggregatorLoss,
     onStoreFailure,
     storeTimeoutMs,
+    shadow: optionalBoolean(`${at}.shadow`, raw["shadow"], false),
   };
 }

@@ -62,6 +62,29 @@ export class StrictDecisions {
     }
   }
 
+  /**
+   * Gives back `cost` taken by an admitted decision (one `decideAll` refused in the end): in the
+   * local table when the `local` policy took it, else in the store. A refund the store does not
+   * take is counted as a store failure and lost: the key is then short of it for a window.
+   */
+  async refund(table: KeyTable, key: string, cost: number, accounted: boolean): Promise<void> {
+    if (accounted) {
+      table.adjust(key, this.#clock.nowMs(), -cost);
+      return;
+    }
+    try {
+      await this.#store.adjust(table.rule, key, -cost);
+    } catch (err) {
+      if (!(err instanceof StoreUnavailableError)) throw err;
+      table.storeFailures++;
+    }
+  }
+
+  /** The store itself, for key administration (whose failures the caller sees). */
+  get store(): StrictStore {
+    return this.#store;
+  }
+
   close(): Promise<void> {
     return this.#store.close();
   }

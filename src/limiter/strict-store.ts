@@ -18,6 +18,18 @@ export interface StrictStore {
    * {@link StoreUnavailableError} like `decide`.
    */
   peek(rule: CompiledRule, key: string, cost: number): Promise<Decision>;
+  /**
+   * Key administration, atomically in the store: charges `cost` (> 0) or refunds `-cost` (< 0)
+   * outside a decision, with `Algorithm.adjust`'s rules. Rejects like `decide`.
+   */
+  adjust(rule: CompiledRule, key: string, cost: number): Promise<void>;
+  /** Puts `key` back at rest and lifts its block. Rejects like `decide`. */
+  reset(rule: CompiledRule, key: string): Promise<void>;
+  /**
+   * Refuses every hit of `key` for `durationMs` from now (a longer block in force stays), with
+   * the rest of the block as `retryAfterMs`. Rejects like `decide`.
+   */
+  block(rule: CompiledRule, key: string, durationMs: number): Promise<void>;
   /** Releases connections and timers. Idempotent. */
   close(): Promise<void>;
 }

@@ -237,6 +237,22 @@ class RedisStrictStoreImpl implements RedisStrictStore {
     return this.#single(plan, "peek", rule, plan.head + key + plan.tail, c);
   }
 
+  async adjust(rule: CompiledRule, key: string, cost: number): Promise<void> {
+    if (cost < 0) {
+      await this.refund(rule, key, -cost);
+      return;
+    }
+    throw new Error("penalty on a strict rule: not built yet");
+  }
+
+  async reset(_rule: CompiledRule, _key: string): Promise<void> {
+    throw new Error("reset on a strict rule: not built yet");
+  }
+
+  async block(_rule: CompiledRule, _key: string, _durationMs: number): Promise<void> {
+    throw new Error("block on a strict rule: not built yet");
+  }
+
   refund(rule: CompiledRule, key: string, cost: number): Promise<Decision> {
     const plan = this.#plan(rule);
     if (typeof key !== "string") return Promise.reject(badKey(key));

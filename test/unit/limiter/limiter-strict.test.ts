@@ -42,6 +42,25 @@ class SharedStore implements StrictStore {
     return this.#inner.peek(rule.name, key, cost);
   }
 
+  async adjust(rule: CompiledRule, key: string, cost: number): Promise<void> {
+    await Promise.resolve();
+    if (this.down) throw new StoreUnavailableError("down");
+    if (cost > 0) await this.#inner.penalty(rule.name, key, cost);
+    else await this.#inner.reward(rule.name, key, -cost);
+  }
+
+  async reset(rule: CompiledRule, key: string): Promise<void> {
+    await Promise.resolve();
+    if (this.down) throw new StoreUnavailableError("down");
+    await this.#inner.reset(rule.name, key);
+  }
+
+  async block(rule: CompiledRule, key: string, durationMs: number): Promise<void> {
+    await Promise.resolve();
+    if (this.down) throw new StoreUnavailableError("down");
+    await this.#inner.block(rule.name, key, durationMs);
+  }
+
   async close(): Promise<void> {}
 }
 
@@ -196,7 +215,7 @@ describe("limiter strict - peek", () => {
     await l.checkAsync("pay", "t", 4);
     const d = await l.peekAsync("pay", "t", 6);
     assert.equal(d.allowed, true);
-    assert.equal(d.remaining, 6, "what the store holds now");
+    assert.equal(d.remaining, 0, "what the store would hold after the 6 peeked");
     assert.equal(store.peeks, 1);
     const again = await l.peekAsync("pay", "t", 7);
     assert.equal(again.allowed, false, "the first peek took nothing, 6 are left");
