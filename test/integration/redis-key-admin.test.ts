@@ -16,6 +16,7 @@ import {
 import {
   adminClient,
   deleteUnder,
+  keysUnder,
   SHARED_REDIS_URL,
   sleep,
   uniquePrefix,
@@ -184,6 +185,32 @@ test("redis key admin - decideAll refunds the store's take when a local rule ref
     assert.equal(verdict.decisions[0]!.allowed, true, "the store admitted first");
     assert.equal((await limiter.peekAsync("strictRule", "u5")).remaining, 4, "5 - the peeked 1");
     assert.equal(await admitted(limiter, "strictRule", "u5", 10), 5);
+  } finally {
+    await limiter.close();
+  }
+});
+
+test("redis key admin - a blocked key at rest stays in Redis until its block ends, on every algorithm", async () => {
+  const limiter = limiterOn(
+    ALGORITHMS.map((algorithm) => ({
+      name: algorithm,
+      algorithm,
+      limit: 3,
+      windowMs: 100,
+      mode: "strict" as const,
+    })),
+  );
+  try {
+    for (const rule of ALGORITHMS) {
+      await limiter.block(rule, "u6", 30_000);
+      const keys = await keysUnder(admin, `${prefix}{${rule}|u6}`);
+      assert.equal(keys.length, 1, rule);
+      const ttlMs = await admin.pttl(keys[0]!);
+      assert.ok(ttlMs > 29_000 && ttlMs <= 30_001, `${rule}: PTTL ${ttlMs}`);
+      // A hit refused by the block writes nothing that would shorten it.
+      assert.equal((await limiter.checkAsync(rule, "u6")).allowed, false, rule);
+      assert.ok((await admin.pttl(keys[0]!)) > 29_000, rule);
+    }
   } finally {
     await limiter.close();
   }
