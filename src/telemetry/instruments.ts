@@ -66,8 +66,8 @@ export const INSTRUMENTS = {
     "counter",
     "{hit}",
     [rule, outcome, node],
-    "limiter.stats()[].admittedHits / rejectedHits",
-    "Hits decided, in cost units, by rule and outcome (every mode: local, global and strict)",
+    "limiter.stats()[].admittedHits / rejectedHits / shadowedHits",
+    "Hits decided, by rule and outcome: admitted, rejected, or shadowed (a would-be rejection of a rule in shadow mode, let through); every mode",
   ),
   decisionDuration: spec(
     "ratelimit.decision.duration",

@@ -360,6 +360,10 @@ class TelemetryImpl implements Telemetry {
         const at = { [ATTR.rule]: s.rule, [ATTR.node]: node };
         obs("decisions", s.admittedHits, { ...at, [ATTR.outcome]: "admitted" });
         obs("decisions", s.rejectedHits, { ...at, [ATTR.outcome]: "rejected" });
+        if (rule?.shadow === true || s.shadowedHits > 0) {
+          // Would-be rejections of a rule in shadow mode: let through, so neither of the above.
+          obs("decisions", s.shadowedHits, { ...at, [ATTR.outcome]: "shadowed" });
+        }
         obs("keys", s.keys, at);
         obs("keysEvicted", s.evictedKeys, at);
         if (rule !== undefined) obs("ruleLimit", rule.limit, at);
