@@ -1,9 +1,19 @@
 /**
  * Options of the NATS service guard, declared once with their validation.
  */
-import type { Msg } from "@nats-io/transport-node";
 import type { Decision } from "../algorithms/types.js";
 import { InvalidArgumentError } from "../errors.js";
+
+/**
+ * What the guard needs of a request, structurally: a core `Msg` and an `@nats-io/services`
+ * `ServiceMsg` both fit (each from its own copy of nats-core).
+ */
+export interface RequestMsg {
+  readonly subject: string;
+  readonly reply?: string | undefined;
+  readonly headers?: { get(key: string): string } | undefined;
+  respond(data?: Uint8Array | string, opts?: { headers?: unknown }): boolean;
+}
 
 /** Why a request was refused without running the handler. */
 export type RefusalReason = "limited" | "deadline-exceeded" | "bad-deadline";
@@ -21,7 +31,7 @@ export interface Refusal {
   readonly decision: Decision | undefined;
 }
 
-export interface GuardOptions<M extends Msg = Msg> {
+export interface GuardOptions<M extends RequestMsg = RequestMsg> {
   /** The rule every request must fit. Give this or `rules`, not both. */
   readonly rule?: string;
   /**
@@ -59,7 +69,7 @@ export interface GuardOptions<M extends Msg = Msg> {
   readonly onLimited?: (msg: M, refusal: Refusal) => void;
 }
 
-export interface SettledGuardOptions<M extends Msg> {
+export interface SettledGuardOptions<M extends RequestMsg> {
   readonly rules: readonly string[];
   readonly key: (msg: M) => string;
   readonly cost: ((msg: M) => number) | undefined;
@@ -71,7 +81,7 @@ export interface SettledGuardOptions<M extends Msg> {
 const KNOWN = ["rule", "rules", "key", "keyHeader", "cost", "shadow", "maxWaitMs", "onLimited"];
 
 /** Checks guard options; throws `InvalidArgumentError` naming the first bad one. */
-export function settleGuardOptions<M extends Msg>(
+export function settleGuardOptions<M extends RequestMsg>(
   options: GuardOptions<M>,
 ): SettledGuardOptions<M> {
   if (typeof options !== "object" || options === null) {
@@ -114,7 +124,7 @@ function settleRules(options: GuardOptions<never>): readonly string[] {
   return [...rules];
 }
 
-function settleKey<M extends Msg>(options: GuardOptions<M>): (msg: M) => string {
+function settleKey<M extends RequestMsg>(options: GuardOptions<M>): (msg: M) => string {
   const key = optionalFunction("options.key", options.key);
   if (key) return key;
   const header = options.keyHeader;

@@ -9,7 +9,7 @@
  * the wait would end past it the reply is 504 at once. Otherwise `decideAll()` decides without
  * waiting; a refusal is 429. Every refusal carries `Retry-After` (s) and `Sluice-Retry-After-Ms`.
  */
-import { headers, type Msg } from "@nats-io/transport-node";
+import { headers } from "@nats-io/transport-node";
 import { DeadlineExceededError } from "../errors.js";
 import type { Limiter } from "../limiter/limiter.js";
 import {
@@ -21,6 +21,7 @@ import {
 import {
   type GuardOptions,
   type Refusal,
+  type RequestMsg,
   type SettledGuardOptions,
   settleGuardOptions,
 } from "./guard-options.js";
@@ -61,7 +62,7 @@ export interface ServiceErrorResponder {
 }
 
 /** A guarded handler, with its counters. */
-export type GuardedHandler<M extends Msg> = ((err: Error | null, msg: M) => void) & {
+export type GuardedHandler<M extends RequestMsg> = ((err: Error | null, msg: M) => void) & {
   stats(): GuardStats;
 };
 
@@ -70,7 +71,7 @@ export type GuardedHandler<M extends Msg> = ((err: Error | null, msg: M) => void
  * endpoints alike (`guardHandler` and `guardEndpoint` are this function). An error passed in by
  * the client goes straight to the handler. The handler's returned promise is not awaited.
  */
-export function guard<M extends Msg>(
+export function guard<M extends RequestMsg>(
   limiter: Limiter,
   options: GuardOptions<M>,
   handler: (err: Error | null, msg: M) => unknown,
@@ -161,7 +162,7 @@ interface Outcome {
   readonly shadowed: boolean;
 }
 
-async function decide<M extends Msg>(
+async function decide<M extends RequestMsg>(
   limiter: Limiter,
   o: SettledGuardOptions<M>,
   msg: M,
@@ -209,7 +210,7 @@ async function decide<M extends Msg>(
 }
 
 /** Sends the service error reply of a refusal, then tells `onLimited`. */
-function refuse<M extends Msg>(
+function refuse<M extends RequestMsg>(
   o: SettledGuardOptions<M>,
   msg: M,
   refusal: Refusal,

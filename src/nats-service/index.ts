@@ -17,7 +17,7 @@ export {
   guardHandler,
   type ServiceErrorResponder,
 } from "./guard.js";
-export type { GuardOptions, Refusal, RefusalReason } from "./guard-options.js";
+export type { GuardOptions, Refusal, RefusalReason, RequestMsg } from "./guard-options.js";
 export {
   DEADLINE_HEADER,
   RETRY_AFTER_HEADER,

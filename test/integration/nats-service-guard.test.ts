@@ -107,8 +107,9 @@ describe("nats-service guard over real NATS", () => {
     await nc.flush();
     assert.equal((await nc.request(`${name}.echo`, "", { timeout: 1000 })).string(), "ok");
     const refused = await nc.request(`${name}.echo`, "", { timeout: 1000 });
-    assert.ok(ServiceError.isServiceError(refused));
-    assert.equal(ServiceError.toServiceError(refused)?.code, 429);
+    const asServiceMsg = refused as unknown as Parameters<typeof ServiceError.isServiceError>[0];
+    assert.ok(ServiceError.isServiceError(asServiceMsg));
+    assert.equal(ServiceError.toServiceError(asServiceMsg)?.code, 429);
     assert.ok(Number(refused.headers?.get("Retry-After")) >= 1);
     assert.equal(runs, 1);
     await srv.stop();
