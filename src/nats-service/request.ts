@@ -11,10 +11,11 @@ import { DEADLINE_HEADER } from "./headers.js";
 export interface DeadlineRequestOptions {
   /**
    * The deadline to carry: a message the guard admitted (its received deadline), or a
-   * `LocalDeadline`. Give this or `timeoutMs`.
+   * `LocalDeadline`. A message that carried none falls back to `timeoutMs`; with both, the
+   * earlier deadline wins.
    */
   readonly deadline?: object | LocalDeadline;
-  /** The first budget of a chain, ms (> 0), for a caller that received none. */
+  /** A budget from now, ms (> 0): the first of a chain, or the fallback of a message without one. */
   readonly timeoutMs?: number;
   /**
    * Ms kept back from the forwarded budget for this service's own work and the way back. Bounds:
@@ -51,14 +52,36 @@ export async function request(
   data: Uint8Array | string | undefined,
   options: DeadlineRequestOptions,
 ): Promise<Msg> {
-  const deadline =
-    options.deadline !== undefined ? toLocal(options.deadline) : fromTimeout(options.timeoutMs);
+  const deadline = settleDeadline(options);
   const h = outgoingHeaders(deadline, {
     ...(options.reserveMs === undefined ? {} : { reserveMs: options.reserveMs }),
     ...(options.headers === undefined ? {} : { headers: options.headers }),
   });
   const timeout = Math.max(1, Math.floor(deadline.deadlineMs - deadline.clock.nowMs()));
   return nc.request(subject, data, { timeout, headers: h });
+}
+
+function settleDeadline(options: DeadlineRequestOptions): LocalDeadline {
+  const given = options.deadline;
+  const carried =
+    given === undefined
+      ? undefined
+      : "deadlineMs" in given
+        ? (given as LocalDeadline)
+        : deadlineOf(given);
+  if (carried && options.timeoutMs === undefined) return carried;
+  if (given !== undefined && !carried && options.timeoutMs === undefined) {
+    throw new InvalidArgumentError(
+      "options.deadline",
+      "a message the guard admitted with a deadline, or a LocalDeadline (or give `timeoutMs`)",
+      given,
+    );
+  }
+  const own = fromTimeout(options.timeoutMs);
+  if (!carried) return own;
+  return carried.deadlineMs - carried.clock.nowMs() <= own.deadlineMs - own.clock.nowMs()
+    ? carried
+    : own;
 }
 
 function fromTimeout(timeoutMs: number | undefined): LocalDeadline {
