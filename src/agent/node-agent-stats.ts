@@ -30,6 +30,11 @@ export interface NodeAgentStats {
   /** ms since the aggregator last spoke, on this node's clock; Infinity if never. */
   aggregatorSilentMs: number;
   resyncs: number;
+  /** Key administration on global rules sent from this node, and applied here from others. */
+  commandsSent: number;
+  commandsApplied: number;
+  /** Key administration from others for a rule this node has not as a global rule. */
+  commandsIgnored: number;
   /**
    * Propagation latency: from publishing the first batch after the previous grant to the arrival
    * of the next grant, so the time one round of counts takes to come back as grants. Hits in that
@@ -68,6 +73,9 @@ export function newCounters(nodeId: string, nodeEpoch: number, liveNodes: number
     invalidEntries: {},
     liveNodes,
     resyncs: 0,
+    commandsSent: 0,
+    commandsApplied: 0,
+    commandsIgnored: 0,
     liveNodesHeldBack: 0,
     aggregatorRewinds: 0,
   };

@@ -36,6 +36,7 @@ import type { Subjects } from "../protocol/subjects.js";
 import type { Subscription, Transport } from "../transport/transport.js";
 import { FirstReportDoubts } from "./first-report-doubts.js";
 import { ImplausibleGrantWarning } from "./implausible-grant-warning.js";
+import { KeyCommandLink } from "./key-commands.js";
 import { type NodeAgentOptions, settleNodeAgentOptions } from "./node-agent-options.js";
 import {
   type AgentCounters,
@@ -123,6 +124,7 @@ class Agent implements NodeAgent {
   #markReady: (heard: boolean) => void = () => {};
   #discoveryTimer: TimerHandle | undefined;
   readonly #stats: AgentCounters;
+  #commands: KeyCommandLink | undefined;
 
   constructor(options: NodeAgentOptions) {
     const o = settleNodeAgentOptions(options);
@@ -179,6 +181,9 @@ class Agent implements NodeAgent {
 
   /** Subscribes to what the aggregator sends and to the link's status; starts the timers. */
   #start(): void {
+    const { nodeId, nodeEpoch } = this;
+    const link = { limiter: this.#limiter, transport: this.#transport, subjects: this.#subjects };
+    this.#commands = new KeyCommandLink({ ...link, nodeId, nodeEpoch, counters: this.#stats });
     this.#subs.push(
       this.#transport.subscribe(this.#subjects.updates(this.nodeId), (bytes) =>
         this.#onUpdate(bytes),
@@ -231,8 +236,7 @@ class Agent implements NodeAgent {
     const quiet = this.#owners.refreshSilent(now, this.#fallbackAfterMs, this.#lastAggregatorMs);
     if (quiet !== null) g.setSilent(quiet, this.#owners.partitionOf);
     if (this.#lost) this.#peers.expire(now);
-    // Paced by the aggregator's ticks while they are heard (report-phasing.ts); on our own
-    // interval otherwise, and as a backstop if a broadcast went missing.
+    // Paced by the aggregator's ticks while heard (report-phasing.ts), else by our own interval.
     if (this.#phasing.dueOnOwnTimer(now)) this.flush();
   }
 
@@ -342,17 +346,15 @@ class Agent implements NodeAgent {
       this.#invalid("older-aggregator");
       return false;
     }
-    // An epoch is its run's start on the wall clock: one far ahead of ours is forged (or from a
-    // host whose clock is badly wrong). Taken, it would make this node ignore every real
-    // aggregator run until one started later than it claims.
+    // An epoch is its run's start on the wall clock: one far ahead is forged (or badly wrong);
+    // taken, it would make this node ignore every real run until one started later than that.
     if (aggregatorEpoch > wallClockMs() + MAX_EPOCH_AHEAD_MS) {
       this.#invalid("future-aggregator");
       return false;
     }
     if (rewound) {
-      // The grants of the silent run would outrank this one's (higher epoch): drop them. Keys
-      // then decide as the loss policy did until the new run's first grants, which come with
-      // its next tick; the counts themselves are kept and re-sent (below).
+      // The silent run's grants would outrank this one's (higher epoch): drop them; keys decide
+      // by the loss policy until the new run's first grants. Counts are kept and re-sent.
       this.#stats.aggregatorRewinds++;
       this.#limiter.global.dropGrants();
       this.#doubts.resyncWhenHeard();
@@ -465,9 +467,9 @@ class Agent implements NodeAgent {
     this.#stats.defaultsReceived++;
     this.#phasing.tickHeard();
     if (!(m.liveNodes >= 1) || m.liveNodes === this.#stats.liveNodes) return;
-    // A fewer-nodes count from a run heard for less than two heartbeat intervals is not believed
-    // yet: a restarted aggregator counts nodes as their heartbeats arrive (believed, that would
-    // give every ungranted key the whole limit on every node); a real departure follows then.
+    // A fewer-nodes count from a run heard for under two heartbeat intervals is not believed: a
+    // restarted aggregator counts nodes as heartbeats arrive (believed, every ungranted key
+    // would get the whole limit on every node); a real departure is believed then.
     if (
       m.liveNodes < this.#stats.liveNodes &&
       this.#clock.nowMs() - this.#epochHeardSinceMs < this.#heartbeatIntervalMs * 2
@@ -483,15 +485,15 @@ class Agent implements NodeAgent {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.flush();
-    // The last word: this node decides nothing more with its grants, so the aggregator can hand
-    // what it held to the others now, not after the heartbeat TTL. From here on the limiter's
-    // global rules follow their `onAggregatorLoss` policy, as with a silent aggregator.
+    // The last word: no more decisions with its grants, so the aggregator can hand them to the
+    // others now, not after the TTL. From here global rules follow `onAggregatorLoss`.
     this.#sendHeartbeat(Role.nodeLeaving);
     this.#limiter.global.setAggregatorLost(true);
     this.#closed = true;
     for (const t of this.#timers) t.cancel();
     this.#phasing.close();
     this.#peers.close();
+    this.#commands?.close();
     this.#markReady(false);
     for (const s of this.#subs) s.unsubscribe();
   }

@@ -22,6 +22,7 @@ import type {
   DecisionBatchFields,
   DecisionEntry,
   Heartbeat,
+  KeyCommandFields,
   RateUpdateFields,
   RuleDefaultsFields,
 } from "../protocol/messages.js";
@@ -37,6 +38,7 @@ import {
 } from "./core-stats.js";
 import * as gw from "./global-window.js";
 import { type GrantsByNode, rateUpdates, ruleDefaults } from "./grant-schedule.js";
+import { administerKey } from "./key-admin.js";
 import { KeyState, RuleState } from "./key-state.js";
 import { Membership, type NodeRecord } from "./membership.js";
 import { newReconciled, reconcileInto } from "./node-stream.js";
@@ -248,6 +250,27 @@ export class AggregatorCore {
     }
     ks.lastReportMs = nowMs;
     this.#markDirty(rs, ks);
+  }
+
+  /**
+   * Key administration from a node (see key-admin.ts), on a key of a partition owned here; the
+   * key is allocated anew at the next tick. False when not owned here or not a global rule.
+   */
+  administer(c: KeyCommandFields, nowMs: number): boolean {
+    const rs = this.#rules.get(c.rule);
+    if (rs === undefined) return false;
+    const own = this.ownership;
+    let ks = rs.keys.get(c.key);
+    const p = ks?.partition ?? own?.partitionOf(c.rule, c.key);
+    if (own !== undefined && !own.owns(p!)) {
+      this.stats.keyCommandsUnowned++;
+      return false;
+    }
+    ks ??= this.#newKey(rs, c.key, nowMs, p);
+    administerKey(rs, ks, c, nowMs);
+    this.stats.keyCommands++;
+    this.#markDirty(rs, ks);
+    return true;
   }
 
   #markDirty(rs: RuleState, ks: KeyState): void {

@@ -14,7 +14,12 @@ import { InvalidArgumentError } from "../errors.js";
 import type { CompiledRule } from "../limiter/rule.js";
 import { DecisionBatchReader } from "../protocol/decode.js";
 import { encode } from "../protocol/encode.js";
-import { type DecisionBatch, type Heartbeat, MAX_OWNERS } from "../protocol/messages.js";
+import {
+  type DecisionBatch,
+  type Heartbeat,
+  type KeyCommand,
+  MAX_OWNERS,
+} from "../protocol/messages.js";
 import type { Signer } from "../protocol/signing.js";
 import { createSubjects, isValidNodeId, senderOf } from "../protocol/subjects.js";
 import type { Subscription, Transport } from "../transport/transport.js";
@@ -222,6 +227,7 @@ class Service implements AggregatorService {
     this.#signer = o.signer;
     const onMessage = (bytes: Uint8Array, subject: string) => this.#onMessage(bytes, subject);
     this.#subs.push(this.#transport.subscribe(this.#subjects.heartbeats, onMessage));
+    this.#subs.push(this.#transport.subscribe(this.#subjects.allCommands, onMessage));
     if (g === undefined) {
       this.#subs.push(this.#transport.subscribe(this.#subjects.allDecisions, onMessage));
     }
@@ -312,12 +318,13 @@ class Service implements AggregatorService {
     const m = this.#accept(bytes, subject);
     if (m === undefined) return;
     if (m.type === "decision-batch") this.core.ingestBatch(m, this.#clock.nowMs());
+    else if (m.type === "key-command") this.core.administer(m, this.#clock.nowMs());
     else this.core.ingestHeartbeat(m, this.#clock.nowMs(), wallClockMs());
     if (this.core.wantsEarlyTick) this.#earlyTick();
   }
 
-  /** A batch or heartbeat that decodes and names its sender's subject; counted otherwise. */
-  #accept(bytes: Uint8Array, subject: string): DecisionBatch | Heartbeat | undefined {
+  /** A batch, heartbeat or key command that decodes and names its sender's subject. */
+  #accept(bytes: Uint8Array, subject: string): DecisionBatch | Heartbeat | KeyCommand | undefined {
     const r = this.#reader.read(bytes);
     if (!r.ok) {
       this.#count(this.#invalidMessages, r.reason);
@@ -327,7 +334,7 @@ class Service implements AggregatorService {
       if (n > 0) this.#count(this.#invalidEntries, reason, n);
     }
     const m = r.message;
-    if (m.type !== "decision-batch" && m.type !== "heartbeat") {
+    if (m.type !== "decision-batch" && m.type !== "heartbeat" && m.type !== "key-command") {
       this.#count(this.#invalidMessages, "wrong-type");
       return undefined;
     }

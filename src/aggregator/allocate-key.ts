@@ -75,7 +75,8 @@ export function allocateKey(
   let held = 0;
   for (const x of inputs) held += x.committed;
   const credit = keyPaceCredit(rs, ks, t, nowMs);
-  const grantable = budget.budget < held + credit ? budget.budget : held + credit;
+  const open = budget.budget < held + credit ? budget.budget : held + credit;
+  const grantable = ks.blockedUntilMs > nowMs ? 0 : open;
   const shares = allocate(grantable, inputs);
   roundToUnits(shares, inputs, rs.rule.defaultCost, ks.streams);
   if (t.pacing > 0) {

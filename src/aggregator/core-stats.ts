@@ -38,6 +38,9 @@ export interface AggregatorStats {
   admittedCounted: number;
   /** Group member: entries for partitions this run does not own (dropped). */
   unownedEntries: number;
+  /** Key administration applied, and left to another member (a partition not owned here). */
+  keyCommands: number;
+  keyCommandsUnowned: number;
 }
 
 export function newAggregatorStats(): AggregatorStats {
@@ -57,6 +60,8 @@ export function newAggregatorStats(): AggregatorStats {
     nodesLeft: 0,
     admittedCounted: 0,
     unownedEntries: 0,
+    keyCommands: 0,
+    keyCommandsUnowned: 0,
   };
 }
 

@@ -156,6 +156,33 @@ function costBefore(w: Float64Array, shape: WindowShape, bin: number, atMs: numb
   return atMs <= from ? 0 : (cost * (atMs - from)) / (end - from);
 }
 
+/** Empties every bin (a key's reset), keeping the ring at the bin holding `nowMs`. */
+export function clearWindow(w: Float64Array, shape: WindowShape, nowMs: number): void {
+  advanceWindow(w, shape, nowMs);
+  w.fill(0, 1);
+}
+
+/** Takes up to `cost` out of the bins, newest first (a refund); an emptied bin is cleared. */
+export function removeNewest(w: Float64Array, shape: WindowShape, nowMs: number, cost: number) {
+  const k = advanceWindow(w, shape, nowMs);
+  let left = cost;
+  for (let bin = k; bin >= k - shape.bins && left > 0; bin--) {
+    const at = costCell(shape, bin);
+    const taken = Math.min(w[at]!, left);
+    left -= taken;
+    w[at] = w[at]! - taken;
+    if (w[at]! > 0) {
+      // The offset sum is cost-weighted: it shrinks in proportion (a CONTINUES mark stays).
+      const sum = at + shape.ring;
+      if (w[sum] !== CONTINUES) w[sum] = (w[sum]! * w[at]!) / (w[at]! + taken);
+    } else {
+      w[at] = 0;
+      w[at + shape.ring] = 0;
+      w[at + 2 * shape.ring] = 0;
+    }
+  }
+}
+
 /** Cost admitted in the window ending at `nowMs`, that is after `nowMs - windowMs`. */
 export function windowUsed(w: Float64Array, shape: WindowShape, nowMs: number): number {
   const k = advanceWindow(w, shape, nowMs);

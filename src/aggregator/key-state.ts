@@ -29,6 +29,8 @@ export class KeyState {
   overloadSinceMs = -1;
   /** In the list of keys to allocate at the next tick. */
   dirty = false;
+  /** Refused outright until then (a block from a node): no new allowance. */
+  blockedUntilMs = Number.NEGATIVE_INFINITY;
   /** The key's decisions partition (0 under a lone aggregator). */
   readonly partition: number;
 

@@ -125,7 +125,9 @@ export class KeyTable {
   }
 
   #blocked(key: string, nowMs: number): Decision | undefined {
-    return this.blocks.size === 0 ? undefined : this.blocks.refusal(key, nowMs, this.rule.limit);
+    return this.blocks.size === 0
+      ? undefined
+      : this.blocks.refusal(key, nowMs, this.rule.params.capacity);
   }
 
   /** Keys changed since the last drain. */

@@ -9,7 +9,7 @@ import type { Message } from "./messages.js";
  * - `too-large`: more than 1 MiB.
  * - `bad-magic`: does not start with "SL".
  * - `unknown-version`: a format version other than this build's (`FORMAT_VERSION`).
- * - `unknown-type`: a message type other than 1 to 4.
+ * - `unknown-type`: a message type other than 1 to 5.
  * - `bad-crc`: the CRC-32 does not match (corruption, or a truncated frame).
  * - `truncated`: the CRC matches but the body ends before its fields do.
  * - `bad-field`: a header field is invalid (id not a subject token, epoch or time negative or

@@ -21,6 +21,7 @@ import {
 } from "./decision-batch.js";
 import type { DecodeResult, DroppedEntries, SignatureStatus } from "./decode-result.js";
 import { readHeartbeat } from "./heartbeat.js";
+import { readKeyCommand } from "./key-command.js";
 import {
   CRC_BYTES,
   FORMAT_VERSION,
@@ -76,7 +77,7 @@ function decodeWith(
   if (bytes[0] !== MAGIC_0 || bytes[1] !== MAGIC_1) return { ok: false, reason: "bad-magic" };
   if (bytes[2] !== FORMAT_VERSION) return { ok: false, reason: "unknown-version" };
   const type = bytes[3]!;
-  if (type < MessageTypeCode.decisionBatch || type > MessageTypeCode.ruleDefaults) {
+  if (type < MessageTypeCode.decisionBatch || type > MessageTypeCode.keyCommand) {
     return { ok: false, reason: "unknown-type" };
   }
   const crcAt = n - CRC_BYTES;
@@ -99,7 +100,9 @@ function decodeWith(
         ? readRateUpdate(r, droppedEntries)
         : type === MessageTypeCode.heartbeat
           ? readHeartbeat(r)
-          : readRuleDefaults(r, droppedEntries);
+          : type === MessageTypeCode.ruleDefaults
+            ? readRuleDefaults(r, droppedEntries)
+            : readKeyCommand(r);
   if (typeof message === "string") return { ok: false, reason: message };
 
   const signedEnd = r.pos;

@@ -5,9 +5,11 @@
 import { encodeDecisionBatch } from "./decision-batch.js";
 import type { EncodeOptions } from "./frame.js";
 import { encodeHeartbeat } from "./heartbeat.js";
+import { encodeKeyCommand } from "./key-command.js";
 import type {
   DecisionBatchFields,
   HeartbeatFields,
+  KeyCommandFields,
   RateUpdateFields,
   RuleDefaultsFields,
 } from "./messages.js";
@@ -19,7 +21,8 @@ export type MessageFields =
   | (DecisionBatchFields & { readonly type: "decision-batch" })
   | (RateUpdateFields & { readonly type: "rate-update" })
   | (HeartbeatFields & { readonly type: "heartbeat" })
-  | (RuleDefaultsFields & { readonly type: "rule-defaults" });
+  | (RuleDefaultsFields & { readonly type: "rule-defaults" })
+  | (KeyCommandFields & { readonly type: "key-command" });
 
 /**
  * One frame, or several when the message exceeds `maxMessageBytes`; with `options.signer`,
@@ -35,5 +38,7 @@ export function encode(message: MessageFields, options?: EncodeOptions): Uint8Ar
       return [encodeHeartbeat(message, options)];
     case "rule-defaults":
       return encodeRuleDefaults(message, options);
+    case "key-command":
+      return [encodeKeyCommand(message, options)];
   }
 }

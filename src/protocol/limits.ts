@@ -21,6 +21,7 @@ export const MessageTypeCode = {
   rateUpdate: 2,
   heartbeat: 3,
   ruleDefaults: 4,
+  keyCommand: 5,
 } as const;
 
 /** Magic (2) + version (1) + type (1). */

@@ -186,6 +186,32 @@ export interface RuleDefaultsFields {
   readonly rules: readonly RuleDefault[];
 }
 
+/** What a {@link KeyCommandFields} does to its key. */
+export type KeyOp = "reset" | "penalty" | "reward" | "block";
+
+/**
+ * A node → the aggregators and the other nodes: key administration on a global rule, as called
+ * on the sending node (which has applied it already).
+ */
+export interface KeyCommandFields {
+  /** The sender's id; `[A-Za-z0-9_-]{1,64}`. */
+  readonly nodeId: string;
+  /** The sender's run identity; finite, >= 0. */
+  readonly nodeEpoch: number;
+  /** Sequence number (u32), per sender. */
+  readonly seq: number;
+  readonly sentAtWallMs: number;
+  readonly op: KeyOp;
+  /** Rule name: 1 to 64 UTF-8 bytes. */
+  readonly rule: string;
+  /** The key: 1 to 1024 UTF-8 bytes. */
+  readonly key: string;
+  /** `penalty`, `reward`: the cost charged or refunded, > 0; else 0. */
+  readonly cost: number;
+  /** `block`: how long, ms, > 0; else 0. */
+  readonly durationMs: number;
+}
+
 export interface DecisionBatch extends DecisionBatchFields {
   readonly type: "decision-batch";
   readonly ownerEpoch: number;
@@ -197,6 +223,9 @@ export interface RateUpdate extends RateUpdateFields {
 export interface Heartbeat extends HeartbeatFields {
   readonly type: "heartbeat";
 }
+export interface KeyCommand extends KeyCommandFields {
+  readonly type: "key-command";
+}
 export interface RuleDefaults extends RuleDefaultsFields {
   readonly type: "rule-defaults";
   readonly partitions: number;
@@ -207,4 +236,4 @@ export interface RuleDefaults extends RuleDefaultsFields {
 export const MAX_OWNERS = 256;
 
 /** Any decoded message; switch on `type`. */
-export type Message = DecisionBatch | RateUpdate | Heartbeat | RuleDefaults;
+export type Message = DecisionBatch | RateUpdate | Heartbeat | RuleDefaults | KeyCommand;

@@ -5,6 +5,7 @@
  *     <prefix>.v1.updates.<nodeId>                  aggregator → node           RateUpdate
  *     <prefix>.v1.heartbeats.<nodeId>               node → aggregator, nodes    Heartbeat
  *     <prefix>.v1.defaults                          aggregator → node           RuleDefaults
+ *     <prefix>.v1.commands.<nodeId>                 node → aggregator, nodes    KeyCommand
  *
  * The layout follows roles so server permissions can say who may publish what: nodes publish
  * decisions and heartbeats only; only aggregators publish updates and defaults.
@@ -50,6 +51,10 @@ export interface Subjects {
   /** `<prefix>.v1.heartbeats.*`: every sender's heartbeats. */
   readonly heartbeats: string;
   readonly defaults: string;
+  /** `<prefix>.v1.commands.<nodeId>`: where `nodeId` sends key administration. */
+  commands(nodeId: string): string;
+  /** `<prefix>.v1.commands.*`: every sender's key administration. */
+  readonly allCommands: string;
 }
 
 /** The id a sender put in the last token of a decisions or heartbeats subject. */
@@ -93,6 +98,11 @@ export function createSubjects(options: SubjectOptions = {}): Subjects {
     },
     heartbeats: `${base}.heartbeats.*`,
     defaults: `${base}.defaults`,
+    commands(nodeId) {
+      if (!isId(nodeId)) throw new InvalidArgumentError("nodeId", EXPECTED_ID, nodeId);
+      return `${base}.commands.${nodeId}`;
+    },
+    allCommands: `${base}.commands.*`,
   };
 }
 

@@ -1,8 +1,10 @@
 /**
  * Property tests: the Lua scripts and the TypeScript algorithms agree, decision for decision and
- * to the last bit, on random rules and random sequences of (advance time, cost, consume or peek,
- * burst size). A burst of hits made at once goes to Redis as one batched script call, and must
- * decide exactly like the same hits applied one by one in TypeScript.
+ * to the last bit, on random rules and random sequences of (advance time, cost, op, burst size),
+ * the ops being consume, peek and key administration (charge, refund, block, reset). A burst of
+ * hits made at once goes to Redis as one batched script call, and must decide exactly like the
+ * same hits applied one by one in TypeScript. The TypeScript side of a block is KeyBlocks, as in
+ * the limiter's local tables: a blocked key refuses before its algorithm is asked.
  *
  * How time is controlled: the scripts take an optional "nowMs override" argument (documented in
  * each script's contract header), which the store passes only when `scriptNowMsForTesting` is set.
@@ -18,7 +20,9 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import fc from "fast-check";
+import type { Decision } from "../../src/algorithms/types.js";
 import { type CompiledRule, createLimiter, createRedisStrictStore } from "../../src/index.js";
+import { KeyBlocks } from "../../src/limiter/key-blocks.js";
 import {
   adminClient,
   deleteUnder,
@@ -42,10 +46,13 @@ after(async () => {
   await admin.quit();
 });
 
+type StepOp = "consume" | "peek" | "charge" | "refund" | "block" | "reset";
+
 interface Step {
   readonly advanceMs: number;
+  /** The op's cost; for "block", its duration in ms. */
   readonly cost: number;
-  readonly peek: boolean;
+  readonly op: StepOp;
   /** Hits made at once (same tick): the store sends them as one batched script call. */
   readonly burst: number;
 }
@@ -69,9 +76,13 @@ function stepArb(windowMs: number): fc.Arbitrary<Step> {
       { weight: 2, arbitrary: fc.double({ min: 0.05, max: 5, noNaN: true }) },
       { weight: 1, arbitrary: fc.integer({ min: 50, max: 500 }) }, // often above the capacity
     ),
-    peek: fc.oneof(
-      { weight: 6, arbitrary: fc.constant(false) },
-      { weight: 1, arbitrary: fc.constant(true) },
+    op: fc.oneof(
+      { weight: 12, arbitrary: fc.constant("consume" as const) },
+      { weight: 2, arbitrary: fc.constant("peek" as const) },
+      { weight: 1, arbitrary: fc.constant("charge" as const) },
+      { weight: 1, arbitrary: fc.constant("refund" as const) },
+      { weight: 1, arbitrary: fc.constant("block" as const) },
+      { weight: 1, arbitrary: fc.constant("reset" as const) },
     ),
     burst: fc.oneof(
       { weight: 4, arbitrary: fc.constant(1) },
@@ -110,7 +121,11 @@ for (const algorithm of ["token-bucket", "gcra", "sliding-window"] as const) {
         }),
       );
     await fc.assert(
-      fc.asyncProperty(caseArb, async ({ config, startMs, steps }) => {
+      fc.asyncProperty(caseArb, async ({ config, startMs, steps: drawn }) => {
+        // A block's duration is drawn on the scale of the rule's window, like a time advance.
+        const steps = drawn.map((s) =>
+          s.op === "block" ? { ...s, cost: (s.cost * config.windowMs) / 4 } : s,
+        );
         const name = `p${++runs}`; // a fresh key for every run, shrinks included
         const rule: CompiledRule = createLimiter({
           rules: [
@@ -122,30 +137,61 @@ for (const algorithm of ["token-bucket", "gcra", "sliding-window"] as const) {
           ],
           sweepIntervalMs: 0,
         }).rules[0]!;
-        const state = new Float64Array(rule.algorithm.stride(rule.params));
+        const algo = rule.algorithm;
+        const p = rule.params;
+        const state = new Float64Array(algo.stride(p));
+        const blocks = new KeyBlocks();
+        // The store reports a rule's capacity as `limit`, a blocked refusal included.
+        const refusal = () => blocks.refusal("k", virtualNowMs, p.capacity);
+        const peek = (cost: number): Decision =>
+          refusal() ?? algo.peek(state, 0, p, virtualNowMs, cost);
         virtualNowMs = startMs;
         for (const [i, step] of steps.entries()) {
           virtualNowMs += step.advanceMs;
           // The script meets an absent key as a state at rest at its first call: so does this.
-          if (i === 0) rule.algorithm.init(state, 0, rule.params, virtualNowMs);
-          if (step.peek) {
-            const expected = rule.algorithm.peek(state, 0, rule.params, virtualNowMs, step.cost);
-            const actual = await store.peek(rule, "k", step.cost);
-            assert.deepEqual({ ...actual }, { ...expected }, where(i, step, config));
-            continue;
+          if (i === 0) algo.init(state, 0, p, virtualNowMs);
+          const at = where(i, step, config);
+          switch (step.op) {
+            case "peek": {
+              const actual = await store.peek(rule, "k", step.cost);
+              assert.deepEqual({ ...actual }, { ...peek(step.cost) }, at);
+              break;
+            }
+            case "consume": {
+              // A burst goes out as one script call; it must decide like the same hits one by one.
+              const expected = Array.from({ length: step.burst }, () => ({
+                ...(refusal() ?? algo.decide(state, 0, p, virtualNowMs, step.cost)),
+              }));
+              const actual = await Promise.all(
+                Array.from({ length: step.burst }, () => store.decide(rule, "k", step.cost)),
+              );
+              assert.deepEqual(
+                actual.map((d) => ({ ...d })),
+                expected,
+                at,
+              );
+              break;
+            }
+            case "charge":
+              algo.adjust(state, 0, p, virtualNowMs, step.cost);
+              await store.adjust(rule, "k", step.cost);
+              break;
+            case "refund": {
+              algo.adjust(state, 0, p, virtualNowMs, -step.cost);
+              const actual = await store.refund(rule, "k", step.cost);
+              assert.deepEqual({ ...actual }, { ...peek(step.cost) }, `${at} (refund report)`);
+              break;
+            }
+            case "block":
+              blocks.block("k", virtualNowMs + step.cost);
+              await store.block(rule, "k", step.cost);
+              break;
+            case "reset":
+              algo.init(state, 0, p, virtualNowMs);
+              blocks.unblock("k");
+              await store.reset(rule, "k");
+              break;
           }
-          // A burst goes out as one script call; it must decide like the same hits one by one.
-          const expected = Array.from({ length: step.burst }, () => ({
-            ...rule.algorithm.decide(state, 0, rule.params, virtualNowMs, step.cost),
-          }));
-          const actual = await Promise.all(
-            Array.from({ length: step.burst }, () => store.decide(rule, "k", step.cost)),
-          );
-          assert.deepEqual(
-            actual.map((d) => ({ ...d })),
-            expected,
-            where(i, step, config),
-          );
         }
       }),
       { numRuns: 150, interruptAfterTimeLimit: 20_000 },

@@ -19,8 +19,8 @@ export interface ScriptSpec {
 }
 
 /**
- * One decide script per algorithm; each serves the ops "consume", "peek" and "refund" on n keys
- * at once (decided in order, at one instant).
+ * One decide script per algorithm; each serves the ops "consume", "peek", "refund", "charge" and
+ * "block" on n keys at once (decided in order, at one instant).
  */
 export const DECIDE_SCRIPTS: Readonly<Record<AlgorithmName, ScriptSpec>> = {
   "token-bucket": { command: "sluiceDecideTokenBucket", file: "decide-token-bucket-n.lua" },

@@ -2,7 +2,8 @@
  * The Redis strict store: exact global limits, decided atomically by Lua scripts on Redis.
  *
  * In: `decide(rule, key, cost)` from the limiter's `checkAsync()` (and `peek` / `refund` from the
- * caller). Out: a Decision with the same fields and the same math as the local algorithm, computed
+ * caller; `adjust` / `reset` / `block` from the limiter's key administration: script ops "charge"
+ * and "block", which keep a block in the key's own state, and a DEL). Out: a Decision with the same fields and the same math as the local algorithm, computed
  * inside one script on Redis' own clock (`TIME`), so every process sees one state and one time.
  *
  * Flow of a decide: the over-limit cache may answer a refusal locally (a key known to be over its
@@ -62,7 +63,7 @@ export interface RedisStrictStoreOptions extends RedisConnectionOptions {
 
 /** Counters of a Redis strict store, since it was created. */
 export interface RedisStrictStoreStats {
-  /** Calls sent to Redis (hits not answered by the cache, peeks, refunds). */
+  /** Calls sent to Redis (hits not answered by the cache, peeks, refunds, key administration). */
   readonly storeCalls: number;
   /**
    * Script invocations on Redis. Hits made in the same tick share one (up to 32 per rule), so
@@ -101,7 +102,7 @@ export interface RedisStrictStore extends StrictStore {
   ready(timeoutMs?: number): Promise<void>;
 }
 
-type Op = "consume" | "peek" | "refund";
+type Op = "consume" | "peek" | "refund" | "charge" | "block";
 
 /** Smallest sliding-window segment in strict mode, in ms (see RulePlan). */
 const MIN_SEGMENT_MS = 0.001;
@@ -148,6 +149,8 @@ class RulePlan implements BatchPlan {
       consume: `decide on rule "${rule.name}"`,
       peek: `peek on rule "${rule.name}"`,
       refund: `refund on rule "${rule.name}"`,
+      charge: `penalty on rule "${rule.name}"`,
+      block: `block on rule "${rule.name}"`,
     };
   }
 }
@@ -160,6 +163,8 @@ const OPTION_KEYS = [
   "scriptNowMsForTesting",
 ];
 const MAX_COST = 1e15;
+/** Longest block, ms: the scripts' longest expiry. */
+const MAX_TTL_MS = 1e13;
 
 /**
  * Creates a strict store on Redis (5.0 or later; Cluster works). Throws InvalidArgumentError
@@ -242,15 +247,41 @@ class RedisStrictStoreImpl implements RedisStrictStore {
       await this.refund(rule, key, -cost);
       return;
     }
-    throw new Error("penalty on a strict rule: not built yet");
+    const plan = this.#plan(rule);
+    if (typeof key !== "string") throw badKey(key);
+    if (!(cost > 0 && cost <= MAX_COST)) throw badCost(cost);
+    // A cached refusal still holds after a charge, but ends before the store's new retry time;
+    // forgetting it lets the next hit learn that time.
+    const redisKey = plan.head + key + plan.tail;
+    await this.#single(plan, "charge", rule, redisKey, cost);
+    this.#cache?.forget(redisKey);
   }
 
-  async reset(_rule: CompiledRule, _key: string): Promise<void> {
-    throw new Error("reset on a strict rule: not built yet");
+  /** Deletes the key: an absent key is at rest and not blocked, in every script. */
+  async reset(rule: CompiledRule, key: string): Promise<void> {
+    const plan = this.#plan(rule);
+    if (typeof key !== "string") throw badKey(key);
+    const redisKey = plan.head + key + plan.tail;
+    const client = this.#link.client;
+    const batcher = this.#batcher;
+    this.#cache?.forget(redisKey);
+    await this.#link.run(rule.storeTimeoutMs, `reset on rule "${rule.name}"`, () => {
+      batcher.flush(); // hits queued earlier in this tick reach Redis first
+      return client.del(redisKey);
+    });
+    this.#cache?.forget(redisKey); // a refusal remembered while the reset was in flight
   }
 
-  async block(_rule: CompiledRule, _key: string, _durationMs: number): Promise<void> {
-    throw new Error("block on a strict rule: not built yet");
+  async block(rule: CompiledRule, key: string, durationMs: number): Promise<void> {
+    const plan = this.#plan(rule);
+    if (typeof key !== "string") throw badKey(key);
+    if (!(durationMs > 0 && durationMs <= MAX_TTL_MS)) {
+      throw new InvalidArgumentError("durationMs", `a number > 0 and <= ${MAX_TTL_MS}`, durationMs);
+    }
+    const redisKey = plan.head + key + plan.tail;
+    await this.#single(plan, "block", rule, redisKey, durationMs);
+    // The store now refuses until the block ends; a shorter cached refusal would end before it.
+    this.#cache?.forget(redisKey);
   }
 
   refund(rule: CompiledRule, key: string, cost: number): Promise<Decision> {
@@ -286,10 +317,10 @@ class RedisStrictStoreImpl implements RedisStrictStore {
     await this.#link.close();
   }
 
-  /** One peek or refund, unbatched: the n-key script with n = 1. */
+  /** One op other than a consume, unbatched: the n-key script with n = 1. */
   #single(
     plan: RulePlan,
-    op: "peek" | "refund",
+    op: Exclude<Op, "consume">,
     rule: CompiledRule,
     redisKey: string,
     cost: number,
@@ -300,7 +331,8 @@ class RedisStrictStoreImpl implements RedisStrictStore {
     const send = () => {
       this.#singleCalls++;
       batcher.flush(); // hits queued earlier in this tick reach Redis first
-      // numkeys, KEYS[1], then ARGV: op, the rule's parameters, the time override, the cost.
+      // numkeys, KEYS[1], then ARGV: op, the rule's parameters, the time override, the cost
+      // (for "block", the duration).
       const args = ["1", redisKey, op, ...plan.params, nowText(), String(cost)];
       return runScript(client, plan.command, args);
     };

@@ -301,7 +301,7 @@ test("protocol - framing failures report their reason", () => {
   assert.deepEqual(decode(with_(1, 0x4d)), { ok: false, reason: "bad-magic" });
   assert.deepEqual(decode(with_(2, FORMAT_VERSION + 1)), { ok: false, reason: "unknown-version" });
   assert.deepEqual(decode(with_(2, 1)), { ok: false, reason: "unknown-version" }, "version 1");
-  assert.deepEqual(decode(with_(3, 5)), { ok: false, reason: "unknown-type" });
+  assert.deepEqual(decode(with_(3, 6)), { ok: false, reason: "unknown-type" });
   assert.deepEqual(decode(with_(10, good[10]! ^ 1)), { ok: false, reason: "bad-crc" });
   assert.deepEqual(decode(rawFrame(1, [...batchHeader, ["u16", 1]])), {
     ok: false,

@@ -107,6 +107,19 @@ const message: fc.Arbitrary<Message> = fc.oneof(
     owners: fc.array(rec({ partition: fc.nat(255), epoch: owner }), { maxLength: 6 }),
     rules: fc.array(rec({ rule, defaultShare: count }), { maxLength: 8 }),
   }),
+  fc
+    .tuple(
+      rec({ nodeId: id, nodeEpoch: wallMs, seq: u32, sentAtWallMs: wallMs, rule, key }),
+      fc.constantFrom("reset" as const, "penalty" as const, "reward" as const, "block" as const),
+      fc.double({ min: 1e-6, max: 1e12, noNaN: true }),
+    )
+    .map(([base, op, amount]) => ({
+      ...base,
+      type: "key-command" as const,
+      op,
+      cost: op === "penalty" || op === "reward" ? amount : 0,
+      durationMs: op === "block" ? amount : 0,
+    })),
 );
 
 /** The failure `decode` must report for bytes whose CRC does not match, by the check order. */
@@ -114,7 +127,7 @@ function expectedFrameFailure(b: Uint8Array): string {
   if (b.length < 9) return "too-short";
   if (b[0] !== 0x53 || b[1] !== 0x4c) return "bad-magic";
   if (b[2] !== FORMAT_VERSION) return "unknown-version";
-  if (b[3]! < 1 || b[3]! > 4) return "unknown-type";
+  if (b[3]! < 1 || b[3]! > 5) return "unknown-type";
   return "bad-crc";
 }
 
@@ -312,7 +325,7 @@ test("protocol - split frames each fit and carry every entry once, in order", ()
         const flat = (x: Message): unknown[] =>
           x.type === "rule-defaults"
             ? [...x.rules]
-            : x.type === "heartbeat"
+            : x.type === "heartbeat" || x.type === "key-command"
               ? []
               : x.groups.flatMap((g) => (g.entries as unknown[]).map((e) => [g.rule, e]));
         const got: unknown[] = [];
