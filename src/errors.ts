@@ -50,11 +50,16 @@ export class DeadlineExceededError extends SluiceError {
   /** The time budget that was left when the call gave up, in ms. */
   readonly remainingMs: number;
 
-  constructor(retryAfterMs: number, remainingMs: number) {
+  /**
+   * @param message - replaces the default message (which speaks of capacity), e.g. for a
+   *   deadline too short to forward a request with.
+   */
+  constructor(retryAfterMs: number, remainingMs: number, message?: string) {
     super(
-      Number.isFinite(retryAfterMs)
-        ? `Capacity frees up in ${round(retryAfterMs)} ms, past the deadline (${round(remainingMs)} ms left)`
-        : "The cost exceeds what the rule can ever admit at once",
+      message ??
+        (Number.isFinite(retryAfterMs)
+          ? `Capacity frees up in ${round(retryAfterMs)} ms, past the deadline (${round(remainingMs)} ms left)`
+          : "The cost exceeds what the rule can ever admit at once"),
     );
     this.retryAfterMs = retryAfterMs;
     this.remainingMs = remainingMs;
