@@ -125,9 +125,8 @@ export class KeyTable {
   }
 
   #blocked(key: string, nowMs: number): Decision | undefined {
-    return this.blocks.size === 0
-      ? undefined
-      : this.blocks.refusal(key, nowMs, this.rule.params.capacity);
+    const b = this.blocks;
+    return b.size === 0 ? undefined : b.refusal(key, nowMs, this.rule.params.capacity);
   }
 
   /** Keys changed since the last drain. */
@@ -135,7 +134,6 @@ export class KeyTable {
     return this.#dirtyCount + this.#retired.length;
   }
 
-  /** Keys currently held. */
   get size(): number {
     return this.#map.size;
   }
