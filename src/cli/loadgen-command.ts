@@ -140,12 +140,16 @@ export const loadgenCommand: Command = {
     };
     let admitted = 0;
     let rejected = 0;
-    const waitMs = Number.isNaN(startAtMs) ? 0 : startAtMs - wallClockMs();
-    if (waitMs > 0 && (await untilSignal(waitMs)) !== "duration") {
-      // Stopped before the load began: nothing was offered, nothing to report.
-      await shutdown();
-      await limiter.close();
-      return 0;
+    // A timer may fire up to a millisecond before the wall clock reaches its end: wait again
+    // until the start instant has really come.
+    let waitMs = Number.isNaN(startAtMs) ? 0 : startAtMs - wallClockMs();
+    for (; waitMs > 0; waitMs = startAtMs - wallClockMs()) {
+      if ((await untilSignal(Math.ceil(waitMs))) !== "duration") {
+        // Stopped before the load began: nothing was offered, nothing to report.
+        await shutdown();
+        await limiter.close();
+        return 0;
+      }
     }
     if (json) emit({ type: "loadgen-start", node: agent.nodeId, atWallMs: wallClockMs() });
     const load = runLoad({
