@@ -57,6 +57,14 @@ export function optionalBoolean(field: string, value: unknown, fallback: boolean
   return value === undefined ? fallback : expectBoolean(field, value);
 }
 
+/** Returns `value` when it is a function or undefined, or throws an {@link InvalidArgumentError}. */
+export function optionalFunction<F>(field: string, value: F | undefined): F | undefined {
+  if (value !== undefined && typeof value !== "function") {
+    throw new InvalidArgumentError(field, "a function", value);
+  }
+  return value;
+}
+
 /** Returns `value` if it is one of `choices`, else throws. */
 export function expectOneOf<T extends string>(
   field: string,

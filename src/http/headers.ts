@@ -17,9 +17,9 @@ export function formatHeaders(
 ): HeaderPairs {
   switch (format) {
     case "draft-11":
-      return draft11(states, pk);
+      return fieldLists(states, pk, false);
     case "draft-8":
-      return draft8(states, pk);
+      return fieldLists(states, pk, true);
     case "draft-7":
       return draft7(states);
     case "draft-6":
@@ -29,8 +29,16 @@ export function formatHeaders(
   }
 }
 
-/** `RateLimit-Policy: "burst";q=10;w=1, ...` and `RateLimit: "burst";r=9;t=1, ...`. */
-function draft11(states: readonly RuleState[], pk: Uint8Array | undefined): HeaderPairs {
+/**
+ * `RateLimit-Policy: "burst";q=10;w=1, ...` and `RateLimit: "burst";r=9;t=1, ...`, one item per
+ * rule; `pk` on both (draft 11) or, with `pkOnPolicyOnly`, on the policy alone (draft 8, as
+ * express-rate-limit sends it).
+ */
+function fieldLists(
+  states: readonly RuleState[],
+  pk: Uint8Array | undefined,
+  pkOnPolicyOnly: boolean,
+): HeaderPairs {
   const policy: Item[] = [];
   const limit: Item[] = [];
   for (const s of states) {
@@ -44,7 +52,7 @@ function draft11(states: readonly RuleState[], pk: Uint8Array | undefined): Head
     ]);
     if (pk !== undefined) {
       p.set("pk", pk);
-      l.set("pk", pk);
+      if (!pkOnPolicyOnly) l.set("pk", pk);
     }
     policy.push([s.name, p]);
     limit.push([s.name, l]);
@@ -55,32 +63,6 @@ function draft11(states: readonly RuleState[], pk: Uint8Array | undefined): Head
   ];
 }
 
-/** Draft 8: the -11 grammar with `pk` on the policy only, as express-rate-limit sends it. */
-function draft8(states: readonly RuleState[], pk: Uint8Array | undefined): HeaderPairs {
-  const policy: Item[] = [];
-  const limit: Item[] = [];
-  for (const s of states) {
-    const p = new Map<string, number | Uint8Array>([
-      ["q", s.quota],
-      ["w", s.windowS],
-    ]);
-    if (pk !== undefined) p.set("pk", pk);
-    policy.push([s.name, p]);
-    limit.push([
-      s.name,
-      new Map([
-        ["r", s.remaining],
-        ["t", s.resetS],
-      ]),
-    ]);
-  }
-  return [
-    ["RateLimit-Policy", serializeList(policy)],
-    ["RateLimit", serializeList(limit)],
-  ];
-}
-
-/** Draft 7: `RateLimit: limit=10, remaining=9, reset=1` for the tightest rule. */
 function draft7(states: readonly RuleState[]): HeaderPairs {
   const t = tightest(states);
   return [

@@ -6,7 +6,13 @@
 import { InvalidArgumentError } from "../errors.js";
 import type { Limiter } from "../limiter/limiter.js";
 import type { MultiDecision } from "../limiter/multi-decision.js";
-import { expectKnownKeys, expectObject, optionalBoolean, optionalNumber } from "../validate.js";
+import {
+  expectKnownKeys,
+  expectObject,
+  optionalBoolean,
+  optionalFunction,
+  optionalNumber,
+} from "../validate.js";
 
 /**
  * Which response header fields to send:
@@ -158,10 +164,4 @@ function settleHeaders(value: unknown): HeaderFormat | false {
     `one of ${HEADER_FORMATS.map((f) => `"${f}"`).join(", ")} or false`,
     value,
   );
-}
-
-function optionalFunction(field: string, value: unknown): unknown {
-  if (value !== undefined && typeof value !== "function")
-    throw new InvalidArgumentError(field, "a function", value);
-  return value;
 }

@@ -33,7 +33,7 @@ import {
   settleAcquireOptions,
   settleLimiterOptions,
 } from "./limiter-options.js";
-import { adminCost, administerStore, settleMultiCall, YEAR_MS } from "./multi-call.js";
+import { adminCost, settleMultiCall, YEAR_MS } from "./multi-call.js";
 import { type DecideAllOptions, decideAll, type MultiDecision } from "./multi-decision.js";
 import type { CompiledRule } from "./rule.js";
 import { shadowOf } from "./shadow.js";
@@ -277,7 +277,7 @@ class KeyedLimiter implements Limiter {
     if (typeof command.key !== "string")
       throw new InvalidArgumentError("key", "a string", command.key);
     if (table.rule.mode === "strict") {
-      await administerStore(this.#strict!.store, table.rule, command);
+      await this.#strict!.administer(table.rule, command);
       // Waits on the key end their sleep early only for global rules; a strict or local key's
       // waiters retry when their wait is up, and then see the new state.
       return;

@@ -1,15 +1,9 @@
-/**
- * Argument checks of `decideAll` and of key administration, and key administration on a strict
- * rule's store.
- */
+/** Argument checks of `decideAll` and of key administration. */
 import { InvalidArgumentError } from "../errors.js";
 import { expectKnownKeys, expectNumber, expectObject, optionalBoolean } from "../validate.js";
-import type { KeyCommand } from "./key-command.js";
 import type { KeyTable } from "./key-table.js";
 import { MAX_COST } from "./limiter-options.js";
 import type { DecideAllOptions, MultiCall } from "./multi-decision.js";
-import type { CompiledRule } from "./rule.js";
-import type { StrictStore } from "./strict-store.js";
 
 /** Longest block, ms. */
 export const YEAR_MS = 366 * 24 * 3600 * 1000;
@@ -54,22 +48,4 @@ export function settleMultiCall(
 /** Checks the cost of a `penalty` or `reward`. */
 export function adminCost(cost: unknown): number {
   return expectNumber("cost", cost, { above: 0, max: MAX_COST });
-}
-
-/** Carries out key administration on a strict rule in its store; store failures propagate. */
-export async function administerStore(
-  store: StrictStore,
-  rule: CompiledRule,
-  command: KeyCommand,
-): Promise<void> {
-  switch (command.op) {
-    case "reset":
-      return store.reset(rule, command.key);
-    case "penalty":
-      return store.adjust(rule, command.key, command.cost);
-    case "reward":
-      return store.adjust(rule, command.key, -command.cost);
-    case "block":
-      return store.block(rule, command.key, command.durationMs);
-  }
 }

@@ -66,7 +66,8 @@ export async function decideAll(
   const { tables, key, costs } = call;
   const decisions: Decision[] = new Array(tables.length);
   const hasStrict = strict !== undefined && tables.some((t) => t.rule.mode === "strict");
-  if (peekMemory(call, clock.nowMs(), decisions)) {
+  let nowMs = clock.nowMs();
+  if (peekMemory(call, nowMs, decisions)) {
     // Refused in memory: the store is only asked what it would say, for the decisions' sake.
     if (hasStrict) await eachStrict(call, (t, i) => strict.peek(t, key, costs[i]!), decisions);
     return judge(call, clock.nowMs(), decisions);
@@ -80,9 +81,12 @@ export async function decideAll(
       throw failure.error;
     }
   }
-  // From here to the decisions nothing awaits: the peeks still hold when the rules decide.
-  const nowMs = clock.nowMs();
-  peekMemory(call, nowMs, decisions);
+  if (hasStrict) {
+    // The store was awaited: peek the in-memory rules again. From here to the decisions
+    // nothing awaits, so these peeks still hold when the rules decide.
+    nowMs = clock.nowMs();
+    peekMemory(call, nowMs, decisions);
+  }
   const verdict = judge(call, nowMs, decisions);
   if (verdict.refusedBy < 0 || (verdict.shadowed && !call.shadow)) {
     for (let i = 0; i < tables.length; i++) {

@@ -6,6 +6,7 @@
  */
 import { type Decision, DecisionResult } from "../algorithms/types.js";
 import type { Clock } from "../clock/clock.js";
+import type { KeyCommand } from "./key-command.js";
 import type { KeyTable } from "./key-table.js";
 import type { CompiledRule } from "./rule.js";
 import { StoreUnavailableError, type StrictStore } from "./strict-store.js";
@@ -80,9 +81,19 @@ export class StrictDecisions {
     }
   }
 
-  /** The store itself, for key administration (whose failures the caller sees). */
-  get store(): StrictStore {
-    return this.#store;
+  /** Key administration on a strict rule, in the store; store failures reach the caller. */
+  administer(rule: CompiledRule, command: KeyCommand): Promise<void> {
+    const store = this.#store;
+    switch (command.op) {
+      case "reset":
+        return store.reset(rule, command.key);
+      case "penalty":
+        return store.adjust(rule, command.key, command.cost);
+      case "reward":
+        return store.adjust(rule, command.key, -command.cost);
+      case "block":
+        return store.block(rule, command.key, command.durationMs);
+    }
   }
 
   close(): Promise<void> {

@@ -3,6 +3,7 @@
  */
 import type { Decision } from "../algorithms/types.js";
 import { InvalidArgumentError } from "../errors.js";
+import { optionalBoolean, optionalFunction, optionalNumber } from "../validate.js";
 
 /**
  * What the guard needs of a request, structurally: a core `Msg` and an `@nats-io/services`
@@ -95,8 +96,11 @@ export function settleGuardOptions<M extends RequestMsg>(
     rules: settleRules(options),
     key: settleKey(options),
     cost: optionalFunction("options.cost", options.cost),
-    shadow: settleShadow(options.shadow),
-    maxWaitMs: settleMaxWait(options.maxWaitMs),
+    shadow: optionalBoolean("options.shadow", options.shadow, false),
+    maxWaitMs: optionalNumber("options.maxWaitMs", options.maxWaitMs, 0, {
+      min: 0,
+      max: 2 ** 31 - 1,
+    }),
     onLimited: optionalFunction("options.onLimited", options.onLimited),
   };
 }
@@ -133,26 +137,4 @@ function settleKey<M extends RequestMsg>(options: GuardOptions<M>): (msg: M) => 
     throw new InvalidArgumentError("options.keyHeader", "a non-empty header name", header);
   }
   return (msg) => msg.headers?.get(header) || msg.subject;
-}
-
-function settleShadow(shadow: unknown): boolean {
-  if (shadow === undefined) return false;
-  if (typeof shadow !== "boolean")
-    throw new InvalidArgumentError("options.shadow", "a boolean", shadow);
-  return shadow;
-}
-
-function settleMaxWait(ms: unknown): number {
-  if (ms === undefined) return 0;
-  if (typeof ms !== "number" || !(ms >= 0 && ms <= 2 ** 31 - 1)) {
-    throw new InvalidArgumentError("options.maxWaitMs", "a number of ms from 0 to 2^31-1", ms);
-  }
-  return ms;
-}
-
-function optionalFunction<F>(field: string, fn: F | undefined): F | undefined {
-  if (fn !== undefined && typeof fn !== "function") {
-    throw new InvalidArgumentError(field, "a function", fn);
-  }
-  return fn;
 }
